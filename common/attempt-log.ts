@@ -1,0 +1,185 @@
+// The attempt log: one MongoDB document per processing attempt.
+//
+// Lookups filter on top-level fields only (messageId, system, orderId, status):
+// FerretDB, the wire-compatible server used where mongod is not installed,
+// pushes down top-level equality filters to its backend but not dotted paths or
+// $in, so the query fields are kept flat beside the nested `source`/`order`.
+//
+// Retention is tiered: every document expires at `expiresAt`, except the history
+// of a message sitting in the dead-letter queue, which is retained until it is
+// redriven. On MongoDB a TTL index deletes expired documents; on a server that
+// refuses TTL indexes a sweeper does the same on an interval.
+import { type Collection, type Db, MongoBulkWriteError, MongoServerError, ObjectId } from "mongodb";
+
+import type { Config } from "./config.ts";
+import type { ProcessingStatus, System } from "./contract.ts";
+import { errorMessage } from "./errors.ts";
+import type { Logger } from "./logger.ts";
+
+export const LOG_COLLECTION = "message_logs";
+
+export interface LogDocument {
+  _id?: ObjectId;
+  messageId: string;
+  round: number;
+  attempt: number;
+  status: ProcessingStatus;
+  requiredAttempts: number | null;
+  maxAttempts: number;
+  system: System | null;
+  orderId: number | null;
+  source: { system: System | null; orderId: number | null; publishedAt: Date | null };
+  order: { product: string; price: string; securityCheck: boolean } | null;
+  error: string | null;
+  processedAt: Date;
+  expiresAt: Date | null;
+  /** Set on the terminal document of a dead-lettered message while it sits in the DLQ. */
+  retained: boolean;
+  durationMs: number | null;
+  consumerId: string;
+}
+
+export type RetentionMode = "ttl-index" | "sweeper";
+
+export interface LogFilter {
+  system?: System | null;
+  status?: ProcessingStatus | null;
+  orderId?: number | null;
+  messageId?: string | null;
+}
+
+export interface AttemptLog {
+  readonly collection: Collection<LogDocument>;
+  /** Creates the indexes and picks the retention mode; returns it. */
+  ensureIndexes(): Promise<RetentionMode>;
+  retention(): RetentionMode;
+  /** Inserts attempts; a document already logged (same message, round, attempt, status) is skipped. */
+  insert(docs: LogDocument[]): Promise<number>;
+  /** Keeps the whole history of these dead-lettered messages until they are redriven. */
+  retain(messageIds: string[]): Promise<void>;
+  /** Lets the histories of redriven messages expire again from now. */
+  release(messageIds: string[]): Promise<void>;
+  /** Deletes expired documents (sweeper mode); returns how many. */
+  sweep(now?: Date): Promise<number>;
+  startSweeper(): () => void;
+  history(messageId: string): Promise<LogDocument[]>;
+  historyForOrders(keys: { system: System; orderId: number }[]): Promise<LogDocument[]>;
+  page(filter: LogFilter, first: number, afterId?: ObjectId): Promise<LogDocument[]>;
+  count(filter: LogFilter): Promise<number>;
+  expiryFrom(processedAt: Date): Date;
+}
+
+function toQuery(filter: LogFilter) {
+  const q: Record<string, unknown> = {};
+  if (filter.system) q.system = filter.system;
+  if (filter.status) q.status = filter.status;
+  if (filter.orderId != null) q.orderId = filter.orderId;
+  if (filter.messageId) q.messageId = filter.messageId;
+  return q;
+}
+
+const byProcessingOrder = (a: LogDocument, b: LogDocument) =>
+  a.round - b.round || a.attempt - b.attempt || a.processedAt.getTime() - b.processedAt.getTime();
+
+export function createAttemptLog(opts: { db: Db; config: Config; logger: Logger }): AttemptLog {
+  const { db, config, logger } = opts;
+  const collection = db.collection<LogDocument>(LOG_COLLECTION);
+  let mode: RetentionMode = "sweeper";
+  const ttlMs = config.mongo.ttlSeconds * 1000;
+
+  async function serverSupportsTtl(): Promise<boolean> {
+    if (config.mongo.retention === "sweeper") return false;
+    try {
+      await collection.createIndex({ expiresAt: 1 }, { name: "expiresAt_ttl", expireAfterSeconds: 0 });
+      return true;
+    } catch (err) {
+      if (config.mongo.retention === "ttl-index") throw err;
+      logger.info({ reason: errorMessage(err) }, "the log server refuses TTL indexes; expired attempt logs are deleted by a sweeper");
+      return false;
+    }
+  }
+
+  return {
+    collection,
+    async ensureIndexes() {
+      await collection.createIndex({ messageId: 1, round: 1, attempt: 1, status: 1 }, { name: "message_attempt", unique: true });
+      await collection.createIndex({ system: 1, orderId: 1 }, { name: "system_order" });
+      await collection.createIndex({ status: 1, _id: -1 }, { name: "status_recent" });
+      mode = (await serverSupportsTtl()) ? "ttl-index" : "sweeper";
+      if (mode === "sweeper") await collection.createIndex({ expiresAt: 1 }, { name: "expiresAt" });
+      return mode;
+    },
+    retention: () => mode,
+    expiryFrom: (processedAt) => new Date(processedAt.getTime() + ttlMs),
+    async insert(docs) {
+      if (docs.length === 0) return 0;
+      try {
+        const r = await collection.insertMany(docs, { ordered: false });
+        return r.insertedCount;
+      } catch (err) {
+        // A redelivered message logs the same attempt again: the unique index turns that into a no-op.
+        if (err instanceof MongoBulkWriteError) {
+          const errors = Array.isArray(err.writeErrors) ? err.writeErrors : [err.writeErrors];
+          if (errors.every((e) => e.code === 11000)) return err.insertedCount;
+        }
+        if (err instanceof MongoServerError && err.code === 11000 && docs.length === 1) return 0;
+        throw err;
+      }
+    },
+    async retain(messageIds) {
+      if (messageIds.length === 0 || mode === "sweeper") return;
+      // With a TTL index the earlier attempts must lose their expiry; the sweeper reads `retained` instead.
+      await collection.updateMany({ messageId: { $in: messageIds } }, { $set: { expiresAt: null } });
+    },
+    async release(messageIds) {
+      if (messageIds.length === 0) return;
+      const expiresAt = new Date(Date.now() + ttlMs);
+      for (const messageId of messageIds) {
+        await collection.updateMany({ messageId, retained: true }, { $set: { retained: false } });
+        if (mode === "ttl-index") await collection.updateMany({ messageId }, { $set: { expiresAt } });
+      }
+    },
+    async sweep(now = new Date()) {
+      const retained = await collection.distinct("messageId", { retained: true });
+      const r = await collection.deleteMany({ expiresAt: { $ne: null, $lte: now }, messageId: { $nin: retained } });
+      return r.deletedCount;
+    },
+    startSweeper() {
+      if (mode !== "sweeper") return () => undefined;
+      let running = false;
+      const timer = setInterval(() => {
+        if (running) return;
+        running = true;
+        this.sweep()
+          .then((n) => n > 0 && logger.info({ deleted: n }, "expired attempt logs swept"))
+          .catch((err) => logger.warn({ err: errorMessage(err) }, "attempt log sweep failed"))
+          .finally(() => (running = false));
+      }, config.mongo.sweepIntervalMs);
+      timer.unref();
+      return () => clearInterval(timer);
+    },
+    async history(messageId) {
+      const docs = await collection.find({ messageId }).toArray();
+      return docs.sort(byProcessingOrder);
+    },
+    async historyForOrders(keys) {
+      if (keys.length === 0) return [];
+      const bySystem = new Map<System, number[]>();
+      for (const k of keys) bySystem.set(k.system, [...(bySystem.get(k.system) ?? []), k.orderId]);
+      const parts = await Promise.all(
+        [...bySystem].map(([system, ids]) => collection.find({ system, orderId: { $in: ids } }).toArray()),
+      );
+      return parts.flat().sort(byProcessingOrder);
+    },
+    async page(filter, first, afterId) {
+      const q = toQuery(filter);
+      if (afterId) q._id = { $lt: afterId };
+      return collection.find(q).sort({ _id: -1 }).limit(first).toArray();
+    },
+    count: (filter) => collection.countDocuments(toQuery(filter)),
+  };
+}
+
+export function parseObjectId(id: string): ObjectId | undefined {
+  return ObjectId.isValid(id) && /^[0-9a-f]{24}$/i.test(id) ? new ObjectId(id) : undefined;
+}

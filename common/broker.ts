@@ -1,0 +1,153 @@
+// One AMQP connection per process that reconnects by itself. Publishing while
+// the broker is down fails fast with a DependencyError instead of buffering, so
+// callers never mistake an unsent message for a sent one.
+import amqp, { type Channel, type ChannelModel, type ConfirmChannel, type Options } from "amqplib";
+
+import type { Config } from "./config.ts";
+import { DependencyError, errorMessage, sleep } from "./errors.ts";
+import type { Logger } from "./logger.ts";
+import { assertTopology, makeTopology, type Topology } from "./topology.ts";
+
+export interface Broker {
+  readonly topology: Topology;
+  /** Resolves once connected for the first time (or rejects when closed first). */
+  ready(): Promise<void>;
+  isConnected(): boolean;
+  /** Publishes on the shared confirm channel and resolves when the broker confirms. */
+  publish(exchange: string, routingKey: string, content: Buffer, options: Options.Publish): Promise<void>;
+  /** Runs after every (re)connect with a fresh connection; consumers start here. */
+  onConnect(fn: (connection: ChannelModel) => Promise<void>): void;
+  /** A short-lived channel for management work (peeking, counting). */
+  withChannel<T>(fn: (channel: Channel) => Promise<T>): Promise<T>;
+  close(): Promise<void>;
+}
+
+export function createBroker(opts: { config: Config; logger: Logger; name: string; waitQueues?: boolean }): Broker {
+  const { config, logger } = opts;
+  const topology = makeTopology(config);
+  let connection: ChannelModel | undefined;
+  let publisher: ConfirmChannel | undefined;
+  let closing = false;
+  let drained: Promise<void> | undefined;
+  const hooks: ((c: ChannelModel) => Promise<void>)[] = [];
+  const abort = new AbortController();
+  let resolveReady!: () => void;
+  let rejectReady!: (e: Error) => void;
+  const readyPromise = new Promise<void>((res, rej) => ((resolveReady = res), (rejectReady = rej)));
+  readyPromise.catch(() => undefined);
+
+  async function connectOnce(): Promise<void> {
+    const url = new URL(config.broker.url);
+    url.searchParams.set("heartbeat", url.searchParams.get("heartbeat") ?? "10");
+    const conn = await amqp.connect(url.toString(), {
+      noDelay: true,
+      clientProperties: { connection_name: `${opts.name}@${process.pid}` },
+    });
+    conn.on("error", (err: Error) => logger.warn({ err: errorMessage(err) }, "rabbitmq connection error"));
+    const ch = await conn.createConfirmChannel();
+    ch.on("error", (err: Error) => logger.warn({ err: errorMessage(err) }, "rabbitmq publish channel error"));
+    ch.on("close", () => {
+      if (publisher === ch) publisher = undefined;
+    });
+    await assertTopology(ch, topology, config, { waitQueues: opts.waitQueues ?? false });
+    connection = conn;
+    publisher = ch;
+    conn.on("close", () => {
+      if (connection === conn) {
+        connection = undefined;
+        publisher = undefined;
+      }
+      if (!closing) {
+        logger.warn("rabbitmq connection lost; reconnecting");
+        void loop();
+      }
+    });
+    for (const hook of hooks) await hook(conn);
+  }
+
+  let looping = false;
+  async function loop(): Promise<void> {
+    if (looping) return;
+    looping = true;
+    let delay = 100;
+    try {
+      while (!closing) {
+        try {
+          await connectOnce();
+          logger.info({ primary: topology.primary }, "rabbitmq connected");
+          resolveReady();
+          return;
+        } catch (err) {
+          if (connection) await connection.close().catch(() => undefined);
+          connection = undefined;
+          publisher = undefined;
+          logger.warn({ err: errorMessage(err), retryInMs: delay }, "rabbitmq connect failed");
+          await sleep(delay, abort.signal);
+          delay = Math.min(delay * 2, 5000);
+        }
+      }
+    } finally {
+      looping = false;
+    }
+  }
+  void loop();
+
+  return {
+    topology,
+    ready: () => readyPromise,
+    isConnected: () => connection !== undefined,
+    onConnect(fn) {
+      hooks.push(fn);
+      if (connection) void fn(connection).catch((err) => logger.error({ err: errorMessage(err) }, "rabbitmq setup failed"));
+    },
+    async publish(exchange, routingKey, content, options) {
+      if (drained) await drained;
+      const ch = publisher;
+      if (!ch) throw new DependencyError("rabbitmq", "not connected");
+      await new Promise<void>((resolve, reject) => {
+        let ok: boolean;
+        try {
+          ok = ch.publish(exchange, routingKey, content, options, (err) =>
+            err ? reject(new DependencyError("rabbitmq", "message was not confirmed (nack or channel closed)", { cause: err })) : resolve(),
+          );
+        } catch (err) {
+          reject(new DependencyError("rabbitmq", errorMessage(err), { cause: err }));
+          return;
+        }
+        if (!ok && !drained) {
+          // Socket buffer is full: later publishes wait for it to drain (or the channel to go).
+          drained = new Promise<void>((res) => {
+            const done = () => {
+              drained = undefined;
+              ch.off("drain", done);
+              ch.off("close", done);
+              res();
+            };
+            ch.on("drain", done);
+            ch.on("close", done);
+          });
+        }
+      });
+    },
+    async withChannel(fn) {
+      const conn = connection;
+      if (!conn) throw new DependencyError("rabbitmq", "not connected");
+      const ch = await conn.createChannel();
+      ch.on("error", () => undefined);
+      try {
+        return await fn(ch);
+      } finally {
+        await ch.close().catch(() => undefined);
+      }
+    },
+    async close() {
+      closing = true;
+      abort.abort();
+      rejectReady(new Error("broker closed"));
+      const conn = connection;
+      connection = undefined;
+      publisher = undefined;
+      if (conn) await conn.close().catch(() => undefined);
+    },
+  };
+}

@@ -1,0 +1,174 @@
+// The only module that reads process.env. Every setting is validated here, all
+// errors are collected, and callers get one frozen, typed object.
+import os from "node:os";
+
+import { z } from "zod";
+
+const int = (min: number, max = Number.MAX_SAFE_INTEGER) =>
+  z.coerce
+    .number({ error: "must be a number" })
+    .int({ error: "must be a whole number" })
+    .min(min, { error: `must be >= ${min}` })
+    .max(max, { error: `must be <= ${max}` });
+const bool = z
+  .enum(["true", "false", "1", "0", "yes", "no", ""], { error: "must be true or false" })
+  .transform((v) => v === "true" || v === "1" || v === "yes");
+const url = (protocols: string[]) =>
+  z.string().refine(
+    (v) => {
+      try {
+        return protocols.includes(new URL(v).protocol.replace(/:$/, ""));
+      } catch {
+        return false;
+      }
+    },
+    { error: `must be a URL with scheme ${protocols.join(" or ")}` },
+  );
+const name = z
+  .string()
+  .regex(/^[a-zA-Z0-9_.-]{1,64}$/, { error: "must be 1-64 letters, digits, '.', '_' or '-'" });
+
+const pg = url(["postgres", "postgresql"]);
+
+const schema = z.object({
+  SYSTEM1_DATABASE_URL: pg.default("postgresql://postgres:postgres@127.0.0.1:5432/system1"),
+  SYSTEM2_DATABASE_URL: pg.default("postgresql://postgres:postgres@127.0.0.1:5432/system2"),
+  ENDPUT_DATABASE_URL: pg.default("postgresql://postgres:postgres@127.0.0.1:5432/endput"),
+  DATABASE_POOL_SIZE: int(1, 200).default(10),
+
+  REDIS_URL: url(["redis", "rediss"]).default("redis://127.0.0.1:6379"),
+  REDIS_PREFIX: name.default("tentativa"),
+
+  AMQP_URL: url(["amqp", "amqps"]).default("amqp://guest:guest@127.0.0.1:5672"),
+  AMQP_MANAGEMENT_URL: url(["http", "https"]).default("http://guest:guest@127.0.0.1:15672"),
+  AMQP_PREFIX: name.default("tentativa"),
+  AMQP_QUEUE_TYPE: z.enum(["classic", "quorum"]).default("classic"),
+
+  MONGO_URL: url(["mongodb", "mongodb+srv"]).default("mongodb://127.0.0.1:27017"),
+  MONGO_DATABASE: name.default("pipeline"),
+  LOG_TTL_SECONDS: int(1).default(7 * 24 * 3600),
+  LOG_RETENTION: z.enum(["auto", "ttl-index", "sweeper"]).default("auto"),
+  LOG_SWEEP_INTERVAL_MS: int(100).default(60_000),
+
+  RETRY_DELAY_MS: int(0, 24 * 3600_000).default(10_000),
+  RETRY_BACKOFF: z.enum(["fixed", "exponential"]).default("fixed"),
+  RETRY_MAX_DELAY_MS: int(0, 24 * 3600_000).default(3600_000),
+  MAX_ATTEMPTS: int(1, 100).default(5),
+
+  CONSUMER_ID: z.string().min(1).max(128).optional(),
+  CONSUMER_PREFETCH: int(1, 65535).default(1000),
+  CONSUMER_BATCH_SIZE: int(1, 10_000).default(250),
+  CONSUMER_BATCH_WAIT_MS: int(0, 10_000).default(10),
+  CONSUMER_PORT: int(0, 65535).default(9464),
+  MAX_MESSAGE_BYTES: int(256, 128 * 1024 * 1024).default(64 * 1024),
+
+  GATEWAY_HOST: z.string().min(1).default("0.0.0.0"),
+  GATEWAY_PORT: int(0, 65535).default(4000),
+  GATEWAY_TOKEN: z.string().min(16, { error: "must be at least 16 characters" }).optional(),
+  GATEWAY_TOKEN_READS: bool.default(false),
+  GATEWAY_MAX_BODY_BYTES: int(1024).default(1024 * 1024),
+  GATEWAY_MAX_DEPTH: int(2, 100).default(12),
+  SEED_MAX_COUNT: int(1, 10_000_000).default(100_000),
+  PUBLISH_BATCH_SIZE: int(1, 100_000).default(2000),
+  PUBLISH_LOCK_TTL_MS: int(1000).default(30_000),
+
+  LOG_LEVEL: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
+  LOG_PRETTY: bool.default(false),
+});
+
+export type Env = z.input<typeof schema>;
+
+export class ConfigError extends Error {
+  override name = "ConfigError";
+  constructor(readonly problems: string[]) {
+    super(`invalid configuration:\n${problems.map((p) => `  - ${p}`).join("\n")}`);
+  }
+}
+
+function build(e: z.output<typeof schema>) {
+  return {
+    databases: {
+      system1: e.SYSTEM1_DATABASE_URL,
+      system2: e.SYSTEM2_DATABASE_URL,
+      endput: e.ENDPUT_DATABASE_URL,
+      poolSize: e.DATABASE_POOL_SIZE,
+    },
+    redis: { url: e.REDIS_URL, prefix: e.REDIS_PREFIX },
+    broker: {
+      url: e.AMQP_URL,
+      managementUrl: e.AMQP_MANAGEMENT_URL,
+      prefix: e.AMQP_PREFIX,
+      queueType: e.AMQP_QUEUE_TYPE,
+    },
+    mongo: {
+      url: e.MONGO_URL,
+      database: e.MONGO_DATABASE,
+      ttlSeconds: e.LOG_TTL_SECONDS,
+      retention: e.LOG_RETENTION,
+      sweepIntervalMs: e.LOG_SWEEP_INTERVAL_MS,
+    },
+    retry: {
+      delayMs: e.RETRY_DELAY_MS,
+      backoff: e.RETRY_BACKOFF,
+      maxDelayMs: e.RETRY_MAX_DELAY_MS,
+      maxAttempts: e.MAX_ATTEMPTS,
+    },
+    consumer: {
+      id: e.CONSUMER_ID ?? `${os.hostname()}-${process.pid}`,
+      prefetch: e.CONSUMER_PREFETCH,
+      batchSize: e.CONSUMER_BATCH_SIZE,
+      batchWaitMs: e.CONSUMER_BATCH_WAIT_MS,
+      port: e.CONSUMER_PORT,
+      maxMessageBytes: e.MAX_MESSAGE_BYTES,
+    },
+    gateway: {
+      host: e.GATEWAY_HOST,
+      port: e.GATEWAY_PORT,
+      token: e.GATEWAY_TOKEN,
+      tokenReads: e.GATEWAY_TOKEN_READS,
+      maxBodyBytes: e.GATEWAY_MAX_BODY_BYTES,
+      maxDepth: e.GATEWAY_MAX_DEPTH,
+      seedMaxCount: e.SEED_MAX_COUNT,
+      publishBatchSize: e.PUBLISH_BATCH_SIZE,
+      publishLockTtlMs: e.PUBLISH_LOCK_TTL_MS,
+    },
+    logs: { level: e.LOG_LEVEL, pretty: e.LOG_PRETTY },
+  };
+}
+
+type DeepReadonly<T> = { readonly [K in keyof T]: T[K] extends object ? DeepReadonly<T[K]> : T[K] };
+export type Config = DeepReadonly<ReturnType<typeof build>>;
+
+function deepFreeze<T>(o: T): T {
+  for (const v of Object.values(o as object)) if (v && typeof v === "object") deepFreeze(v);
+  return Object.freeze(o);
+}
+
+/**
+ * Reads the configuration from the environment; `overrides` win over it (tests
+ * use them for unique queue names and key prefixes). Throws a ConfigError that
+ * names every bad variable and the rule it broke.
+ */
+export function readConfig(overrides: Partial<Record<keyof Env, string>> = {}): Config {
+  const raw: Record<string, string | undefined> = {};
+  for (const key of Object.keys(schema.shape)) {
+    const value = (overrides as Record<string, string | undefined>)[key] ?? process.env[key];
+    raw[key] = value === "" && key !== "GATEWAY_TOKEN_READS" && key !== "LOG_PRETTY" ? undefined : value;
+  }
+  const parsed = schema.safeParse(raw);
+  if (!parsed.success) {
+    throw new ConfigError(
+      parsed.error.issues.map((i) => {
+        const key = String(i.path[0]);
+        const shown = key.endsWith("TOKEN") ? "(hidden)" : JSON.stringify(raw[key]);
+        return `${key}=${shown}: ${i.message}`;
+      }),
+    );
+  }
+  return deepFreeze(build(parsed.data));
+}
+
+/** Only for tooling that needs an environment for a child process (the Prisma CLI). */
+export function environment(): NodeJS.ProcessEnv {
+  return { ...process.env };
+}

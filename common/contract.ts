@@ -1,0 +1,106 @@
+// The message both systems publish and the consumer processes. Validated at
+// both ends: the gateway never sends what the consumer would reject.
+import { z } from "zod";
+
+export const SYSTEMS = ["SYSTEM1", "SYSTEM2"] as const;
+export type System = (typeof SYSTEMS)[number];
+
+export const PROCESSING_STATUSES = [
+  "RETRY_SCHEDULED",
+  "SUCCEEDED",
+  "DEAD_LETTERED",
+  "REJECTED",
+  "REDRIVEN",
+] as const;
+export type ProcessingStatus = (typeof PROCESSING_STATUSES)[number];
+
+/** AMQP header names. Attempt numbers start at 1; a redrive starts a new round at attempt 1. */
+export const HEADERS = {
+  attempt: "x-attempt",
+  round: "x-round",
+  deadReason: "x-dead-reason",
+  deadAttempts: "x-dead-attempts",
+  deadAt: "x-dead-at",
+  consumerId: "x-consumer-id",
+} as const;
+
+export const PRICE_PATTERN = /^\d{1,10}\.\d{2}$/;
+
+export const orderMessageSchema = z.strictObject({
+  messageId: z.uuid(),
+  source: z.strictObject({
+    system: z.enum(SYSTEMS),
+    orderId: z.number().int().positive().max(2_147_483_647),
+  }),
+  order: z.strictObject({
+    product: z.string().min(1).max(200),
+    price: z.string().regex(PRICE_PATTERN, { error: "price must be a decimal string with two places" }),
+    securityCheck: z.boolean(),
+  }),
+  requiredAttempts: z.number().int().min(1).max(1000),
+  publishedAt: z.iso.datetime(),
+});
+
+export type OrderMessage = z.infer<typeof orderMessageSchema>;
+
+export const CONTENT_TYPE = "application/json";
+
+export class InvalidMessageError extends Error {
+  override name = "InvalidMessageError";
+}
+
+function formatIssues(error: z.ZodError): string {
+  return error.issues
+    .slice(0, 5)
+    .map((i) => `${i.path.join(".") || "(root)"}: ${i.message}`)
+    .join("; ");
+}
+
+export function encodeMessage(message: OrderMessage): Buffer {
+  const parsed = orderMessageSchema.safeParse(message);
+  if (!parsed.success) throw new InvalidMessageError(`invalid order message: ${formatIssues(parsed.error)}`);
+  return Buffer.from(JSON.stringify(parsed.data));
+}
+
+export interface DecodedDelivery {
+  message: OrderMessage;
+  attempt: number;
+  round: number;
+}
+
+function positiveIntHeader(headers: Record<string, unknown>, name: string, required: boolean): number {
+  const raw = headers[name];
+  if (raw === undefined || raw === null) {
+    if (required) throw new InvalidMessageError(`missing header ${name}`);
+    return 0;
+  }
+  const n = typeof raw === "number" ? raw : typeof raw === "string" && /^\d+$/.test(raw) ? Number(raw) : NaN;
+  if (!Number.isSafeInteger(n) || n < (required ? 1 : 0)) throw new InvalidMessageError(`header ${name} is not a valid count`);
+  return n;
+}
+
+/** Turns raw delivery bytes and headers into a message; throws InvalidMessageError with the reason. */
+export function decodeDelivery(
+  content: Buffer,
+  headers: Record<string, unknown> | undefined,
+  maxBytes: number,
+): DecodedDelivery {
+  if (content.length > maxBytes) throw new InvalidMessageError(`message of ${content.length} bytes exceeds the ${maxBytes}-byte maximum`);
+  const h = headers ?? {};
+  const attempt = positiveIntHeader(h, HEADERS.attempt, true);
+  const round = positiveIntHeader(h, HEADERS.round, false);
+  let json: unknown;
+  try {
+    json = JSON.parse(content.toString("utf8"));
+  } catch {
+    throw new InvalidMessageError("body is not valid JSON");
+  }
+  const parsed = orderMessageSchema.safeParse(json);
+  if (!parsed.success) throw new InvalidMessageError(`body does not match the order contract: ${formatIssues(parsed.error)}`);
+  return { message: parsed.data, attempt, round };
+}
+
+/** The seed's rule: true orders need 1..maxAttempts attempts, false orders one more than allowed. */
+export function requiredAttemptsFor(securityCheck: boolean, maxAttempts: number, random = Math.random): number {
+  return securityCheck ? 1 + Math.floor(random() * maxAttempts) : maxAttempts + 1;
+}

@@ -1,0 +1,44 @@
+// Factories for the store clients. Each process's main() creates them once and
+// hands them to the components; whoever creates a client closes it.
+import { PrismaPg } from "@prisma/adapter-pg";
+import { Redis } from "ioredis";
+import { MongoClient } from "mongodb";
+
+import type { Config } from "./config.ts";
+import type { System } from "./contract.ts";
+import { PrismaClient as EndputClient } from "./prisma/endput/client.ts";
+import { PrismaClient as SourceClient } from "./prisma/source/client.ts";
+
+export { EndputClient, SourceClient };
+export type SourceClients = Record<System, SourceClient>;
+
+function pgAdapter(url: string, max: number) {
+  return new PrismaPg({ connectionString: url, max, connectionTimeoutMillis: 5000 });
+}
+
+export function createSourceClients(config: Config): SourceClients {
+  return {
+    SYSTEM1: new SourceClient({ adapter: pgAdapter(config.databases.system1, config.databases.poolSize) }),
+    SYSTEM2: new SourceClient({ adapter: pgAdapter(config.databases.system2, config.databases.poolSize) }),
+  };
+}
+
+export function createEndputClient(config: Config): EndputClient {
+  return new EndputClient({ adapter: pgAdapter(config.databases.endput, config.databases.poolSize) });
+}
+
+export function createRedis(config: Config, name: string): Redis {
+  return new Redis(config.redis.url, {
+    connectionName: name,
+    maxRetriesPerRequest: 2,
+    retryStrategy: (times) => Math.min(times * 100, 2000),
+  });
+}
+
+export function createMongo(config: Config): MongoClient {
+  return new MongoClient(config.mongo.url, {
+    serverSelectionTimeoutMS: 5000,
+    connectTimeoutMS: 5000,
+    appName: "tentativa",
+  });
+}
