@@ -1,0 +1,356 @@
+// The consumer: takes deliveries from the primary queue in micro-batches and, per
+// batch, makes every side effect durable before acknowledging anything:
+//
+//   1. endput rows for successes (idempotent: unique on system + source order id)
+//   2. retry copies to the wait queue / dead letters to the DLQ, broker-confirmed
+//   3. one attempt-log document per delivery (idempotent: unique index)
+//   4. done-marks, events and counters in Redis
+//   5. one ack for the whole batch (multiple = true)
+//
+// A crash anywhere before 5 redelivers the batch; steps 1 and 3 are idempotent and
+// the done-marks written in 4 stop step 2 from being repeated for an attempt that
+// was already handled. A store that is down holds the batch (no ack, prefetch
+// stops new deliveries) and retries with backoff until it is back.
+import { randomUUID } from "node:crypto";
+
+import type { Channel, ChannelModel, ConsumeMessage, Options } from "amqplib";
+import type { Redis } from "ioredis";
+
+import type { AttemptLog, LogDocument } from "../../common/attempt-log.ts";
+import type { Broker } from "../../common/broker.ts";
+import type { Config } from "../../common/config.ts";
+import { CONTENT_TYPE, HEADERS } from "../../common/contract.ts";
+import { errorMessage, sleep } from "../../common/errors.ts";
+import { eventsTopic, type ProcessingEvent } from "../../common/events.ts";
+import type { Logger } from "../../common/logger.ts";
+import type { EndputClient } from "../../common/stores.ts";
+import { counterKey, doneKey } from "../../common/keys.ts";
+import { decide, type Outcome } from "./decide.ts";
+import type { ConsumerMetrics } from "./metrics.ts";
+
+export interface Consumer {
+  start(): void;
+  /** Stops taking messages, finishes and acks what it holds, then resolves. */
+  stop(): Promise<void>;
+  ready(): boolean;
+  stats(): { processed: number; batches: number; inFlight: number };
+}
+
+interface Item {
+  msg: ConsumeMessage;
+  outcome: Outcome;
+  key: string | undefined;
+  messageId: string;
+  duplicate: boolean;
+  receivedAt: number;
+}
+
+const DONE_MARK_TTL_SECONDS = 24 * 3600;
+const MAX_REASON_LENGTH = 200;
+
+class ChannelGone extends Error {}
+
+export function createConsumer(deps: {
+  config: Config;
+  logger: Logger;
+  broker: Broker;
+  endput: EndputClient;
+  log: AttemptLog;
+  redis: Redis;
+  metrics?: ConsumerMetrics;
+}): Consumer {
+  const { config, logger, broker, endput, log, redis, metrics } = deps;
+  const topology = broker.topology;
+  const consumerId = config.consumer.id;
+  const topic = eventsTopic(config);
+
+  let channel: Channel | undefined;
+  let consumerTag: string | undefined;
+  let buffer: ConsumeMessage[] = [];
+  let pumping: Promise<void> | undefined;
+  let timer: NodeJS.Timeout | undefined;
+  let stopping = false;
+  let processed = 0;
+  let batches = 0;
+
+  async function setup(conn: ChannelModel): Promise<void> {
+    if (stopping) return;
+    const ch = await conn.createChannel();
+    ch.on("error", (err: Error) => logger.warn({ err: errorMessage(err) }, "rabbitmq consume channel error"));
+    ch.on("close", () => {
+      if (channel !== ch) return;
+      channel = undefined;
+      consumerTag = undefined;
+      // Unacked deliveries of this channel go back to the queue; drop our copies.
+      buffer = [];
+    });
+    await ch.prefetch(config.consumer.prefetch);
+    channel = ch;
+    const { consumerTag: tag } = await ch.consume(topology.primary, (msg) => msg && onMessage(ch, msg), { noAck: false });
+    consumerTag = tag;
+    logger.info({ queue: topology.primary, prefetch: config.consumer.prefetch, consumerId }, "consuming");
+  }
+
+  function onMessage(ch: Channel, msg: ConsumeMessage): void {
+    if (ch !== channel) return;
+    buffer.push(msg);
+    if (buffer.length >= config.consumer.batchSize) kick();
+    else if (!timer) timer = setTimeout(kick, config.consumer.batchWaitMs);
+  }
+
+  function kick(): void {
+    if (timer) clearTimeout(timer);
+    timer = undefined;
+    if (!pumping) pumping = pump().finally(() => (pumping = undefined));
+  }
+
+  async function pump(): Promise<void> {
+    while (buffer.length > 0 && channel) {
+      const ch = channel;
+      const batch = buffer.splice(0, config.consumer.batchSize);
+      try {
+        await processBatch(ch, batch);
+      } catch (err) {
+        if (err instanceof ChannelGone) {
+          logger.warn({ dropped: batch.length }, "channel closed mid-batch; the broker redelivers it");
+          continue;
+        }
+        // Unexpected: leave the batch unacked on a channel we close, so it is redelivered.
+        logger.error({ err: errorMessage(err), stack: (err as Error).stack }, "batch failed; closing the channel for redelivery");
+        await ch.close().catch(() => undefined);
+      }
+    }
+  }
+
+  function assertAlive(ch: Channel): void {
+    if (ch !== channel) throw new ChannelGone();
+  }
+
+  /** Runs a step until it succeeds; gives up only when the channel the batch came on is gone. */
+  async function durably<T>(ch: Channel, step: string, fn: () => Promise<T>): Promise<T> {
+    let delay = 100;
+    for (let tries = 1; ; tries++) {
+      assertAlive(ch);
+      try {
+        return await fn();
+      } catch (err) {
+        assertAlive(ch);
+        logger.warn({ step, tries, retryInMs: delay, err: errorMessage(err) }, "store write failed; holding the batch");
+        metrics?.storeErrors.inc({ step });
+        await sleep(delay);
+        delay = Math.min(delay * 2, 5000);
+      }
+    }
+  }
+
+  function classify(batch: ConsumeMessage[]): Item[] {
+    const seen = new Set<string>();
+    return batch.map((msg) => {
+      const outcome = decide(msg.content, msg.properties.headers, {
+        maxAttempts: config.retry.maxAttempts,
+        maxMessageBytes: config.consumer.maxMessageBytes,
+      });
+      const d = outcome.kind === "REJECTED" ? undefined : outcome.delivery;
+      const key = d ? doneKey(config, d.message.messageId, d.round, d.attempt) : undefined;
+      const duplicate = key !== undefined && seen.has(key);
+      if (key) seen.add(key);
+      const propId = typeof msg.properties.messageId === "string" ? msg.properties.messageId : undefined;
+      return { msg, outcome, key, duplicate, messageId: d?.message.messageId ?? propId ?? randomUUID(), receivedAt: Date.now() };
+    });
+  }
+
+  async function processBatch(ch: Channel, batch: ConsumeMessage[]): Promise<void> {
+    const started = performance.now();
+    const items = classify(batch);
+
+    // Attempts already handled (a redelivery after a crash, or a duplicate copy) are only acked.
+    const keyed = items.filter((i) => i.key && !i.duplicate);
+    if (keyed.length > 0) {
+      const marks = await durably(ch, "redis-check", () => redis.mget(keyed.map((i) => i.key!)));
+      marks.forEach((m, idx) => m !== null && (keyed[idx]!.duplicate = true));
+    }
+    const live = items.filter((i) => !i.duplicate);
+
+    const successes = live.filter((i) => i.outcome.kind === "SUCCEEDED");
+    if (successes.length > 0) {
+      await durably(ch, "endput", () =>
+        endput.endputOrder.createMany({
+          data: successes.map(({ outcome }) => {
+            const { message, attempt } = (outcome as Extract<Outcome, { kind: "SUCCEEDED" }>).delivery;
+            return {
+              sourceSystem: message.source.system,
+              sourceOrderId: message.source.orderId,
+              messageId: message.messageId,
+              product: message.order.product,
+              price: message.order.price,
+              securityCheck: message.order.securityCheck,
+              attempts: attempt,
+            };
+          }),
+          skipDuplicates: true,
+        }),
+      );
+    }
+
+    const forwards = live.filter((i) => i.outcome.kind !== "SUCCEEDED");
+    if (forwards.length > 0) {
+      assertAlive(ch);
+      // A broker that fails here also takes our consume channel: the batch is redelivered.
+      await Promise.all(forwards.map((i) => forward(i))).catch((err) => {
+        assertAlive(ch);
+        throw err;
+      });
+    }
+
+    const now = new Date();
+    const perItemMs = (performance.now() - started) / Math.max(1, items.length);
+    const docs = live.map((i) => toLogDocument(i, now, perItemMs));
+    await durably(ch, "mongo", async () => {
+      await log.insert(docs);
+      await log.retain(live.filter((i) => i.outcome.kind === "DEAD_LETTERED").map((i) => i.messageId));
+    });
+
+    if (live.length > 0) {
+      await durably(ch, "redis", async () => {
+        const p = redis.pipeline();
+        for (const i of live) {
+          if (i.key && i.outcome.kind !== "SUCCEEDED") p.set(i.key, "1", "EX", DONE_MARK_TTL_SECONDS);
+          p.publish(topic, JSON.stringify(toEvent(i, now)));
+          const system = i.outcome.kind === "REJECTED" ? "UNKNOWN" : i.outcome.delivery.message.source.system;
+          p.hincrby(counterKey(config), `${system}:${i.outcome.kind}`, 1);
+        }
+        const results = await p.exec();
+        const failed = results?.find(([err]) => err);
+        if (failed) throw failed[0];
+      });
+    }
+
+    assertAlive(ch);
+    ch.ack(batch[batch.length - 1]!, true);
+    processed += batch.length;
+    batches++;
+    if (metrics) {
+      metrics.batchSize.observe(batch.length);
+      metrics.batchSeconds.observe((performance.now() - started) / 1000);
+      for (const i of live) {
+        const system = i.outcome.kind === "REJECTED" ? "UNKNOWN" : i.outcome.delivery.message.source.system;
+        metrics.processed.inc({ status: i.outcome.kind, system });
+        if (i.outcome.kind === "SUCCEEDED") metrics.attempts.observe(i.outcome.delivery.attempt);
+      }
+      metrics.duplicates.inc(items.length - live.length);
+    }
+    for (const i of live) {
+      if (i.outcome.kind === "SUCCEEDED") continue;
+      const d = i.outcome.kind === "REJECTED" ? undefined : i.outcome.delivery;
+      logger.debug(
+        { messageId: i.messageId, system: d?.message.source.system, attempt: d?.attempt, status: i.outcome.kind, error: i.outcome.error },
+        "attempt failed",
+      );
+    }
+  }
+
+  function forward(item: Item): Promise<void> {
+    const { msg, outcome } = item;
+    if (outcome.kind === "SUCCEEDED") throw new Error("a success is not forwarded");
+    const props = msg.properties;
+    const headers: Record<string, unknown> = { ...(props.headers ?? {}) };
+    delete headers["x-death"];
+    const base: Options.Publish = {
+      persistent: true,
+      contentType: props.contentType ?? CONTENT_TYPE,
+      messageId: item.messageId,
+      timestamp: props.timestamp ?? Math.floor(Date.now() / 1000),
+      type: props.type,
+      headers,
+    };
+    if (outcome.kind === "RETRY_SCHEDULED") {
+      const { attempt } = outcome.delivery;
+      headers[HEADERS.attempt] = attempt + 1;
+      return broker.publish("", topology.waitQueueFor(attempt), msg.content, base);
+    }
+    // Dead letters keep a short reason in the headers; the full error is in the attempt log.
+    const reason = outcome.kind === "DEAD_LETTERED" ? outcome.reason : `${outcome.reason}: ${outcome.error}`;
+    headers[HEADERS.deadReason] = reason.slice(0, MAX_REASON_LENGTH);
+    headers[HEADERS.deadAttempts] = outcome.kind === "DEAD_LETTERED" ? outcome.delivery.attempt : 0;
+    headers[HEADERS.deadAt] = new Date().toISOString();
+    headers[HEADERS.consumerId] = consumerId;
+    return broker.publish("", topology.dlq, msg.content, base);
+  }
+
+  function toLogDocument(item: Item, now: Date, durationMs: number): LogDocument {
+    const { outcome } = item;
+    const failed = outcome.kind !== "SUCCEEDED";
+    const terminal = outcome.kind === "DEAD_LETTERED" || outcome.kind === "REJECTED";
+    const common = {
+      messageId: item.messageId,
+      status: outcome.kind,
+      maxAttempts: config.retry.maxAttempts,
+      processedAt: now,
+      expiresAt: terminal ? null : log.expiryFrom(now),
+      retained: terminal,
+      durationMs,
+      consumerId,
+      error: failed ? outcome.error : null,
+    };
+    if (outcome.kind === "REJECTED") {
+      const headers = item.msg.properties.headers ?? {};
+      const attempt = Number(headers[HEADERS.attempt]);
+      return {
+        ...common,
+        round: 0,
+        attempt: Number.isSafeInteger(attempt) && attempt > 0 ? attempt : 0,
+        requiredAttempts: null,
+        system: null,
+        orderId: null,
+        source: { system: null, orderId: null, publishedAt: null },
+        order: null,
+      };
+    }
+    const { message, attempt, round } = outcome.delivery;
+    return {
+      ...common,
+      round,
+      attempt,
+      requiredAttempts: message.requiredAttempts,
+      system: message.source.system,
+      orderId: message.source.orderId,
+      source: { ...message.source, publishedAt: new Date(message.publishedAt) },
+      order: message.order,
+    };
+  }
+
+  function toEvent(item: Item, now: Date): ProcessingEvent {
+    const { outcome } = item;
+    const d = outcome.kind === "REJECTED" ? undefined : outcome.delivery;
+    return {
+      messageId: item.messageId,
+      system: d?.message.source.system ?? null,
+      orderId: d?.message.source.orderId ?? null,
+      attempt: d?.attempt ?? 0,
+      round: d?.round ?? 0,
+      status: outcome.kind,
+      at: now.toISOString(),
+      ...(outcome.kind !== "SUCCEEDED" ? { error: outcome.error.slice(0, 500) } : {}),
+    };
+  }
+
+  return {
+    start() {
+      broker.onConnect(setup);
+    },
+    async stop() {
+      stopping = true;
+      const ch = channel;
+      if (ch && consumerTag) await ch.cancel(consumerTag).catch(() => undefined);
+      // Finish what was delivered before the cancel took effect.
+      kick();
+      while (pumping) await pumping;
+      if (buffer.length > 0 && channel) kick();
+      while (pumping) await pumping;
+      channel = undefined;
+      if (ch) await ch.close().catch(() => undefined);
+    },
+    ready: () => channel !== undefined && consumerTag !== undefined,
+    stats: () => ({ processed, batches, inFlight: buffer.length }),
+  };
+}

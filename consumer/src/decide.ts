@@ -1,0 +1,44 @@
+// What to do with one delivery. Pure: no I/O, so the rules are unit-tested alone.
+import { decodeDelivery, type DecodedDelivery, InvalidMessageError, type ProcessingStatus } from "../../common/contract.ts";
+
+export type Outcome =
+  | { kind: "SUCCEEDED"; delivery: DecodedDelivery }
+  | { kind: "RETRY_SCHEDULED"; delivery: DecodedDelivery; error: string }
+  | { kind: "DEAD_LETTERED"; delivery: DecodedDelivery; error: string; reason: string }
+  | { kind: "REJECTED"; error: string; reason: string };
+
+export const REASONS = { maxAttempts: "max-attempts", rejected: "rejected" } as const;
+
+export function statusOf(outcome: Outcome): ProcessingStatus {
+  return outcome.kind;
+}
+
+/**
+ * Processing succeeds once the attempt reaches the attempts the message requires
+ * (the stand-in for a flaky downstream); it fails before that, and a failure at
+ * the last allowed attempt dead-letters the message.
+ */
+export function decide(
+  content: Buffer,
+  headers: Record<string, unknown> | undefined,
+  opts: { maxAttempts: number; maxMessageBytes: number },
+): Outcome {
+  let delivery: DecodedDelivery;
+  try {
+    delivery = decodeDelivery(content, headers, opts.maxMessageBytes);
+  } catch (err) {
+    if (err instanceof InvalidMessageError) return { kind: "REJECTED", error: err.message, reason: REASONS.rejected };
+    throw err;
+  }
+  const { attempt } = delivery;
+  const required = delivery.message.requiredAttempts;
+  if (attempt >= required) return { kind: "SUCCEEDED", delivery };
+  const error = `attempt ${attempt} failed: the order needs ${required} attempts`;
+  if (attempt < opts.maxAttempts) return { kind: "RETRY_SCHEDULED", delivery, error };
+  return {
+    kind: "DEAD_LETTERED",
+    delivery,
+    error: `${error}; giving up after ${attempt} of ${opts.maxAttempts} attempts`,
+    reason: REASONS.maxAttempts,
+  };
+}

@@ -1,0 +1,73 @@
+// Composition root of the consumer process.
+import { once } from "node:events";
+
+import { createAttemptLog } from "../../common/attempt-log.ts";
+import { createBroker } from "../../common/broker.ts";
+import { ConfigError, readConfig } from "../../common/config.ts";
+import { errorMessage } from "../../common/errors.ts";
+import { createHealthServer } from "../../common/http-health.ts";
+import { createReleasers, onShutdownSignal } from "../../common/lifecycle.ts";
+import { createLogger } from "../../common/logger.ts";
+import { createEndputClient, createMongo, createRedis } from "../../common/stores.ts";
+import { createConsumer } from "./consumer.ts";
+import { createConsumerMetrics } from "./metrics.ts";
+
+async function main(): Promise<void> {
+  let config;
+  try {
+    config = readConfig();
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      console.error(`consumer: ${err.message}`);
+      process.exit(1);
+    }
+    throw err;
+  }
+  const logger = createLogger(config, "consumer");
+  const releasers = createReleasers(logger);
+
+  const endput = createEndputClient(config);
+  releasers.add("endput postgresql", () => endput.$disconnect());
+  const redis = createRedis(config, "consumer");
+  releasers.add("redis", () => redis.quit());
+  const mongo = createMongo(config);
+  releasers.add("mongodb", () => mongo.close());
+  const broker = createBroker({ config, logger, name: "consumer", waitQueues: true });
+  releasers.add("rabbitmq", () => broker.close());
+
+  const log = createAttemptLog({ db: mongo.db(config.mongo.database), config, logger });
+  const retention = await log.ensureIndexes();
+  logger.info({ retention, ttlSeconds: config.mongo.ttlSeconds }, "attempt log ready");
+  releasers.add("log sweeper", log.startSweeper());
+
+  const metrics = createConsumerMetrics();
+  const consumer = createConsumer({ config, logger, broker, endput, log, redis, metrics });
+
+  const health = createHealthServer({
+    registry: metrics.registry,
+    checks: [
+      { name: "rabbitmq", check: async () => { if (!consumer.ready()) throw new Error("not consuming"); } },
+      { name: "postgresql", check: () => endput.$queryRaw`select 1` },
+      { name: "redis", check: () => redis.ping() },
+      { name: "mongodb", check: () => mongo.db(config.mongo.database).command({ ping: 1 }) },
+    ],
+  });
+  health.listen(config.consumer.port, "0.0.0.0");
+  await once(health, "listening");
+  releasers.add("health server", () => new Promise((r) => health.close(r)));
+  logger.info({ port: config.consumer.port }, "health and metrics on /healthz, /readyz, /metrics");
+
+  consumer.start();
+  releasers.add("consumer (finish in-flight batch)", () => consumer.stop());
+
+  onShutdownSignal(logger, async () => {
+    await releasers.releaseAll();
+    logger.info(consumer.stats(), "consumer stopped");
+    process.exit(0);
+  });
+}
+
+main().catch((err) => {
+  console.error(`consumer: failed to start: ${errorMessage(err)}`);
+  process.exit(1);
+});
