@@ -1,0 +1,71 @@
+# tentativa: `make start` runs the pipeline, `make test` runs every check.
+SHELL := bash
+.SHELLFLAGS := -euo pipefail -c
+.DEFAULT_GOAL := help
+
+NODE_BIN := $(shell scripts/ensure-node.sh)
+export PATH := $(if $(NODE_BIN),$(NODE_BIN):,)$(CURDIR)/node_modules/.bin:$(PATH)
+
+.PHONY: help install services services-down status migrate start start_with_logs stop clean test test-faults typecheck lint format schema bench
+
+help: ## list the targets
+	@grep -E '^[a-z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
+
+node_modules/.installed: package.json package-lock.json
+	@echo "[install] npm ci (node $$(node -v))"
+	@npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
+common/prisma/.generated: node_modules/.installed prisma/source/schema.prisma prisma/endput/schema.prisma
+	@npm run -s generate
+	@touch $@
+
+install: node_modules/.installed common/prisma/.generated ## install dependencies and generate the Prisma clients
+
+services: ## start PostgreSQL, Redis, RabbitMQ and the Mongo-compatible server
+	@scripts/services.sh up
+
+services-down: ## stop the local services
+	@scripts/services.sh down
+
+status: ## show which local services are up
+	@scripts/services.sh status
+
+migrate: install services ## apply the migrations to system1, system2 and endput
+	@npm run -s migrate
+
+start: install services migrate ## run the whole pipeline in the foreground (Ctrl-C stops it)
+	@scripts/start.sh
+
+start_with_logs: start ## alias of start
+
+stop: ## stop the gateway, the consumer and the local services
+	@scripts/start.sh stop || true
+	@scripts/services.sh down
+
+clean: stop ## stop everything and delete local data (.local/, generated clients, test output)
+	@rm -rf .local common/prisma/source common/prisma/endput common/prisma/.generated test-output
+	@echo "[clean] removed .local/ and generated files"
+
+typecheck: install ## tsc --noEmit
+	@npm run -s typecheck
+
+lint: install ## prettier --check and eslint
+	@npm run -s lint
+
+format: install ## rewrite files with prettier and eslint --fix
+	@npm run -s format
+
+schema: install ## print schema.graphql from the Pothos schema
+	@npm run -s schema:print
+
+test: install services ## typecheck, lint and run every test against the real services
+	@echo "[test] typecheck"; npm run -s typecheck
+	@echo "[test] lint"; npm run -s lint
+	@echo "[test] vitest"; npm run -s test
+
+test-faults: install services ## the fault-injection suite (kills, restarts, outages)
+	@npm run -s test:faults
+
+bench: install services migrate ## benchmarks: prints a table, writes bench/results/*.json
+	@npm run -s bench

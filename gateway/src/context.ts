@@ -1,0 +1,28 @@
+import type { Redis } from "ioredis";
+import type { YogaInitialContext } from "graphql-yoga";
+
+import type { AttemptLog, LogDocument } from "../../common/attempt-log.ts";
+import type { Broker } from "../../common/broker.ts";
+import type { Config } from "../../common/config.ts";
+import type { System } from "../../common/contract.ts";
+import type { Logger } from "../../common/logger.ts";
+import type { EndputClient, SourceClients } from "../../common/stores.ts";
+import type DataLoader from "dataloader";
+import type { PubSub } from "./pubsub.ts";
+
+export interface Deps {
+  config: Config;
+  logger: Logger;
+  sources: SourceClients;
+  endput: EndputClient;
+  redis: Redis;
+  broker: Broker;
+  log: AttemptLog;
+  pubsub: PubSub;
+}
+
+export interface Context extends Deps {
+  request?: YogaInitialContext["request"];
+  authenticated: boolean;
+  loaders: { history: DataLoader<{ system: System; orderId: number }, LogDocument[], string> };
+}

@@ -1,0 +1,61 @@
+// Composition root of the gateway process.
+import { once } from "node:events";
+
+import { createAttemptLog } from "../../common/attempt-log.ts";
+import { createBroker } from "../../common/broker.ts";
+import { ConfigError, readConfig } from "../../common/config.ts";
+import { errorMessage } from "../../common/errors.ts";
+import { createReleasers, onShutdownSignal } from "../../common/lifecycle.ts";
+import { createLogger } from "../../common/logger.ts";
+import { createEndputClient, createMongo, createRedis, createSourceClients } from "../../common/stores.ts";
+import { createGateway } from "./app.ts";
+import { createEventsPubSub } from "./pubsub.ts";
+
+async function main(): Promise<void> {
+  let config;
+  try {
+    config = readConfig();
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      console.error(`gateway: ${err.message}`);
+      process.exit(1);
+    }
+    throw err;
+  }
+  const logger = createLogger(config, "gateway");
+  const releasers = createReleasers(logger);
+
+  const sources = createSourceClients(config);
+  releasers.add("source postgresql", () => Promise.all([sources.SYSTEM1.$disconnect(), sources.SYSTEM2.$disconnect()]));
+  const endput = createEndputClient(config);
+  releasers.add("endput postgresql", () => endput.$disconnect());
+  const redis = createRedis(config, "gateway");
+  releasers.add("redis", () => redis.quit());
+  const redisSub = createRedis(config, "gateway-subscriber");
+  releasers.add("redis subscriber", () => redisSub.quit());
+  const mongo = createMongo(config);
+  releasers.add("mongodb", () => mongo.close());
+  const broker = createBroker({ config, logger, name: "gateway" });
+  releasers.add("rabbitmq", () => broker.close());
+
+  const log = createAttemptLog({ db: mongo.db(config.mongo.database), config, logger });
+  await log.ensureIndexes().catch((err) => logger.warn({ err: errorMessage(err) }, "attempt log indexes not ensured yet"));
+  const pubsub = createEventsPubSub(redis, redisSub);
+
+  const gateway = createGateway({ config, logger, sources, endput, redis, broker, log, pubsub });
+  gateway.server.listen(config.gateway.port, config.gateway.host);
+  await once(gateway.server, "listening");
+  releasers.add("http server", () => gateway.close());
+  const shown = config.gateway.host === "0.0.0.0" ? "localhost" : config.gateway.host;
+  logger.info({ url: `http://${shown}:${config.gateway.port}/graphql` }, "gateway ready: GraphiQL and the GraphQL endpoint");
+
+  onShutdownSignal(logger, async () => {
+    await releasers.releaseAll();
+    process.exit(0);
+  });
+}
+
+main().catch((err) => {
+  console.error(`gateway: failed to start: ${errorMessage(err)}`);
+  process.exit(1);
+});

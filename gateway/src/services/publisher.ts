@@ -1,0 +1,126 @@
+// Publishes the rows of a source system that were not published yet.
+//
+// Gap-free: an id cursor alone skips a row whose transaction commits after a
+// higher id was published. Each batch is read together with the snapshot's
+// xmin (the oldest transaction still in flight); reading stops at the first row
+// written by a transaction at or after it, so a row that may still have an
+// uncommitted neighbour below it waits for a later call. The cursor moves only to
+// the highest id whose message the broker confirmed, so a crash re-publishes at
+// most the unconfirmed tail (with the same message ids) and never skips a row.
+import type { Broker } from "../../../common/broker.ts";
+import type { Config } from "../../../common/config.ts";
+import { CONTENT_TYPE, encodeMessage, HEADERS, requiredAttemptsFor, type System } from "../../../common/contract.ts";
+import type { Logger } from "../../../common/logger.ts";
+import type { SourceClient } from "../../../common/stores.ts";
+import { asDomainError, badInput, using } from "../errors.ts";
+import type { Cursors } from "./cursors.ts";
+import { orderMessageId } from "./message-id.ts";
+
+export interface PublishResult {
+  system: System;
+  published: number;
+  fromId: number | null;
+  toId: number | null;
+  cursor: number;
+  /** Rows left behind because an older transaction on the source was still in flight. */
+  waitingOnTransactions: boolean;
+}
+
+interface Row {
+  id: number;
+  product: string;
+  price: string;
+  security_check: boolean;
+  settled: boolean;
+}
+
+const MAX_INT = 2_147_483_647;
+
+export async function publishPending(deps: {
+  system: System;
+  limit: number | null | undefined;
+  source: SourceClient;
+  broker: Broker;
+  cursors: Cursors;
+  config: Config;
+  logger: Logger;
+  random?: () => number;
+}): Promise<PublishResult> {
+  const { system, source, broker, cursors, config, logger } = deps;
+  const limit = deps.limit ?? Number.POSITIVE_INFINITY;
+  if (deps.limit != null && (!Number.isInteger(deps.limit) || deps.limit < 1 || deps.limit > MAX_INT)) {
+    throw badInput("limit must be a positive whole number", "limit");
+  }
+  const random = deps.random ?? Math.random;
+  const { exchange, routingKey } = broker.topology;
+  const lock = await cursors.lock(system);
+  try {
+    let cursor = await cursors.get(system);
+    let published = 0;
+    let fromId: number | null = null;
+    let waiting = false;
+    while (published < limit) {
+      const take = Math.min(config.gateway.publishBatchSize, limit - published);
+      const rows = await using("postgresql", () =>
+        source.$queryRaw<Row[]>`
+          select id, product, price::text as price, security_check,
+                 ((pg_snapshot_xmin(pg_current_snapshot())::text::bigint - xmin::text::bigint) % 4294967296 + 4294967296)
+                   % 4294967296 between 1 and 2147483647 as settled
+          from orders where id > ${cursor} order by id limit ${take}`,
+      );
+      const settledCount = rows.findIndex((r) => !r.settled);
+      const ready = settledCount === -1 ? rows : rows.slice(0, settledCount);
+      if (settledCount !== -1) waiting = true;
+      if (ready.length === 0) break;
+
+      const publishedAt = new Date().toISOString();
+      try {
+        await Promise.all(
+          ready.map((row) => {
+            const messageId = orderMessageId(system, row.id);
+            const body = encodeMessage({
+              messageId,
+              source: { system, orderId: row.id },
+              order: { product: row.product, price: row.price, securityCheck: row.security_check },
+              requiredAttempts: requiredAttemptsFor(row.security_check, config.retry.maxAttempts, random),
+              publishedAt,
+            });
+            return broker.publish(exchange, routingKey, body, {
+              persistent: true,
+              contentType: CONTENT_TYPE,
+              messageId,
+              timestamp: Math.floor(Date.now() / 1000),
+              type: "order",
+              headers: { [HEADERS.attempt]: 1, [HEADERS.round]: 0, "x-system": system },
+            });
+          }),
+        );
+      } catch (err) {
+        // Nothing past the last confirmed batch is claimed: the cursor stays where it is.
+        logger.warn({ system, cursor, err: (err as Error).message }, "publish failed; cursor not advanced");
+        throw asDomainError(err);
+      }
+      const last = ready[ready.length - 1]!.id;
+      await lock.setCursor(last);
+      fromId ??= ready[0]!.id;
+      cursor = last;
+      published += ready.length;
+      if (waiting || rows.length < take) break;
+    }
+    logger.info({ system, published, fromId, toId: published ? cursor : null, cursor, waitingOnTransactions: waiting }, "published pending orders");
+    return { system, published, fromId, toId: published ? cursor : null, cursor, waitingOnTransactions: waiting };
+  } finally {
+    await lock.release();
+  }
+}
+
+export async function resetCursor(deps: { system: System; to: number; cursors: Cursors }): Promise<void> {
+  const { system, to, cursors } = deps;
+  if (!Number.isInteger(to) || to < 0 || to > MAX_INT) throw badInput("to must be a whole number >= 0", "to");
+  const lock = await cursors.lock(system);
+  try {
+    await lock.setCursor(to);
+  } finally {
+    await lock.release();
+  }
+}
