@@ -33,6 +33,7 @@ export interface Consumer {
   /** Stops taking messages, finishes and acks what it holds, then resolves. */
   stop(): Promise<void>;
   ready(): boolean;
+  /** inFlight: delivered to this consumer and not yet acked. */
   stats(): { processed: number; batches: number; inFlight: number };
 }
 
@@ -72,6 +73,7 @@ export function createConsumer(deps: {
   let stopping = false;
   let processed = 0;
   let batches = 0;
+  let unacked = 0;
 
   async function setup(conn: ChannelModel): Promise<void> {
     if (stopping) return;
@@ -83,6 +85,7 @@ export function createConsumer(deps: {
       consumerTag = undefined;
       // Unacked deliveries of this channel go back to the queue; drop our copies.
       buffer = [];
+      unacked = 0;
     });
     await ch.prefetch(config.consumer.prefetch);
     channel = ch;
@@ -93,6 +96,7 @@ export function createConsumer(deps: {
 
   function onMessage(ch: Channel, msg: ConsumeMessage): void {
     if (ch !== channel) return;
+    unacked++;
     buffer.push(msg);
     if (buffer.length >= config.consumer.batchSize) kick();
     else if (!timer) timer = setTimeout(kick, config.consumer.batchWaitMs);
@@ -227,6 +231,7 @@ export function createConsumer(deps: {
 
     assertAlive(ch);
     ch.ack(batch[batch.length - 1]!, true);
+    unacked -= batch.length;
     processed += batch.length;
     batches++;
     if (metrics) {
@@ -351,6 +356,6 @@ export function createConsumer(deps: {
       if (ch) await ch.close().catch(() => undefined);
     },
     ready: () => channel !== undefined && consumerTag !== undefined,
-    stats: () => ({ processed, batches, inFlight: buffer.length }),
+    stats: () => ({ processed, batches, inFlight: unacked }),
   };
 }

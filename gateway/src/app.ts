@@ -85,7 +85,8 @@ export function createGateway(deps: Deps, extraChecks: Check[] = []): Gateway {
       maskError(error, message) {
         const original = error instanceof GraphQLError ? (error.originalError ?? error) : error;
         if (original instanceof GraphQLError && original.extensions?.code) return original;
-        if (error instanceof GraphQLError && !error.originalError) return error;
+        // Errors GraphQL itself raised (validation, variable coercion) describe the request: keep them.
+        if (error instanceof GraphQLError && (!error.originalError || error.originalError instanceof GraphQLError)) return error;
         logger.error({ err: errorMessage(original), stack: (original as Error)?.stack }, "unexpected error in a resolver");
         return new GraphQLError(message, { extensions: { code: "INTERNAL_SERVER_ERROR" } });
       },

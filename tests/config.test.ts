@@ -1,0 +1,44 @@
+import { describe, expect, it } from "vitest";
+
+import { ConfigError, readConfig } from "../common/config.ts";
+
+describe("configuration", () => {
+  it("defaults to the local services", () => {
+    const c = readConfig({});
+    expect(c.retry.delayMs).toBeGreaterThanOrEqual(0);
+    expect(c.databases.system1).toMatch(/^postgresql:\/\//);
+    expect(Object.isFrozen(c)).toBe(true);
+    expect(Object.isFrozen(c.retry)).toBe(true);
+  });
+
+  it("reads overrides and coerces numbers", () => {
+    const c = readConfig({ RETRY_DELAY_MS: "1500", MAX_ATTEMPTS: "7", GATEWAY_TOKEN_READS: "true" });
+    expect(c.retry.delayMs).toBe(1500);
+    expect(c.retry.maxAttempts).toBe(7);
+    expect(c.gateway.tokenReads).toBe(true);
+  });
+
+  it("names every bad variable and the rule it broke", () => {
+    let caught: unknown;
+    try {
+      readConfig({ RETRY_DELAY_MS: "soon", MAX_ATTEMPTS: "0", REDIS_URL: "http://x", GATEWAY_TOKEN: "short" });
+    } catch (err) {
+      caught = err;
+    }
+    expect(caught).toBeInstanceOf(ConfigError);
+    const { problems, message } = caught as ConfigError;
+    expect(problems).toHaveLength(4);
+    expect(message).toContain('RETRY_DELAY_MS="soon": must be a number');
+    expect(message).toContain('MAX_ATTEMPTS="0": must be >= 1');
+    expect(message).toContain("REDIS_URL");
+    expect(message).toContain("must be a URL with scheme redis or rediss");
+    // Secrets are never echoed back.
+    expect(message).toContain("GATEWAY_TOKEN=(hidden)");
+    expect(message).not.toContain("short");
+  });
+
+  it("rejects unknown enum values", () => {
+    expect(() => readConfig({ RETRY_BACKOFF: "linear" })).toThrow(/RETRY_BACKOFF/);
+    expect(() => readConfig({ AMQP_QUEUE_TYPE: "stream" })).toThrow(/AMQP_QUEUE_TYPE/);
+  });
+});

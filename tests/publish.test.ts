@@ -1,0 +1,224 @@
+// The publish side against the real PostgreSQL, Redis and RabbitMQ.
+import type { Channel } from "amqplib";
+import pg from "pg";
+import { afterEach, beforeEach, describe, expect, it } from "vitest";
+
+import { type OrderMessage, HEADERS } from "../common/contract.ts";
+import { cursorKey } from "../common/keys.ts";
+import { createTestEnv, type TestEnv } from "./support/env.ts";
+
+let env: TestEnv;
+beforeEach(async () => {
+  env = await createTestEnv();
+});
+afterEach(async () => {
+  await env.cleanup();
+});
+
+const SEED = `mutation ($system: System!, $count: Int!, $ratio: Float) {
+  seedOrders(system: $system, count: $count, securityCheckRatio: $ratio) { system inserted firstId lastId securityCheckTrue }
+}`;
+const PUBLISH = `mutation ($system: System!, $limit: Int) {
+  publishPending(system: $system, limit: $limit) { system published fromId toId cursor waitingOnTransactions }
+}`;
+const CURSORS = `{ cursors { system lastPublishedId pending } }`;
+
+interface Drained {
+  message: OrderMessage;
+  headers: Record<string, unknown>;
+  messageId: string | undefined;
+  persistent: boolean;
+}
+
+/** Takes every message off the primary queue (there is no consumer in these tests). */
+async function drainPrimary(): Promise<Drained[]> {
+  return env.broker.withChannel(async (ch: Channel) => {
+    const out: Drained[] = [];
+    for (;;) {
+      const msg = await ch.get(env.broker.topology.primary, { noAck: true });
+      if (!msg) return out;
+      out.push({
+        message: JSON.parse(msg.content.toString()) as OrderMessage,
+        headers: msg.properties.headers ?? {},
+        messageId: msg.properties.messageId as string | undefined,
+        persistent: msg.properties.deliveryMode === 2,
+      });
+    }
+  });
+}
+
+describe("seedOrders", () => {
+  it("inserts random orders with the requested share of security_check = true", async () => {
+    const r = await env.gql(SEED, { system: "SYSTEM1", count: 1000, ratio: 0.3 });
+    expect(r.errors, JSON.stringify(r.errors)).toBeUndefined();
+    expect(r.data).toEqual({ seedOrders: { system: "SYSTEM1", inserted: 1000, firstId: 1, lastId: 1000, securityCheckTrue: 300 } });
+    expect(await env.sources.SYSTEM1.order.count()).toBe(1000);
+    expect(await env.sources.SYSTEM1.order.count({ where: { securityCheck: true } })).toBe(300);
+    expect(await env.sources.SYSTEM2.order.count()).toBe(0);
+    const prices = await env.sources.SYSTEM1.order.findMany({ select: { price: true }, take: 50 });
+    for (const { price } of prices) expect(price.toFixed(2)).toMatch(/^\d+\.\d{2}$/);
+  });
+
+  it.each([
+    [{ count: 0 }, /count must be between 1 and 100000/],
+    [{ count: 100001 }, /count must be between 1 and 100000/],
+    [{ count: 10, ratio: 1.5 }, /securityCheckRatio must be between 0 and 1/],
+    [{ count: 10, ratio: -0.1 }, /securityCheckRatio must be between 0 and 1/],
+  ])("rejects %o with a typed error and inserts nothing", async (vars, message) => {
+    const r = await env.gql(SEED, { system: "SYSTEM1", ...vars });
+    expect(r.data).toBeNull();
+    expect(r.errors?.[0]?.message).toMatch(message);
+    expect(r.errors?.[0]?.extensions?.code).toBe("BAD_USER_INPUT");
+    expect(await env.sources.SYSTEM1.order.count()).toBe(0);
+  });
+
+  it("rejects an unknown system at validation", async () => {
+    const r = await env.gql(SEED, { system: "SYSTEM3", count: 1 });
+    expect(r.errors?.[0]?.message).toMatch(/SYSTEM3/);
+  });
+});
+
+describe("publishPending", () => {
+  it("publishes exactly the pending rows, advances the cursor, and a second call publishes nothing", async () => {
+    await env.gql(SEED, { system: "SYSTEM1", count: 250, ratio: 0.5 });
+    const first = await env.gql(PUBLISH, { system: "SYSTEM1" });
+    expect(first.errors).toBeUndefined();
+    expect(first.data).toEqual({
+      publishPending: { system: "SYSTEM1", published: 250, fromId: 1, toId: 250, cursor: 250, waitingOnTransactions: false },
+    });
+    expect(await env.redis.get(cursorKey(env.config, "SYSTEM1"))).toBe("250");
+
+    const msgs = await drainPrimary();
+    expect(msgs).toHaveLength(250);
+    expect(msgs.map((m) => m.message.source.orderId)).toEqual(Array.from({ length: 250 }, (_, i) => i + 1));
+    const rows = await env.sources.SYSTEM1.order.findMany({ orderBy: { id: "asc" } });
+    msgs.forEach((m, i) => {
+      const row = rows[i]!;
+      expect(m.persistent).toBe(true);
+      expect(m.messageId).toBe(m.message.messageId);
+      expect(m.headers[HEADERS.attempt]).toBe(1);
+      expect(m.message.order).toEqual({ product: row.product, price: row.price.toFixed(2), securityCheck: row.securityCheck });
+      // The seed's rule: true orders need 1..5 attempts, false orders 6.
+      if (row.securityCheck) expect(m.message.requiredAttempts).toBeGreaterThanOrEqual(1), expect(m.message.requiredAttempts).toBeLessThanOrEqual(5);
+      else expect(m.message.requiredAttempts).toBe(6);
+    });
+
+    const second = await env.gql(PUBLISH, { system: "SYSTEM1" });
+    expect(second.data).toEqual({
+      publishPending: { system: "SYSTEM1", published: 0, fromId: null, toId: null, cursor: 250, waitingOnTransactions: false },
+    });
+    expect(await drainPrimary()).toHaveLength(0);
+
+    await env.gql(SEED, { system: "SYSTEM1", count: 10 });
+    const third = await env.gql(PUBLISH, { system: "SYSTEM1" });
+    expect(third.data).toMatchObject({ publishPending: { published: 10, fromId: 251, toId: 260, cursor: 260 } });
+  });
+
+  it("honours limit and reports pending through cursors", async () => {
+    await env.gql(SEED, { system: "SYSTEM2", count: 100 });
+    const r = await env.gql(PUBLISH, { system: "SYSTEM2", limit: 30 });
+    expect(r.data).toMatchObject({ publishPending: { published: 30, fromId: 1, toId: 30, cursor: 30 } });
+    const c = await env.gql(CURSORS);
+    expect(c.data).toEqual({
+      cursors: [
+        { system: "SYSTEM1", lastPublishedId: 0, pending: 0 },
+        { system: "SYSTEM2", lastPublishedId: 30, pending: 70 },
+      ],
+    });
+    const bad = await env.gql(PUBLISH, { system: "SYSTEM2", limit: 0 });
+    expect(bad.errors?.[0]?.extensions?.code).toBe("BAD_USER_INPUT");
+  });
+
+  it("serialises concurrent publishes of one system: no message is published twice", async () => {
+    await env.gql(SEED, { system: "SYSTEM1", count: 3000 });
+    const results = await Promise.all([1, 2, 3, 4].map(() => env.gql(PUBLISH, { system: "SYSTEM1" })));
+    const published = results.map((r) => (r.data as { publishPending?: { published: number } } | null)?.publishPending?.published ?? 0);
+    const refused = results.filter((r) => r.errors?.[0]?.extensions?.code === "PUBLISH_IN_PROGRESS");
+    expect(published.reduce((a, b) => a + b, 0) + 0).toBeLessThanOrEqual(3000);
+    expect(refused.length).toBeGreaterThanOrEqual(1);
+    // Whatever was refused is published by a later call; in total each row goes out once.
+    await env.gql(PUBLISH, { system: "SYSTEM1" });
+    const msgs = await drainPrimary();
+    const ids = msgs.map((m) => m.message.source.orderId);
+    expect(ids).toHaveLength(3000);
+    expect(new Set(ids).size).toBe(3000);
+  });
+
+  it("publishes both systems in parallel into the one queue", async () => {
+    await Promise.all([env.gql(SEED, { system: "SYSTEM1", count: 2000 }), env.gql(SEED, { system: "SYSTEM2", count: 1500 })]);
+    const [a, b] = await Promise.all([env.gql(PUBLISH, { system: "SYSTEM1" }), env.gql(PUBLISH, { system: "SYSTEM2" })]);
+    expect(a.data).toMatchObject({ publishPending: { published: 2000 } });
+    expect(b.data).toMatchObject({ publishPending: { published: 1500 } });
+    const msgs = await drainPrimary();
+    expect(msgs.filter((m) => m.message.source.system === "SYSTEM1")).toHaveLength(2000);
+    expect(msgs.filter((m) => m.message.source.system === "SYSTEM2")).toHaveLength(1500);
+  });
+
+  it("never skips a row whose transaction commits after a higher id was published", async () => {
+    const url = env.config.databases.system1;
+    const slow = new pg.Client({ connectionString: url });
+    const fast = new pg.Client({ connectionString: url });
+    await slow.connect();
+    await fast.connect();
+    try {
+      await env.gql(SEED, { system: "SYSTEM1", count: 5 });
+      // An open transaction holds id 6; id 7 commits first.
+      await slow.query("begin");
+      const held = await slow.query<{ id: number }>("insert into orders (product, price, security_check) values ('late', 1.00, true) returning id");
+      const early = await fast.query<{ id: number }>("insert into orders (product, price, security_check) values ('early', 2.00, true) returning id");
+      expect(held.rows[0]!.id).toBeLessThan(early.rows[0]!.id);
+
+      const r1 = await env.gql(PUBLISH, { system: "SYSTEM1" });
+      expect(r1.data).toMatchObject({ publishPending: { published: 5, toId: 5, cursor: 5, waitingOnTransactions: true } });
+
+      await slow.query("commit");
+      const r2 = await env.gql(PUBLISH, { system: "SYSTEM1" });
+      expect(r2.data).toMatchObject({ publishPending: { published: 2, fromId: 6, toId: 7, cursor: 7, waitingOnTransactions: false } });
+
+      const ids = (await drainPrimary()).map((m) => m.message.source.orderId);
+      expect(ids).toEqual([1, 2, 3, 4, 5, 6, 7]);
+    } finally {
+      await slow.end();
+      await fast.end();
+    }
+  });
+
+  it("resetCursor republishes with the same message ids", async () => {
+    await env.gql(SEED, { system: "SYSTEM1", count: 20 });
+    await env.gql(PUBLISH, { system: "SYSTEM1" });
+    const before = await drainPrimary();
+    const reset = await env.gql(`mutation { resetCursor(system: SYSTEM1, to: 10) { system lastPublishedId pending } }`);
+    expect(reset.data).toEqual({ resetCursor: { system: "SYSTEM1", lastPublishedId: 10, pending: 10 } });
+    const again = await env.gql(PUBLISH, { system: "SYSTEM1" });
+    expect(again.data).toMatchObject({ publishPending: { published: 10, fromId: 11, toId: 20 } });
+    const after = await drainPrimary();
+    expect(after.map((m) => m.messageId)).toEqual(before.slice(10).map((m) => m.messageId));
+    const bad = await env.gql(`mutation { resetCursor(system: SYSTEM1, to: -1) { lastPublishedId } }`);
+    expect(bad.errors?.[0]?.extensions?.code).toBe("BAD_USER_INPUT");
+  });
+
+  it("fails with a clear error naming the broker when it is unreachable, and keeps the cursor", async () => {
+    await env.gql(SEED, { system: "SYSTEM1", count: 10 });
+    await env.broker.close();
+    const r = await env.gql(PUBLISH, { system: "SYSTEM1" });
+    expect(r.errors?.[0]?.extensions?.code).toBe("DEPENDENCY_UNAVAILABLE");
+    expect(r.errors?.[0]?.extensions?.dependency).toBe("rabbitmq");
+    expect(r.errors?.[0]?.message).toMatch(/rabbitmq is unavailable/);
+    expect(await env.redis.get(cursorKey(env.config, "SYSTEM1"))).toBeNull();
+  });
+
+  it("fails with a clear error naming the database when it is unreachable", async () => {
+    const down = await createTestEnv({ SYSTEM2_DATABASE_URL: "postgresql://postgres:postgres@127.0.0.1:1/system2" });
+    try {
+      const r = await down.gql(PUBLISH, { system: "SYSTEM2" });
+      expect(r.errors?.[0]?.extensions?.code).toBe("DEPENDENCY_UNAVAILABLE");
+      expect(r.errors?.[0]?.extensions?.dependency).toBe("postgresql");
+      expect(await down.redis.get(cursorKey(down.config, "SYSTEM2"))).toBeNull();
+      // The other system is unaffected.
+      const ok = await down.gql(PUBLISH, { system: "SYSTEM1" });
+      expect(ok.data).toMatchObject({ publishPending: { published: 0 } });
+    } finally {
+      await down.cleanup();
+    }
+  });
+});
