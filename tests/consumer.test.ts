@@ -1,0 +1,278 @@
+// The consumer against the real RabbitMQ, PostgreSQL, Redis and Mongo-compatible server.
+import { randomUUID } from "node:crypto";
+
+import { afterEach, describe, expect, it } from "vitest";
+
+import type { LogDocument } from "../common/attempt-log.ts";
+import { CONTENT_TYPE, encodeMessage, HEADERS, type OrderMessage } from "../common/contract.ts";
+import { eventsTopic, type ProcessingEvent } from "../common/events.ts";
+import { createRedis } from "../common/stores.ts";
+import { createTestEnv, type TestEnv, waitFor } from "./support/env.ts";
+
+let env: TestEnv | undefined;
+afterEach(async () => {
+  await env?.cleanup();
+  env = undefined;
+});
+
+const SEED = `mutation ($system: System!, $count: Int!) { seedOrders(system: $system, count: $count) { inserted securityCheckTrue } }`;
+const PUBLISH = `mutation ($system: System!) { publishPending(system: $system) { published } }`;
+
+function order(overrides: Partial<OrderMessage> = {}): OrderMessage {
+  return {
+    messageId: randomUUID(),
+    source: { system: "SYSTEM1", orderId: Math.floor(Math.random() * 1e9) + 1 },
+    order: { product: "Mouse", price: "19.90", securityCheck: true },
+    requiredAttempts: 1,
+    publishedAt: new Date().toISOString(),
+    ...overrides,
+  };
+}
+
+async function publishRaw(e: TestEnv, body: Buffer, headers: Record<string, unknown>, messageId?: string) {
+  await e.broker.publish(e.broker.topology.exchange, e.broker.topology.routingKey, body, {
+    persistent: true,
+    contentType: CONTENT_TYPE,
+    headers,
+    ...(messageId ? { messageId } : {}),
+  });
+}
+
+async function dlqMessages(e: TestEnv) {
+  return e.broker.withChannel(async (ch) => {
+    const out: { body: Buffer; headers: Record<string, unknown> }[] = [];
+    for (;;) {
+      const m = await ch.get(e.broker.topology.dlq, { noAck: false });
+      if (!m) break;
+      out.push({ body: m.content, headers: m.properties.headers ?? {} });
+    }
+    // Leave them in the queue: closing the channel requeues the unacked gets.
+    return out;
+  });
+}
+
+describe("end to end", () => {
+  it("retries, dead-letters and sinks exactly the security_check = true orders", async () => {
+    env = await createTestEnv({ RETRY_DELAY_MS: "300", MAX_ATTEMPTS: "5" });
+    const e = env;
+    await e.startConsumer();
+    await Promise.all([e.gql(SEED, { system: "SYSTEM1", count: 300 }), e.gql(SEED, { system: "SYSTEM2", count: 200 })]);
+    const [p1, p2] = await Promise.all([e.gql(PUBLISH, { system: "SYSTEM1" }), e.gql(PUBLISH, { system: "SYSTEM2" })]);
+    expect(p1.data).toEqual({ publishPending: { published: 300 } });
+    expect(p2.data).toEqual({ publishPending: { published: 200 } });
+    await e.drained(120_000);
+
+    // The sink holds exactly the true orders, each once.
+    const trueOrders = [
+      ...(await e.sources.SYSTEM1.order.findMany({ where: { securityCheck: true } })).map((o) => `SYSTEM1:${o.id}`),
+      ...(await e.sources.SYSTEM2.order.findMany({ where: { securityCheck: true } })).map((o) => `SYSTEM2:${o.id}`),
+    ].sort();
+    const sunk = (await e.endput.endputOrder.findMany()).map((o) => `${o.sourceSystem}:${o.sourceOrderId}`).sort();
+    expect(sunk).toEqual(trueOrders);
+
+    // Every false order is in the DLQ exactly once, after MAX_ATTEMPTS attempts.
+    const dead = await dlqMessages(e);
+    const falseOrders = [
+      ...(await e.sources.SYSTEM1.order.findMany({ where: { securityCheck: false } })).map((o) => `SYSTEM1:${o.id}`),
+      ...(await e.sources.SYSTEM2.order.findMany({ where: { securityCheck: false } })).map((o) => `SYSTEM2:${o.id}`),
+    ].sort();
+    const deadKeys = dead.map((d) => {
+      const m = JSON.parse(d.body.toString()) as OrderMessage;
+      expect(d.headers[HEADERS.deadReason]).toBe("max-attempts");
+      expect(d.headers[HEADERS.deadAttempts]).toBe(5);
+      return `${m.source.system}:${m.source.orderId}`;
+    });
+    expect(deadKeys.sort()).toEqual(falseOrders);
+
+    // The log: k attempts for a message that needed k, MAX_ATTEMPTS ending in DEAD_LETTERED for false ones.
+    const docs = await e.log.collection.find({}).toArray();
+    const byMessage = new Map<string, LogDocument[]>();
+    for (const d of docs) byMessage.set(d.messageId, [...(byMessage.get(d.messageId) ?? []), d]);
+    expect(byMessage.size).toBe(500);
+    for (const history of byMessage.values()) {
+      history.sort((a, b) => a.attempt - b.attempt);
+      const required = history[0]!.requiredAttempts!;
+      const attempts = history.map((h) => h.attempt);
+      if (history[0]!.order!.securityCheck) {
+        expect(attempts).toEqual(Array.from({ length: required }, (_, i) => i + 1));
+        expect(history.map((h) => h.status)).toEqual([...Array(required - 1).fill("RETRY_SCHEDULED"), "SUCCEEDED"]);
+      } else {
+        expect(required).toBe(6);
+        expect(attempts).toEqual([1, 2, 3, 4, 5]);
+        expect(history.at(-1)!.status).toBe("DEAD_LETTERED");
+        expect(history.at(-1)!.retained).toBe(true);
+      }
+      // Retries wait at least RETRY_DELAY_MS between attempts.
+      for (let i = 1; i < history.length; i++) {
+        expect(history[i]!.processedAt.getTime() - history[i - 1]!.processedAt.getTime()).toBeGreaterThanOrEqual(300 - 5);
+      }
+    }
+    const endputAttempts = await e.endput.endputOrder.findMany({ select: { attempts: true, messageId: true } });
+    for (const row of endputAttempts) expect(row.attempts).toBe(byMessage.get(row.messageId)!.length);
+  });
+});
+
+describe("processing", () => {
+  it("sends malformed messages to the DLQ as REJECTED and keeps consuming", async () => {
+    env = await createTestEnv();
+    const e = env;
+    await e.startConsumer();
+    const good = order();
+    await publishRaw(e, Buffer.from("not json"), { [HEADERS.attempt]: 1 }, randomUUID());
+    await publishRaw(e, Buffer.from(JSON.stringify({ ...good, requiredAttempts: "x" })), { [HEADERS.attempt]: 1 });
+    await publishRaw(e, encodeMessage(order()), {});
+    await publishRaw(e, Buffer.alloc(200_000, 120), { [HEADERS.attempt]: 1 });
+    await publishRaw(e, encodeMessage(good), { [HEADERS.attempt]: 1 }, good.messageId);
+    await e.drained();
+
+    const dead = await dlqMessages(e);
+    expect(dead).toHaveLength(4);
+    const reasons = dead.map((d) => String(d.headers[HEADERS.deadReason]));
+    expect(reasons.every((r) => r.startsWith("rejected: "))).toBe(true);
+    expect(reasons.some((r) => /not valid JSON/.test(r))).toBe(true);
+    expect(reasons.some((r) => /missing header x-attempt/.test(r))).toBe(true);
+    expect(reasons.some((r) => /exceeds the 65536-byte maximum/.test(r))).toBe(true);
+    expect(reasons.some((r) => /requiredAttempts/.test(r))).toBe(true);
+    const rejected = await e.log.collection.find({ status: "REJECTED" }).toArray();
+    expect(rejected).toHaveLength(4);
+    for (const r of rejected) expect(r.error).toBeTruthy();
+    expect(await e.endput.endputOrder.count()).toBe(1);
+  });
+
+  it("writes one endput row when the same message is delivered twice", async () => {
+    env = await createTestEnv();
+    const e = env;
+    const msg = order();
+    await publishRaw(e, encodeMessage(msg), { [HEADERS.attempt]: 1 }, msg.messageId);
+    await publishRaw(e, encodeMessage(msg), { [HEADERS.attempt]: 1 }, msg.messageId);
+    await e.startConsumer();
+    await e.drained();
+    expect(await e.endput.endputOrder.count()).toBe(1);
+    expect(await e.log.collection.countDocuments({ messageId: msg.messageId })).toBe(1);
+  });
+
+  it("does not schedule a retry twice for a redelivered attempt", async () => {
+    env = await createTestEnv({ RETRY_DELAY_MS: "200" });
+    const e = env;
+    const msg = order({ requiredAttempts: 2 });
+    // Two copies of attempt 1, as after a crash between the retry publish and the ack.
+    await publishRaw(e, encodeMessage(msg), { [HEADERS.attempt]: 1 }, msg.messageId);
+    await e.startConsumer({ CONSUMER_BATCH_SIZE: "1" });
+    await waitFor(() => e.log.collection.countDocuments({ messageId: msg.messageId }), (n) => n >= 1);
+    await publishRaw(e, encodeMessage(msg), { [HEADERS.attempt]: 1 }, msg.messageId);
+    await e.drained();
+    const history = await e.log.history(msg.messageId);
+    expect(history.map((h) => [h.attempt, h.status])).toEqual([
+      [1, "RETRY_SCHEDULED"],
+      [2, "SUCCEEDED"],
+    ]);
+    expect(await e.endput.endputOrder.count()).toBe(1);
+  });
+
+  it("shares the queue between two consumers without changing the result", async () => {
+    env = await createTestEnv({ RETRY_DELAY_MS: "200", CONSUMER_BATCH_SIZE: "20" });
+    const e = env;
+    const a = await e.startConsumer();
+    const b = await e.startConsumer();
+    await e.gql(SEED, { system: "SYSTEM1", count: 600 });
+    await e.gql(PUBLISH, { system: "SYSTEM1" });
+    await e.drained(120_000);
+    expect(a.consumer.stats().processed).toBeGreaterThan(0);
+    expect(b.consumer.stats().processed).toBeGreaterThan(0);
+    expect(await e.endput.endputOrder.count()).toBe(await e.sources.SYSTEM1.order.count({ where: { securityCheck: true } }));
+    expect((await dlqMessages(e)).length).toBe(await e.sources.SYSTEM1.order.count({ where: { securityCheck: false } }));
+    const ids = (await e.log.collection.find({}, { projection: { messageId: 1, attempt: 1 } }).toArray()).map((d) => `${d.messageId}:${d.attempt}`);
+    expect(new Set(ids).size).toBe(ids.length);
+  });
+
+  it("loses nothing when stopped gracefully mid-run and started again", async () => {
+    env = await createTestEnv({ RETRY_DELAY_MS: "200", CONSUMER_BATCH_SIZE: "25" });
+    const e = env;
+    await e.gql(SEED, { system: "SYSTEM2", count: 2000 });
+    await e.gql(PUBLISH, { system: "SYSTEM2" });
+    const first = await e.startConsumer();
+    await waitFor(async () => first.consumer.stats().processed, (n) => n >= 200);
+    await first.stop();
+    const processedBeforeStop = first.consumer.stats().processed;
+    expect(processedBeforeStop).toBeLessThan(2000 * 2);
+    await e.startConsumer();
+    await e.drained(120_000);
+    expect(await e.endput.endputOrder.count()).toBe(await e.sources.SYSTEM2.order.count({ where: { securityCheck: true } }));
+    expect((await dlqMessages(e)).length).toBe(await e.sources.SYSTEM2.order.count({ where: { securityCheck: false } }));
+  });
+
+  it("publishes an event for every logged attempt on the Redis channel", async () => {
+    env = await createTestEnv({ RETRY_DELAY_MS: "100" });
+    const e = env;
+    const sub = createRedis(e.config, "test-events");
+    const events: ProcessingEvent[] = [];
+    await sub.subscribe(eventsTopic(e.config));
+    sub.on("message", (_channel, raw: string) => events.push(JSON.parse(raw) as ProcessingEvent));
+    try {
+      await e.startConsumer();
+      const msg = order({ requiredAttempts: 3, source: { system: "SYSTEM2", orderId: 42 } });
+      await publishRaw(e, encodeMessage(msg), { [HEADERS.attempt]: 1 }, msg.messageId);
+      await e.drained();
+      await waitFor(async () => events.length, (n) => n >= 3);
+      expect(events.map((ev) => [ev.messageId, ev.system, ev.orderId, ev.attempt, ev.status])).toEqual([
+        [msg.messageId, "SYSTEM2", 42, 1, "RETRY_SCHEDULED"],
+        [msg.messageId, "SYSTEM2", 42, 2, "RETRY_SCHEDULED"],
+        [msg.messageId, "SYSTEM2", 42, 3, "SUCCEEDED"],
+      ]);
+    } finally {
+      await sub.quit();
+    }
+  });
+});
+
+describe("attempt log retention", () => {
+  it("uses a TTL index where the server has them, and a sweeper otherwise", async () => {
+    env = await createTestEnv();
+    const e = env;
+    // Probe the server on a scratch collection.
+    const scratch = e.mongo.db(e.config.mongo.database).collection("ttl_probe");
+    const supportsTtl = await scratch
+      .createIndex({ at: 1 }, { expireAfterSeconds: 60 })
+      .then(() => true)
+      .catch(() => false);
+    expect(e.log.retention()).toBe(supportsTtl ? "ttl-index" : "sweeper");
+    const indexes = await e.log.collection.indexes();
+    const expiry = indexes.find((i) => i.key.expiresAt === 1);
+    expect(expiry).toBeDefined();
+    if (supportsTtl) expect(expiry!.expireAfterSeconds).toBe(0);
+  });
+
+  it("sweeps expired documents but keeps the history of dead-lettered messages", async () => {
+    env = await createTestEnv({ LOG_RETENTION: "sweeper", LOG_TTL_SECONDS: "1" });
+    const e = env;
+    expect(e.log.retention()).toBe("sweeper");
+    const now = new Date();
+    const base = {
+      round: 0,
+      requiredAttempts: 1,
+      maxAttempts: 5,
+      system: "SYSTEM1" as const,
+      orderId: 1,
+      source: { system: "SYSTEM1" as const, orderId: 1, publishedAt: now },
+      order: { product: "x", price: "1.00", securityCheck: true },
+      error: null,
+      processedAt: now,
+      durationMs: 1,
+      consumerId: "t",
+    };
+    const old = new Date(now.getTime() - 5000);
+    await e.log.insert([
+      { ...base, messageId: "a", attempt: 1, status: "SUCCEEDED", expiresAt: old, retained: false },
+      { ...base, messageId: "b", attempt: 1, status: "RETRY_SCHEDULED", expiresAt: old, retained: false },
+      { ...base, messageId: "b", attempt: 2, status: "DEAD_LETTERED", expiresAt: null, retained: true },
+      { ...base, messageId: "c", attempt: 1, status: "SUCCEEDED", expiresAt: new Date(now.getTime() + 60_000), retained: false },
+    ]);
+    expect(await e.log.sweep()).toBe(1);
+    const left = (await e.log.collection.find({}).toArray()).map((d) => `${d.messageId}:${d.attempt}`).sort();
+    expect(left).toEqual(["b:1", "b:2", "c:1"]);
+    // Once redriven, the dead-lettered history may expire like any other.
+    await e.log.release(["b"]);
+    await e.log.collection.updateMany({ messageId: "b" }, { $set: { expiresAt: old } });
+    expect(await e.log.sweep()).toBe(2);
+  });
+});
