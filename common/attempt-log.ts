@@ -94,7 +94,10 @@ export function createAttemptLog(opts: { db: Db; config: Config; logger: Logger 
       return true;
     } catch (err) {
       if (config.mongo.retention === "ttl-index") throw err;
-      logger.info({ reason: errorMessage(err) }, "the log server refuses TTL indexes; expired attempt logs are deleted by a sweeper");
+      logger.info(
+        { reason: errorMessage(err) },
+        "the log server refuses TTL indexes; expired attempt logs are deleted by a sweeper",
+      );
       return false;
     }
   }

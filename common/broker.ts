@@ -108,7 +108,9 @@ export function createBroker(opts: { config: Config; logger: Logger; name: strin
         let ok: boolean;
         try {
           ok = ch.publish(exchange, routingKey, content, options, (err) =>
-            err ? reject(new DependencyError("rabbitmq", "message was not confirmed (nack or channel closed)", { cause: err })) : resolve(),
+            err
+              ? reject(new DependencyError("rabbitmq", "message was not confirmed (nack or channel closed)", { cause: err }))
+              : resolve(),
           );
         } catch (err) {
           reject(new DependencyError("rabbitmq", errorMessage(err), { cause: err }));

@@ -24,9 +24,7 @@ const url = (protocols: string[]) =>
     },
     { error: `must be a URL with scheme ${protocols.join(" or ")}` },
   );
-const name = z
-  .string()
-  .regex(/^[a-zA-Z0-9_.-]{1,64}$/, { error: "must be 1-64 letters, digits, '.', '_' or '-'" });
+const name = z.string().regex(/^[a-zA-Z0-9_.-]{1,64}$/, { error: "must be 1-64 letters, digits, '.', '_' or '-'" });
 
 const pg = url(["postgres", "postgresql"]);
 

@@ -5,13 +5,7 @@ import { z } from "zod";
 export const SYSTEMS = ["SYSTEM1", "SYSTEM2"] as const;
 export type System = (typeof SYSTEMS)[number];
 
-export const PROCESSING_STATUSES = [
-  "RETRY_SCHEDULED",
-  "SUCCEEDED",
-  "DEAD_LETTERED",
-  "REJECTED",
-  "REDRIVEN",
-] as const;
+export const PROCESSING_STATUSES = ["RETRY_SCHEDULED", "SUCCEEDED", "DEAD_LETTERED", "REJECTED", "REDRIVEN"] as const;
 export type ProcessingStatus = (typeof PROCESSING_STATUSES)[number];
 
 /** AMQP header names. Attempt numbers start at 1; a redrive starts a new round at attempt 1. */
@@ -80,12 +74,9 @@ function positiveIntHeader(headers: Record<string, unknown>, name: string, requi
 }
 
 /** Turns raw delivery bytes and headers into a message; throws InvalidMessageError with the reason. */
-export function decodeDelivery(
-  content: Buffer,
-  headers: Record<string, unknown> | undefined,
-  maxBytes: number,
-): DecodedDelivery {
-  if (content.length > maxBytes) throw new InvalidMessageError(`message of ${content.length} bytes exceeds the ${maxBytes}-byte maximum`);
+export function decodeDelivery(content: Buffer, headers: Record<string, unknown> | undefined, maxBytes: number): DecodedDelivery {
+  if (content.length > maxBytes)
+    throw new InvalidMessageError(`message of ${content.length} bytes exceeds the ${maxBytes}-byte maximum`);
   const h = headers ?? {};
   const attempt = positiveIntHeader(h, HEADERS.attempt, true);
   const round = positiveIntHeader(h, HEADERS.round, false);

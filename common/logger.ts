@@ -11,7 +11,12 @@ export function createLogger(config: Config, name: string): Logger {
     base: { service: name },
     timestamp: pino.stdTimeFunctions.isoTime,
     ...(config.logs.pretty
-      ? { transport: { target: "pino-pretty", options: { colorize: true, translateTime: "HH:MM:ss.l", ignore: "pid,hostname,service" } } }
+      ? {
+          transport: {
+            target: "pino-pretty",
+            options: { colorize: true, translateTime: "HH:MM:ss.l", ignore: "pid,hostname,service" },
+          },
+        }
       : {}),
   });
 }

@@ -28,13 +28,19 @@ function prisma(args: string[], databaseUrl: string): void {
 
 function prismaAsync(args: string[], databaseUrl: string): Promise<void> {
   return new Promise((resolve, reject) => {
-    const child = spawn(path.join(bin, "prisma"), args, { cwd: root, env: cliEnv(databaseUrl), stdio: ["ignore", "pipe", "pipe"] });
+    const child = spawn(path.join(bin, "prisma"), args, {
+      cwd: root,
+      env: cliEnv(databaseUrl),
+      stdio: ["ignore", "pipe", "pipe"],
+    });
     let out = "";
     child.stdout.on("data", (d) => (out += d));
     child.stderr.on("data", (d) => (out += d));
     child.on("error", reject);
     child.on("close", (code) =>
-      code === 0 ? resolve() : reject(new Error(`prisma ${args.join(" ")} failed (${new URL(databaseUrl).pathname.slice(1)}):\n${out.trim()}`)),
+      code === 0
+        ? resolve()
+        : reject(new Error(`prisma ${args.join(" ")} failed (${new URL(databaseUrl).pathname.slice(1)}):\n${out.trim()}`)),
     );
   });
 }

@@ -158,7 +158,10 @@ describe("processing", () => {
     // Two copies of attempt 1, as after a crash between the retry publish and the ack.
     await publishRaw(e, encodeMessage(msg), { [HEADERS.attempt]: 1 }, msg.messageId);
     await e.startConsumer({ CONSUMER_BATCH_SIZE: "1" });
-    await waitFor(() => e.log.collection.countDocuments({ messageId: msg.messageId }), (n) => n >= 1);
+    await waitFor(
+      () => e.log.collection.countDocuments({ messageId: msg.messageId }),
+      (n) => n >= 1,
+    );
     await publishRaw(e, encodeMessage(msg), { [HEADERS.attempt]: 1 }, msg.messageId);
     await e.drained();
     const history = await e.log.history(msg.messageId);
@@ -181,7 +184,9 @@ describe("processing", () => {
     expect(b.consumer.stats().processed).toBeGreaterThan(0);
     expect(await e.endput.endputOrder.count()).toBe(await e.sources.SYSTEM1.order.count({ where: { securityCheck: true } }));
     expect((await dlqMessages(e)).length).toBe(await e.sources.SYSTEM1.order.count({ where: { securityCheck: false } }));
-    const ids = (await e.log.collection.find({}, { projection: { messageId: 1, attempt: 1 } }).toArray()).map((d) => `${d.messageId}:${d.attempt}`);
+    const ids = (await e.log.collection.find({}, { projection: { messageId: 1, attempt: 1 } }).toArray()).map(
+      (d) => `${d.messageId}:${d.attempt}`,
+    );
     expect(new Set(ids).size).toBe(ids.length);
   });
 
@@ -191,7 +196,10 @@ describe("processing", () => {
     await e.gql(SEED, { system: "SYSTEM2", count: 2000 });
     await e.gql(PUBLISH, { system: "SYSTEM2" });
     const first = await e.startConsumer();
-    await waitFor(async () => first.consumer.stats().processed, (n) => n >= 200);
+    await waitFor(
+      async () => first.consumer.stats().processed,
+      (n) => n >= 200,
+    );
     await first.stop();
     const processedBeforeStop = first.consumer.stats().processed;
     expect(processedBeforeStop).toBeLessThan(2000 * 2);
@@ -213,7 +221,10 @@ describe("processing", () => {
       const msg = order({ requiredAttempts: 3, source: { system: "SYSTEM2", orderId: 42 } });
       await publishRaw(e, encodeMessage(msg), { [HEADERS.attempt]: 1 }, msg.messageId);
       await e.drained();
-      await waitFor(async () => events.length, (n) => n >= 3);
+      await waitFor(
+        async () => events.length,
+        (n) => n >= 3,
+      );
       expect(events.map((ev) => [ev.messageId, ev.system, ev.orderId, ev.attempt, ev.status])).toEqual([
         [msg.messageId, "SYSTEM2", 42, 1, "RETRY_SCHEDULED"],
         [msg.messageId, "SYSTEM2", 42, 2, "RETRY_SCHEDULED"],

@@ -33,7 +33,12 @@ describe("message contract", () => {
     ["bad attempt header", encodeMessage(message), headers("two"), /x-attempt is not a valid count/],
     ["zero attempt", encodeMessage(message), headers(0), /x-attempt is not a valid count/],
     ["wrong types", Buffer.from(JSON.stringify({ ...message, requiredAttempts: "3" })), headers(1), /requiredAttempts/],
-    ["unknown system", Buffer.from(JSON.stringify({ ...message, source: { system: "SYSTEM9", orderId: 1 } })), headers(1), /source.system/],
+    [
+      "unknown system",
+      Buffer.from(JSON.stringify({ ...message, source: { system: "SYSTEM9", orderId: 1 } })),
+      headers(1),
+      /source.system/,
+    ],
     ["extra field", Buffer.from(JSON.stringify({ ...message, extra: 1 })), headers(1), /order contract/],
     ["too large", Buffer.alloc(5000, 32), headers(1), /exceeds the 4096-byte maximum/],
   ])("rejects %s with a reason", (_name, body, h, reason) => {

@@ -22,9 +22,9 @@ import type { Config } from "../../common/config.ts";
 import { CONTENT_TYPE, HEADERS } from "../../common/contract.ts";
 import { errorMessage, sleep } from "../../common/errors.ts";
 import { eventsTopic, type ProcessingEvent } from "../../common/events.ts";
+import { counterKey, doneKey } from "../../common/keys.ts";
 import type { Logger } from "../../common/logger.ts";
 import type { EndputClient } from "../../common/stores.ts";
-import { counterKey, doneKey } from "../../common/keys.ts";
 import { decide, type Outcome } from "./decide.ts";
 import type { ConsumerMetrics } from "./metrics.ts";
 
@@ -248,7 +248,13 @@ export function createConsumer(deps: {
       if (i.outcome.kind === "SUCCEEDED") continue;
       const d = i.outcome.kind === "REJECTED" ? undefined : i.outcome.delivery;
       logger.debug(
-        { messageId: i.messageId, system: d?.message.source.system, attempt: d?.attempt, status: i.outcome.kind, error: i.outcome.error },
+        {
+          messageId: i.messageId,
+          system: d?.message.source.system,
+          attempt: d?.attempt,
+          status: i.outcome.kind,
+          error: i.outcome.error,
+        },
         "attempt failed",
       );
     }

@@ -1,5 +1,5 @@
 // What to do with one delivery. Pure: no I/O, so the rules are unit-tested alone.
-import { decodeDelivery, type DecodedDelivery, InvalidMessageError, type ProcessingStatus } from "../../common/contract.ts";
+import { type DecodedDelivery, decodeDelivery, InvalidMessageError, type ProcessingStatus } from "../../common/contract.ts";
 
 export type Outcome =
   | { kind: "SUCCEEDED"; delivery: DecodedDelivery }

@@ -46,7 +46,12 @@ async function main(): Promise<void> {
   const health = createHealthServer({
     registry: metrics.registry,
     checks: [
-      { name: "rabbitmq", check: async () => { if (!consumer.ready()) throw new Error("not consuming"); } },
+      {
+        name: "rabbitmq",
+        check: async () => {
+          if (!consumer.ready()) throw new Error("not consuming");
+        },
+      },
       { name: "postgresql", check: () => endput.$queryRaw`select 1` },
       { name: "redis", check: () => redis.ping() },
       { name: "mongodb", check: () => mongo.db(config.mongo.database).command({ ping: 1 }) },

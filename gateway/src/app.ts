@@ -69,7 +69,8 @@ function guard(deps: Deps, args: ExecutionArgs & { contextValue: Context }): voi
       d.kind === Kind.OPERATION_DEFINITION && (args.operationName == null || d.name?.value === args.operationName),
   );
   const needs = op?.operation === "mutation" || deps.config.gateway.tokenReads;
-  if (needs) throw new DomainError("UNAUTHENTICATED", "this operation needs the gateway token: send Authorization: Bearer <token>");
+  if (needs)
+    throw new DomainError("UNAUTHENTICATED", "this operation needs the gateway token: send Authorization: Bearer <token>");
 }
 
 export function createGateway(deps: Deps, extraChecks: Check[] = []): Gateway {
@@ -110,7 +111,14 @@ export function createGateway(deps: Deps, extraChecks: Check[] = []): Gateway {
           if (length > config.gateway.maxBodyBytes) {
             endResponse(
               new fetchAPI.Response(
-                JSON.stringify({ errors: [{ message: `request body exceeds ${config.gateway.maxBodyBytes} bytes`, extensions: { code: "PAYLOAD_TOO_LARGE" } }] }),
+                JSON.stringify({
+                  errors: [
+                    {
+                      message: `request body exceeds ${config.gateway.maxBodyBytes} bytes`,
+                      extensions: { code: "PAYLOAD_TOO_LARGE" },
+                    },
+                  ],
+                }),
                 { status: 413, headers: { "content-type": "application/json" } },
               ),
             );
@@ -125,7 +133,12 @@ export function createGateway(deps: Deps, extraChecks: Check[] = []): Gateway {
     { name: "postgresql:system2", check: () => deps.sources.SYSTEM2.$queryRaw`select 1` },
     { name: "postgresql:endput", check: () => deps.endput.$queryRaw`select 1` },
     { name: "redis", check: () => deps.redis.ping() },
-    { name: "rabbitmq", check: async () => { if (!deps.broker.isConnected()) throw new Error("not connected"); } },
+    {
+      name: "rabbitmq",
+      check: async () => {
+        if (!deps.broker.isConnected()) throw new Error("not connected");
+      },
+    },
     { name: "mongodb", check: () => deps.log.collection.estimatedDocumentCount() },
     ...extraChecks,
   ];
@@ -137,7 +150,9 @@ export function createGateway(deps: Deps, extraChecks: Check[] = []): Gateway {
       return;
     }
     if (path === "/readyz") {
-      void runChecks(checks).then((r) => res.writeHead(r.ready ? 200 : 503, { "content-type": "application/json" }).end(JSON.stringify(r)));
+      void runChecks(checks).then((r) =>
+        res.writeHead(r.ready ? 200 : 503, { "content-type": "application/json" }).end(JSON.stringify(r)),
+      );
       return;
     }
     if (path === "/") {
@@ -158,7 +173,14 @@ export function createGateway(deps: Deps, extraChecks: Check[] = []): Gateway {
         const auth = (ctx.connectionParams?.authorization ?? ctx.connectionParams?.Authorization) as string | undefined;
         if (auth) headers.set("authorization", auth);
         const request = new Request(`http://localhost${yoga.graphqlEndpoint}`, { method: "POST", headers });
-        const { schema: s, execute, subscribe, contextFactory, parse, validate } = yoga.getEnveloped({ ...ctx, req: ctx.extra.request, socket: ctx.extra.socket, params, request });
+        const {
+          schema: s,
+          execute,
+          subscribe,
+          contextFactory,
+          parse,
+          validate,
+        } = yoga.getEnveloped({ ...ctx, req: ctx.extra.request, socket: ctx.extra.socket, params, request });
         const args = {
           schema: s,
           operationName: params.operationName,

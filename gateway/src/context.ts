@@ -1,5 +1,6 @@
-import type { Redis } from "ioredis";
+import type DataLoader from "dataloader";
 import type { YogaInitialContext } from "graphql-yoga";
+import type { Redis } from "ioredis";
 
 import type { AttemptLog, LogDocument } from "../../common/attempt-log.ts";
 import type { Broker } from "../../common/broker.ts";
@@ -7,7 +8,6 @@ import type { Config } from "../../common/config.ts";
 import type { System } from "../../common/contract.ts";
 import type { Logger } from "../../common/logger.ts";
 import type { EndputClient, SourceClients } from "../../common/stores.ts";
-import type DataLoader from "dataloader";
 import type { PubSub } from "./pubsub.ts";
 
 export interface Deps {

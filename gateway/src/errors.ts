@@ -4,12 +4,7 @@ import { GraphQLError } from "graphql";
 
 import { DependencyError } from "../../common/errors.ts";
 
-export type ErrorCode =
-  | "BAD_USER_INPUT"
-  | "PUBLISH_IN_PROGRESS"
-  | "DEPENDENCY_UNAVAILABLE"
-  | "UNAUTHENTICATED"
-  | "NOT_FOUND";
+export type ErrorCode = "BAD_USER_INPUT" | "PUBLISH_IN_PROGRESS" | "DEPENDENCY_UNAVAILABLE" | "UNAUTHENTICATED" | "NOT_FOUND";
 
 export class DomainError extends GraphQLError {
   constructor(code: ErrorCode, message: string, extra: Record<string, unknown> = {}) {
@@ -18,12 +13,12 @@ export class DomainError extends GraphQLError {
   }
 }
 
-export const badInput = (message: string, field?: string) =>
-  new DomainError("BAD_USER_INPUT", message, field ? { field } : {});
+export const badInput = (message: string, field?: string) => new DomainError("BAD_USER_INPUT", message, field ? { field } : {});
 
 /** Turns a store failure into a typed error that names the dependency. */
 export function asDomainError(err: unknown): unknown {
-  if (err instanceof DependencyError) return new DomainError("DEPENDENCY_UNAVAILABLE", err.message, { dependency: err.dependency });
+  if (err instanceof DependencyError)
+    return new DomainError("DEPENDENCY_UNAVAILABLE", err.message, { dependency: err.dependency });
   return err;
 }
 
@@ -40,7 +35,8 @@ export async function using<T>(dependency: DependencyError["dependency"], fn: ()
   }
 }
 
-const CONNECTIVITY = /ECONNREFUSED|ECONNRESET|ETIMEDOUT|EPIPE|ENOTFOUND|Connection is closed|connect|closed|timed? ?out|Server selection|Can't reach database|terminat/i;
+const CONNECTIVITY =
+  /ECONNREFUSED|ECONNRESET|ETIMEDOUT|EPIPE|ENOTFOUND|Connection is closed|connect|closed|timed? ?out|Server selection|Can't reach database|terminat/i;
 
 export function isConnectivityError(err: unknown): boolean {
   if (!(err instanceof Error)) return false;

@@ -38,7 +38,10 @@ export function depthLimitRule(maxDepth: number): ValidationRule {
         const depth = depthOf(node.selectionSet, new Set());
         if (depth > maxDepth) {
           context.reportError(
-            new GraphQLError(`query depth ${depth} exceeds the maximum of ${maxDepth}`, { nodes: [node], extensions: { code: "QUERY_TOO_DEEP" } }),
+            new GraphQLError(`query depth ${depth} exceeds the maximum of ${maxDepth}`, {
+              nodes: [node],
+              extensions: { code: "QUERY_TOO_DEEP" },
+            }),
           );
         }
       },

@@ -179,13 +179,17 @@ export async function createTestEnv(overrides: Overrides = {}): Promise<TestEnv>
       const topo = broker.topology;
       await broker
         .withChannel(async (ch) => {
-          for (const q of [topo.primary, topo.dlq, ...topo.waitQueues.map((w) => w.name)]) await ch.deleteQueue(q).catch(() => undefined);
+          for (const q of [topo.primary, topo.dlq, ...topo.waitQueues.map((w) => w.name)])
+            await ch.deleteQueue(q).catch(() => undefined);
           await ch.deleteExchange(topo.exchange).catch(() => undefined);
         })
         .catch(() => undefined);
       const keys = await redis.keys(`${config.redis.prefix}:*`);
       if (keys.length) await redis.del(...keys);
-      await mongo.db(config.mongo.database).dropDatabase().catch(() => undefined);
+      await mongo
+        .db(config.mongo.database)
+        .dropDatabase()
+        .catch(() => undefined);
       for (const close of closers.reverse()) await close().catch(() => undefined);
       await dropDatabases(Object.values(dbs));
     },

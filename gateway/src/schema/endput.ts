@@ -46,9 +46,11 @@ builder.queryField("endputOrders", (t) =>
       },
     },
     {
+      name: "EndputOrderConnection",
       fields: (t) => ({
         totalCount: t.int({ resolve: (conn) => (conn as unknown as { totalCount: number }).totalCount }),
       }),
     },
+    { name: "EndputOrderEdge" },
   ),
 );

@@ -6,7 +6,12 @@ import { ProcessingStatusEnum, SystemEnum } from "./enums.ts";
 const ProcessingEvent = builder.objectRef<Event>("ProcessingEvent").implement({
   fields: (t) => ({
     messageId: t.id({ resolve: (e) => e.messageId }),
-    system: t.field({ type: SystemEnum, nullable: true, description: "Null for a REJECTED message that could not be read", resolve: (e) => e.system }),
+    system: t.field({
+      type: SystemEnum,
+      nullable: true,
+      description: "Null for a REJECTED message that could not be read",
+      resolve: (e) => e.system,
+    }),
     orderId: t.exposeInt("orderId", { nullable: true }),
     attempt: t.exposeInt("attempt"),
     round: t.exposeInt("round"),

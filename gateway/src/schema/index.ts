@@ -1,8 +1,9 @@
-import { builder } from "./builder.ts";
 import "./orders.ts";
 import "./messages.ts";
 import "./publishing.ts";
 import "./endput.ts";
 import "./events.ts";
+
+import { builder } from "./builder.ts";
 
 export const schema = builder.toSchema({ sortSchema: false });

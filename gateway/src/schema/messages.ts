@@ -24,7 +24,12 @@ export const LogEntry = builder.objectRef<LogDocument>("LogEntry").implement({
     publishedAt: t.field({ type: "DateTime", nullable: true, resolve: (d) => d.source?.publishedAt ?? null }),
     error: t.exposeString("error", { nullable: true }),
     processedAt: t.expose("processedAt", { type: "DateTime" }),
-    expiresAt: t.field({ type: "DateTime", nullable: true, description: "Null while retained (in the DLQ)", resolve: (d) => (d.retained ? null : d.expiresAt) }),
+    expiresAt: t.field({
+      type: "DateTime",
+      nullable: true,
+      description: "Null while retained (in the DLQ)",
+      resolve: (d) => (d.retained ? null : d.expiresAt),
+    }),
     durationMs: t.exposeFloat("durationMs", { nullable: true }),
     consumerId: t.exposeString("consumerId"),
   }),
@@ -66,6 +71,7 @@ builder.queryField("messages", (t) =>
         return pageOf(rows, first, (d) => encodeCursor("LogEntry", String(d._id)), after != null);
       },
     },
-    {},
+    { name: "LogEntryConnection" },
+    { name: "LogEntryEdge" },
   ),
 );

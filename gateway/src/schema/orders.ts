@@ -37,17 +37,22 @@ builder.queryField("orders", (t) =>
       args: { system: t.arg({ type: SystemEnum, required: true }) },
       resolve: async (query, _root, args, ctx) => {
         boundedFirst(args.first);
-        const rows = await using("postgresql", () => ctx.sources[args.system].order.findMany({ ...query, orderBy: { id: "asc" } }));
+        const rows = await using("postgresql", () =>
+          ctx.sources[args.system].order.findMany({ ...query, orderBy: { id: "asc" } }),
+        );
         return rows.map((r) => Object.assign(r, { system: args.system }));
       },
       totalCount: (_conn, args, ctx) => using("postgresql", () => ctx.sources[args.system].order.count()),
     },
-    {},
+    { name: "OrderConnection" },
+    { name: "OrderEdge" },
   ),
 );
 
 const SeedResult = builder
-  .objectRef<{ system: System; inserted: number; firstId: number | null; lastId: number | null; securityCheckTrue: number }>("SeedResult")
+  .objectRef<{ system: System; inserted: number; firstId: number | null; lastId: number | null; securityCheckTrue: number }>(
+    "SeedResult",
+  )
   .implement({
     fields: (t) => ({
       system: t.expose("system", { type: SystemEnum }),
@@ -68,6 +73,12 @@ builder.mutationField("seedOrders", (t) =>
       securityCheckRatio: t.arg.float(),
     },
     resolve: (_root, args, ctx) =>
-      seedOrders(ctx.sources[args.system], args.system, args.count, args.securityCheckRatio ?? 0.5, ctx.config.gateway.seedMaxCount),
+      seedOrders(
+        ctx.sources[args.system],
+        args.system,
+        args.count,
+        args.securityCheckRatio ?? 0.5,
+        ctx.config.gateway.seedMaxCount,
+      ),
   }),
 );

@@ -1,5 +1,5 @@
 // Publishing pending rows, the per-system cursors, and resetting them.
-import { SYSTEMS, type System } from "../../../common/contract.ts";
+import { type System, SYSTEMS } from "../../../common/contract.ts";
 import type { Context } from "../context.ts";
 import { using } from "../errors.ts";
 import { createCursors } from "../services/cursors.ts";

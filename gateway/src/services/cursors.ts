@@ -33,17 +33,29 @@ export function createCursors(redis: Redis, config: Config) {
     const ttl = config.gateway.publishLockTtlMs;
     const ok = await using("redis", () => redis.set(key, token, "PX", ttl, "NX"));
     if (ok !== "OK") {
-      throw new DomainError("PUBLISH_IN_PROGRESS", `${system} is already being published or reset by another request; try again when it finishes`, { system });
+      throw new DomainError(
+        "PUBLISH_IN_PROGRESS",
+        `${system} is already being published or reset by another request; try again when it finishes`,
+        { system },
+      );
     }
     // Keep the lock alive while the holder works; it expires by itself if the holder dies.
-    const keepAlive = setInterval(() => {
-      redis.eval(EXTEND_IF_HOLDER, 1, key, token, String(ttl)).catch(() => undefined);
-    }, Math.max(250, Math.floor(ttl / 3)));
+    const keepAlive = setInterval(
+      () => {
+        redis.eval(EXTEND_IF_HOLDER, 1, key, token, String(ttl)).catch(() => undefined);
+      },
+      Math.max(250, Math.floor(ttl / 3)),
+    );
     keepAlive.unref();
     return {
       async setCursor(value) {
-        const held = await using("redis", () => redis.eval(SET_IF_HOLDER, 2, key, cursorKey(config, system), token, String(value)));
-        if (held !== 1) throw new DomainError("PUBLISH_IN_PROGRESS", `lost the ${system} publish lock; another publisher took over`, { system });
+        const held = await using("redis", () =>
+          redis.eval(SET_IF_HOLDER, 2, key, cursorKey(config, system), token, String(value)),
+        );
+        if (held !== 1)
+          throw new DomainError("PUBLISH_IN_PROGRESS", `lost the ${system} publish lock; another publisher took over`, {
+            system,
+          });
       },
       async release() {
         clearInterval(keepAlive);

@@ -61,8 +61,10 @@ export async function publishPending(deps: {
     let waiting = false;
     while (published < limit) {
       const take = Math.min(config.gateway.publishBatchSize, limit - published);
-      const rows = await using("postgresql", () =>
-        source.$queryRaw<Row[]>`
+      const rows = await using(
+        "postgresql",
+        () =>
+          source.$queryRaw<Row[]>`
           select id, product, price::text as price, security_check,
                  ((pg_snapshot_xmin(pg_current_snapshot())::text::bigint - xmin::text::bigint) % 4294967296 + 4294967296)
                    % 4294967296 between 1 and 2147483647 as settled
@@ -107,7 +109,10 @@ export async function publishPending(deps: {
       published += ready.length;
       if (waiting || rows.length < take) break;
     }
-    logger.info({ system, published, fromId, toId: published ? cursor : null, cursor, waitingOnTransactions: waiting }, "published pending orders");
+    logger.info(
+      { system, published, fromId, toId: published ? cursor : null, cursor, waitingOnTransactions: waiting },
+      "published pending orders",
+    );
     return { system, published, fromId, toId: published ? cursor : null, cursor, waitingOnTransactions: waiting };
   } finally {
     await lock.release();

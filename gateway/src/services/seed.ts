@@ -4,8 +4,26 @@ import type { SourceClient } from "../../../common/stores.ts";
 import { badInput, using } from "../errors.ts";
 
 const PRODUCTS = [
-  "Keyboard", "Mouse", "Monitor", "Laptop", "Headset", "Webcam", "Desk lamp", "Chair", "USB hub", "SSD 1TB",
-  "Router", "Microphone", "Docking station", "Tablet", "Smartphone", "Charger", "Backpack", "Notebook", "Pen set", "Speaker",
+  "Keyboard",
+  "Mouse",
+  "Monitor",
+  "Laptop",
+  "Headset",
+  "Webcam",
+  "Desk lamp",
+  "Chair",
+  "USB hub",
+  "SSD 1TB",
+  "Router",
+  "Microphone",
+  "Docking station",
+  "Tablet",
+  "Smartphone",
+  "Charger",
+  "Backpack",
+  "Notebook",
+  "Pen set",
+  "Speaker",
 ];
 const BATCH = 5000;
 
@@ -25,8 +43,10 @@ export async function seedOrders(
   maxCount: number,
   random: () => number = Math.random,
 ): Promise<SeedResult> {
-  if (!Number.isInteger(count) || count < 1 || count > maxCount) throw badInput(`count must be between 1 and ${maxCount}`, "count");
-  if (!Number.isFinite(ratio) || ratio < 0 || ratio > 1) throw badInput("securityCheckRatio must be between 0 and 1", "securityCheckRatio");
+  if (!Number.isInteger(count) || count < 1 || count > maxCount)
+    throw badInput(`count must be between 1 and ${maxCount}`, "count");
+  if (!Number.isFinite(ratio) || ratio < 0 || ratio > 1)
+    throw badInput("securityCheckRatio must be between 0 and 1", "securityCheckRatio");
 
   // Exactly round(count * ratio) true orders, in random positions.
   const trueCount = Math.round(count * ratio);
