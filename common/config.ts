@@ -75,6 +75,7 @@ const schema = z.object({
 });
 
 export type Env = z.input<typeof schema>;
+export const ENV_KEYS = Object.keys(schema.shape) as (keyof Env)[];
 
 export class ConfigError extends Error {
   override name = "ConfigError";

@@ -1,6 +1,8 @@
 import { describe, expect, it } from "vitest";
 
-import { ConfigError, readConfig } from "../common/config.ts";
+import { readFileSync } from "node:fs";
+
+import { ConfigError, ENV_KEYS, readConfig } from "../common/config.ts";
 
 describe("configuration", () => {
   it("defaults to the local services", () => {
@@ -40,5 +42,11 @@ describe("configuration", () => {
   it("rejects unknown enum values", () => {
     expect(() => readConfig({ RETRY_BACKOFF: "linear" })).toThrow(/RETRY_BACKOFF/);
     expect(() => readConfig({ AMQP_QUEUE_TYPE: "stream" })).toThrow(/AMQP_QUEUE_TYPE/);
+  });
+
+  it("documents every setting in .env.example", () => {
+    const example = readFileSync(new URL("../.env.example", import.meta.url), "utf8");
+    const documented = new Set([...example.matchAll(/^#?\s*([A-Z][A-Z0-9_]+)=/gm)].map((m) => m[1]));
+    expect([...documented].sort()).toEqual([...ENV_KEYS].sort());
   });
 });
