@@ -1,6 +1,6 @@
-import { describe, expect, it } from "vitest";
-
 import { readFileSync } from "node:fs";
+
+import { describe, expect, it } from "vitest";
 
 import { ConfigError, ENV_KEYS, readConfig } from "../common/config.ts";
 

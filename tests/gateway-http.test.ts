@@ -84,7 +84,9 @@ describe("gateway over HTTP", () => {
     const seed = { query: "mutation { seedOrders(system: SYSTEM1, count: 3) { inserted } }" };
     const anon = (await (await post(seed)).json()) as { errors: { extensions: { code: string } }[] };
     expect(anon.errors[0]!.extensions.code).toBe("UNAUTHENTICATED");
-    const wrong = (await (await post(seed, { authorization: "Bearer nope" })).json()) as { errors: { extensions: { code: string } }[] };
+    const wrong = (await (await post(seed, { authorization: "Bearer nope" })).json()) as {
+      errors: { extensions: { code: string } }[];
+    };
     expect(wrong.errors[0]!.extensions.code).toBe("UNAUTHENTICATED");
     expect(await e.sources.SYSTEM1.order.count()).toBe(0);
     const good = (await (await post(seed, { authorization: `Bearer ${token}` })).json()) as { data: unknown };
@@ -95,7 +97,9 @@ describe("gateway over HTTP", () => {
 
   it("can require the token for reads too", async () => {
     await start({ GATEWAY_TOKEN: "s3cret-token-of-enough-length", GATEWAY_TOKEN_READS: "true" });
-    const read = (await (await post({ query: "{ cursors { pending } }" })).json()) as { errors: { extensions: { code: string } }[] };
+    const read = (await (await post({ query: "{ cursors { pending } }" })).json()) as {
+      errors: { extensions: { code: string } }[];
+    };
     expect(read.errors[0]!.extensions.code).toBe("UNAUTHENTICATED");
   });
 });
