@@ -173,7 +173,8 @@ describe("processing", () => {
   });
 
   it("shares the queue between two consumers without changing the result", async () => {
-    env = await createTestEnv({ RETRY_DELAY_MS: "200", CONSUMER_BATCH_SIZE: "20" });
+    // A small prefetch so that one consumer cannot take the whole queue at once.
+    env = await createTestEnv({ RETRY_DELAY_MS: "200", CONSUMER_BATCH_SIZE: "20", CONSUMER_PREFETCH: "20" });
     const e = env;
     const a = await e.startConsumer();
     const b = await e.startConsumer();

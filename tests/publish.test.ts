@@ -193,6 +193,24 @@ describe("publishPending", () => {
     }
   });
 
+  it("is not held back by a transaction open in another database of the same server", async () => {
+    const other = new pg.Client({ connectionString: env.config.databases.system2 });
+    await other.connect();
+    try {
+      await other.query("begin");
+      await other.query("insert into orders (product, price, security_check) values ('elsewhere', 1.00, true)");
+      await env.gql(SEED, { system: "SYSTEM1", count: 5 });
+      const r = await env.gql(PUBLISH, { system: "SYSTEM1" });
+      expect(r.data).toMatchObject({ publishPending: { published: 5, waitingOnTransactions: false } });
+      // The other system's own publish does wait for it.
+      const held = await env.gql(PUBLISH, { system: "SYSTEM2" });
+      expect(held.data).toMatchObject({ publishPending: { published: 0 } });
+      await other.query("rollback");
+    } finally {
+      await other.end();
+    }
+  });
+
   it("resetCursor republishes with the same message ids", async () => {
     await env.gql(SEED, { system: "SYSTEM1", count: 20 });
     await env.gql(PUBLISH, { system: "SYSTEM1" });

@@ -1,10 +1,11 @@
 // Publishes the rows of a source system that were not published yet.
 //
 // Gap-free: an id cursor alone skips a row whose transaction commits after a
-// higher id was published. Each batch is read together with the snapshot's
-// xmin (the oldest transaction still in flight); reading stops at the first row
-// written by a transaction at or after it, so a row that may still have an
-// uncommitted neighbour below it waits for a later call. The cursor moves only to
+// higher id was published. Each batch is read with its snapshot's horizon: the
+// oldest transaction the snapshot sees in flight, leaving out those known to
+// run in other databases of the same server. Reading stops at the first row
+// written at or after the horizon, so a row that may still get an uncommitted
+// neighbour below it waits for a later call. The cursor moves only to
 // the highest id whose message the broker confirmed, so a crash re-publishes at
 // most the unconfirmed tail (with the same message ids) and never skips a row.
 import type { Broker } from "../../../common/broker.ts";
@@ -65,10 +66,18 @@ export async function publishPending(deps: {
         "postgresql",
         () =>
           source.$queryRaw<Row[]>`
+          with snap as (select pg_current_snapshot() as s),
+          elsewhere as (
+            select backend_xid::text::bigint as x from pg_stat_activity
+            where datname is distinct from current_database() and backend_xid is not null
+          ),
+          horizon as (
+            select min(x::text::bigint) as h from snap, pg_snapshot_xip(snap.s) as x
+            where x::text::bigint % 4294967296 not in (select x from elsewhere)
+          )
           select id, product, price::text as price, security_check,
-                 ((pg_snapshot_xmin(pg_current_snapshot())::text::bigint - xmin::text::bigint) % 4294967296 + 4294967296)
-                   % 4294967296 between 1 and 2147483647 as settled
-          from orders where id > ${cursor} order by id limit ${take}`,
+                 h is null or ((h - xmin::text::bigint) % 4294967296 + 4294967296) % 4294967296 between 1 and 2147483647 as settled
+          from orders, horizon where id > ${cursor} order by id limit ${take}`,
       );
       const settledCount = rows.findIndex((r) => !r.settled);
       const ready = settledCount === -1 ? rows : rows.slice(0, settledCount);

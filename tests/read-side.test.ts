@@ -1,0 +1,286 @@
+// The read side over a real pipeline run: history, search, stats, dead letters,
+// redrive and live subscriptions (SSE and graphql-ws).
+import type { AddressInfo } from "node:net";
+
+import { createClient } from "graphql-ws";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import WebSocket from "ws";
+
+import { createTestEnv, type RunningConsumer, type TestEnv, waitFor } from "./support/env.ts";
+
+let env: TestEnv;
+let consumer: RunningConsumer;
+let base = "";
+
+type Data<T> = { data?: T; errors?: { message: string; extensions?: Record<string, unknown> }[] };
+
+beforeAll(async () => {
+  env = await createTestEnv({ RETRY_DELAY_MS: "100", MAX_ATTEMPTS: "3" });
+  consumer = await env.startConsumer();
+  env.gateway.server.listen(0, "127.0.0.1");
+  await new Promise((r) => env.gateway.server.once("listening", r));
+  base = `http://127.0.0.1:${(env.gateway.server.address() as AddressInfo).port}`;
+  await env.gql(
+    `mutation { a: seedOrders(system: SYSTEM1, count: 40) { inserted } b: seedOrders(system: SYSTEM2, count: 30) { inserted } }`,
+  );
+  await env.gql(`mutation { a: publishPending(system: SYSTEM1) { published } b: publishPending(system: SYSTEM2) { published } }`);
+  await env.drained();
+});
+
+afterAll(async () => {
+  await env.cleanup();
+});
+
+describe("attempt log queries", () => {
+  it("messageHistory returns a message's attempts in order, [] for an unknown id, and a typed error for a malformed one", async () => {
+    const doc = await env.log.collection.findOne({ status: "DEAD_LETTERED" });
+    expect(doc).not.toBeNull();
+    const r = await env.gql<{ messageHistory: { attempt: number; status: string; system: string; orderId: number }[] }>(
+      `query ($id: ID!) { messageHistory(messageId: $id) { attempt status system orderId } }`,
+      { id: doc!.messageId },
+    );
+    expect(r.data!.messageHistory.map((h) => [h.attempt, h.status])).toEqual([
+      [1, "RETRY_SCHEDULED"],
+      [2, "RETRY_SCHEDULED"],
+      [3, "DEAD_LETTERED"],
+    ]);
+    const unknown = await env.gql(`{ messageHistory(messageId: "00000000-0000-4000-8000-000000000000") { attempt } }`);
+    expect(unknown.data).toEqual({ messageHistory: [] });
+    const bad = await env.gql(`{ messageHistory(messageId: "nope") { attempt } }`);
+    expect(bad.errors?.[0]?.extensions?.code).toBe("BAD_USER_INPUT");
+  });
+
+  it("messages filters by system, status and order id, newest first, with forward paging", async () => {
+    const q = `query ($system: System, $status: ProcessingStatus, $orderId: Int, $first: Int, $after: String) {
+      messages(system: $system, status: $status, orderId: $orderId, first: $first, after: $after) {
+        edges { cursor node { system status orderId processedAt } } pageInfo { hasNextPage endCursor }
+      } }`;
+    type Page = {
+      messages: {
+        edges: { cursor: string; node: { system: string; status: string; orderId: number; processedAt: string } }[];
+        pageInfo: { hasNextPage: boolean; endCursor: string };
+      };
+    };
+    const total = await env.log.collection.countDocuments({ system: "SYSTEM2", status: "SUCCEEDED" });
+    expect(total).toBeGreaterThan(5);
+    const seen: string[] = [];
+    let after: string | undefined;
+    for (;;) {
+      const r = await env.gql<Page>(q, { system: "SYSTEM2", status: "SUCCEEDED", first: 5, after });
+      expect(r.errors).toBeUndefined();
+      for (const e of r.data!.messages.edges) {
+        expect(e.node.system).toBe("SYSTEM2");
+        expect(e.node.status).toBe("SUCCEEDED");
+        seen.push(e.cursor);
+      }
+      if (!r.data!.messages.pageInfo.hasNextPage) break;
+      after = r.data!.messages.pageInfo.endCursor;
+    }
+    expect(seen).toHaveLength(total);
+    expect(new Set(seen).size).toBe(total);
+    const one = await env.gql<Page>(q, { system: "SYSTEM1", orderId: 7 });
+    expect(one.data!.messages.edges.length).toBeGreaterThanOrEqual(1);
+    expect(one.data!.messages.edges.every((e) => e.node.orderId === 7 && e.node.system === "SYSTEM1")).toBe(true);
+    const bad = await env.gql(q, { first: 501 });
+    expect(bad.errors?.[0]?.extensions?.code).toBe("BAD_USER_INPUT");
+    const badCursor = await env.gql(q, { after: "bm9wZQ" });
+    expect(badCursor.errors?.[0]?.extensions?.code).toBe("BAD_USER_INPUT");
+  });
+
+  it("Order.history loads a whole page of orders with one log query", async () => {
+    const find = env.log.collection.find.bind(env.log.collection);
+    let calls = 0;
+    env.log.collection.find = ((...args: Parameters<typeof find>) => {
+      calls++;
+      return find(...args);
+    }) as typeof find;
+    try {
+      const r = await env.gql<{
+        orders: { totalCount: number; edges: { node: { id: number; securityCheck: boolean; history: { status: string }[] } }[] };
+      }>(`{ orders(system: SYSTEM1, first: 20) { totalCount edges { node { id securityCheck history { status attempt } } } } }`);
+      expect(r.errors).toBeUndefined();
+      expect(r.data!.orders.totalCount).toBe(40);
+      expect(r.data!.orders.edges).toHaveLength(20);
+      for (const { node } of r.data!.orders.edges) {
+        expect(node.history.length).toBeGreaterThanOrEqual(1);
+        expect(node.history.at(-1)!.status).toBe(node.securityCheck ? "SUCCEEDED" : "DEAD_LETTERED");
+      }
+      expect(calls).toBe(1);
+    } finally {
+      env.log.collection.find = find;
+    }
+  });
+});
+
+describe("pipelineStats", () => {
+  it("reconciles each system and reports queue depths", async () => {
+    const r = await env.gql<{
+      pipelineStats: {
+        queues: { name: string; messages: number; consumers: number }[];
+        systems: {
+          system: string;
+          sourceRows: number;
+          published: number;
+          succeeded: number;
+          deadLettered: number;
+          inFlight: number;
+          endputRows: number;
+        }[];
+        attempts: { status: string; count: number }[];
+      };
+    }>(
+      `{ pipelineStats { queues { name messages consumers } systems { system sourceRows published succeeded deadLettered inFlight endputRows } attempts { status count } } }`,
+    );
+    expect(r.errors).toBeUndefined();
+    const s = r.data!.pipelineStats;
+    const topo = env.broker.topology;
+    expect(s.queues.map((q) => q.name)).toEqual([topo.primary, ...topo.waitQueues.map((w) => w.name), topo.dlq]);
+    expect(s.queues.find((q) => q.name === topo.primary)).toEqual({ name: topo.primary, messages: 0, consumers: 1 });
+    const dlqDepth = s.queues.find((q) => q.name === topo.dlq)!.messages;
+    for (const sys of s.systems) {
+      const system = sys.system as "SYSTEM1" | "SYSTEM2";
+      const trueRows = await env.sources[system].order.count({ where: { securityCheck: true } });
+      expect(sys.sourceRows).toBe(system === "SYSTEM1" ? 40 : 30);
+      expect(sys.published).toBe(sys.sourceRows);
+      expect(sys.endputRows).toBe(trueRows);
+      expect(sys.succeeded).toBe(trueRows);
+      expect(sys.deadLettered).toBe(sys.sourceRows - trueRows);
+      expect(sys.inFlight).toBe(0);
+    }
+    expect(dlqDepth).toBe(s.systems.reduce((n, x) => n + x.deadLettered, 0));
+    const logged = await env.log.collection.countDocuments({ status: "SUCCEEDED" });
+    expect(s.attempts.find((a) => a.status === "SUCCEEDED")!.count).toBe(logged);
+  });
+});
+
+describe("dead letters", () => {
+  it("peeks without consuming and redrives by filter, dry run first", async () => {
+    const topo = env.broker.topology;
+    const depth = await env.queueDepth(topo.dlq);
+    const peek = await env.gql<{
+      deadLetters: { messageId: string; system: string; orderId: number; reason: string; attempts: number }[];
+    }>(`{ deadLetters(first: 500) { messageId system orderId reason attempts } }`);
+    expect(peek.data!.deadLetters).toHaveLength(depth);
+    expect(await env.queueDepth(topo.dlq)).toBe(depth);
+    for (const d of peek.data!.deadLetters) expect([d.reason, d.attempts]).toEqual(["max-attempts", 3]);
+
+    const system2 = peek.data!.deadLetters.filter((d) => d.system === "SYSTEM2").length;
+    const dry = await env.gql(`mutation { redriveDeadLetters(system: SYSTEM2, dryRun: true) { matched moved dryRun } }`);
+    expect(dry.data).toEqual({ redriveDeadLetters: { matched: system2, moved: 0, dryRun: true } });
+    expect(await env.queueDepth(topo.dlq)).toBe(depth);
+
+    const target = peek.data!.deadLetters.find((d) => d.system === "SYSTEM1")!;
+    const one = await env.gql(`mutation ($ids: [ID!]) { redriveDeadLetters(messageIds: $ids) { matched moved dryRun } }`, {
+      ids: [target.messageId],
+    });
+    expect(one.data).toEqual({ redriveDeadLetters: { matched: 1, moved: 1, dryRun: false } });
+    await env.drained();
+    // The redriven message ran a new round and, being a false order, dead-lettered again.
+    const history = await env.gql<{ messageHistory: { round: number; attempt: number; status: string }[] }>(
+      `query ($id: ID!) { messageHistory(messageId: $id) { round attempt status } }`,
+      { id: target.messageId },
+    );
+    expect(history.data!.messageHistory.map((h) => [h.round, h.attempt, h.status])).toEqual([
+      [0, 1, "RETRY_SCHEDULED"],
+      [0, 2, "RETRY_SCHEDULED"],
+      [0, 3, "DEAD_LETTERED"],
+      [1, 0, "REDRIVEN"],
+      [1, 1, "RETRY_SCHEDULED"],
+      [1, 2, "RETRY_SCHEDULED"],
+      [1, 3, "DEAD_LETTERED"],
+    ]);
+    expect(await env.queueDepth(topo.dlq)).toBe(depth);
+    const redrives = await env.log.collection.db.collection("redrives").find({}).toArray();
+    expect(redrives.map((r) => [r.matched, r.moved, r.dryRun])).toEqual([
+      [system2, 0, true],
+      [1, 1, false],
+    ]);
+
+    const limited = await env.gql(`mutation { redriveDeadLetters(limit: 2, reason: "max-attempts") { matched moved } }`);
+    expect(limited.data).toEqual({ redriveDeadLetters: { matched: 2, moved: 2 } });
+    const none = await env.gql(`mutation { redriveDeadLetters(reason: "no-such-reason") { matched moved } }`);
+    expect(none.data).toEqual({ redriveDeadLetters: { matched: 0, moved: 0 } });
+    const bad = await env.gql(`mutation { redriveDeadLetters(limit: 0) { matched } }`);
+    expect(bad.errors?.[0]?.extensions?.code).toBe("BAD_USER_INPUT");
+    await env.drained();
+  });
+});
+
+describe("subscriptions", () => {
+  async function seedAndPublish(count: number) {
+    await env.gql(`mutation ($n: Int!) { seedOrders(system: SYSTEM2, count: $n, securityCheckRatio: 1) { inserted } }`, {
+      n: count,
+    });
+    await env.gql(`mutation { publishPending(system: SYSTEM2) { published } }`);
+  }
+
+  it("streams filtered events over graphql-ws", async () => {
+    const client = createClient({ url: `${base.replace("http", "ws")}/graphql`, webSocketImpl: WebSocket, lazy: false });
+    const events: { system: string; status: string; orderId: number }[] = [];
+    const done = new Promise<void>((resolve, reject) => {
+      const unsubscribe = client.subscribe<{ processingEvents: { system: string; status: string; orderId: number } }>(
+        {
+          query: `subscription { processingEvents(system: SYSTEM2, status: SUCCEEDED) { system status orderId attempt at messageId } }`,
+        },
+        {
+          next: (v) => {
+            events.push(v.data!.processingEvents);
+            if (events.length >= 5) {
+              unsubscribe();
+              resolve();
+            }
+          },
+          error: reject,
+          complete: () => resolve(),
+        },
+      );
+    });
+    await new Promise((r) => setTimeout(r, 300));
+    await seedAndPublish(5);
+    await done;
+    await client.dispose();
+    expect(events).toHaveLength(5);
+    for (const e of events) expect([e.system, e.status]).toEqual(["SYSTEM2", "SUCCEEDED"]);
+    await env.drained();
+  });
+
+  it("streams events over SSE", async () => {
+    const controller = new AbortController();
+    const res = await fetch(`${base}/graphql`, {
+      method: "POST",
+      headers: { "content-type": "application/json", accept: "text/event-stream" },
+      body: JSON.stringify({ query: `subscription { processingEvents(status: SUCCEEDED) { system status orderId } }` }),
+      signal: controller.signal,
+    });
+    expect(res.headers.get("content-type")).toMatch(/text\/event-stream/);
+    const reader = res.body!.getReader();
+    const received: Data<{ processingEvents: { status: string } }>[] = [];
+    const reading = (async () => {
+      let buf = "";
+      for (;;) {
+        const { value, done } = await reader.read();
+        if (done) return;
+        buf += new TextDecoder().decode(value);
+        let i;
+        while ((i = buf.indexOf("\n\n")) >= 0) {
+          const chunk = buf.slice(0, i);
+          buf = buf.slice(i + 2);
+          const data = chunk.split("\n").find((l) => l.startsWith("data:"));
+          if (data && data.length > 6) received.push(JSON.parse(data.slice(5)));
+        }
+        if (received.length >= 3) return;
+      }
+    })();
+    await new Promise((r) => setTimeout(r, 300));
+    await seedAndPublish(3);
+    await waitFor(
+      async () => received.length,
+      (n) => n >= 3,
+    );
+    controller.abort();
+    await reading.catch(() => undefined);
+    for (const r of received) expect(r.data!.processingEvents.status).toBe("SUCCEEDED");
+    await env.drained();
+    expect(consumer.consumer.ready()).toBe(true);
+  });
+});
