@@ -1,0 +1,122 @@
+// Prints live processing events, one line each, and a summary on exit.
+//
+//   npm run watch -- [--url http://localhost:4000/graphql] [--system SYSTEM1] [--status DEAD_LETTERED] [--token T]
+import { parseArgs } from "node:util";
+
+import { createClient } from "graphql-ws";
+import WebSocket from "ws";
+
+import { PROCESSING_STATUSES, SYSTEMS } from "../../../common/contract.ts";
+
+interface Event {
+  messageId: string;
+  system: string | null;
+  orderId: number | null;
+  attempt: number;
+  round: number;
+  status: string;
+  error: string | null;
+  at: string;
+}
+
+const QUERY = `subscription Watch($system: System, $status: ProcessingStatus) {
+  processingEvents(system: $system, status: $status) { messageId system orderId attempt round status error at }
+}`;
+
+function usage(message: string): never {
+  console.error(`watch: ${message}`);
+  console.error("usage: npm run watch -- [--url URL] [--system SYSTEM1|SYSTEM2] [--status STATUS] [--token TOKEN]");
+  process.exit(2);
+}
+
+function main(): void {
+  let values;
+  try {
+    ({ values } = parseArgs({
+      options: {
+        url: { type: "string", default: "http://localhost:4000/graphql" },
+        system: { type: "string" },
+        status: { type: "string" },
+        token: { type: "string" },
+      },
+      strict: true,
+    }));
+  } catch (err) {
+    usage((err as Error).message);
+  }
+  if (values.system && !(SYSTEMS as readonly string[]).includes(values.system))
+    usage(`--system must be one of ${SYSTEMS.join(", ")}`);
+  if (values.status && !(PROCESSING_STATUSES as readonly string[]).includes(values.status)) {
+    usage(`--status must be one of ${PROCESSING_STATUSES.join(", ")}`);
+  }
+  let url: URL;
+  try {
+    url = new URL(values.url);
+  } catch {
+    usage(`--url is not a URL: ${values.url}`);
+  }
+  url.protocol = url.protocol === "https:" ? "wss:" : "ws:";
+
+  const counts = new Map<string, number>();
+  const started = Date.now();
+  const client = createClient({
+    url: url.toString(),
+    webSocketImpl: WebSocket,
+    connectionParams: values.token ? { authorization: `Bearer ${values.token}` } : undefined,
+    retryAttempts: Infinity,
+    shouldRetry: () => true,
+    on: {
+      connected: () =>
+        console.error(
+          `watch: connected to ${url.toString()}${values.system ? `, system ${values.system}` : ""}${values.status ? `, status ${values.status}` : ""}`,
+        ),
+      closed: () => console.error("watch: connection closed; retrying"),
+    },
+  });
+
+  const summary = () => {
+    const seconds = ((Date.now() - started) / 1000).toFixed(1);
+    const total = [...counts.values()].reduce((a, b) => a + b, 0);
+    const parts = [...counts].map(([k, v]) => `${k}=${v}`).join(" ");
+    console.error(`\nwatch: ${total} events in ${seconds}s${parts ? `: ${parts}` : ""}`);
+  };
+
+  const stop = client.subscribe<{ processingEvents: Event }>(
+    { query: QUERY, variables: { system: values.system ?? null, status: values.status ?? null } },
+    {
+      next: ({ data, errors }) => {
+        if (errors?.length) {
+          console.error(`watch: ${errors.map((e) => e.message).join("; ")}`);
+          return;
+        }
+        const e = data!.processingEvents;
+        counts.set(e.status, (counts.get(e.status) ?? 0) + 1);
+        const where = e.system ? `${e.system}#${e.orderId}` : "unreadable";
+        const round = e.round > 0 ? ` round ${e.round}` : "";
+        console.log(
+          `${e.at}  ${e.status.padEnd(15)} ${where.padEnd(16)} attempt ${e.attempt}${round}  ${e.messageId}${e.error ? `  ${e.error}` : ""}`,
+        );
+      },
+      error: (err) => {
+        console.error(`watch: ${err instanceof Error ? err.message : JSON.stringify(err)}`);
+        summary();
+        process.exit(1);
+      },
+      complete: () => {
+        summary();
+        process.exit(0);
+      },
+    },
+  );
+
+  for (const signal of ["SIGINT", "SIGTERM"] as const) {
+    process.on(signal, () => {
+      stop();
+      void client.dispose();
+      summary();
+      process.exit(0);
+    });
+  }
+}
+
+main();
