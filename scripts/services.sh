@@ -10,7 +10,9 @@
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
-LOCAL="$ROOT/.local"
+# SERVICES_DIR moves data, logs and pid files elsewhere: with other ports, it runs
+# a second, separate set of services (the fault-injection suite restarts its own).
+LOCAL=${SERVICES_DIR:-$ROOT/.local}
 RUN="$LOCAL/run"
 PG_PORT=${PG_PORT:-5432}
 REDIS_PORT=${REDIS_PORT:-6379}
@@ -126,7 +128,7 @@ rabbit_env() {
   export RABBITMQ_LOG_BASE=$LOCAL/rabbitmq/log
   export RABBITMQ_ENABLED_PLUGINS_FILE=$LOCAL/rabbitmq/enabled_plugins
   export RABBITMQ_CONFIG_FILE=$LOCAL/rabbitmq/rabbitmq
-  export RABBITMQ_NODENAME=${RABBITMQ_NODENAME:-tentativa@localhost}
+  export RABBITMQ_NODENAME=${RABBITMQ_NODENAME:-tentativa-$AMQP_PORT@localhost}
   export RABBITMQ_NODE_PORT=$AMQP_PORT
   export RABBITMQ_PID_FILE=$LOCAL/rabbitmq/rabbit.pid
 }
@@ -168,11 +170,11 @@ rabbit_down() {
 mongo_ready() { port_open "$MONGO_PORT"; }
 
 ferretdb_bin() {
-  local bin=$LOCAL/bin/ferretdb-server src=$ROOT/scripts/ferretdb
+  local bin=$ROOT/.local/bin/ferretdb-server src=$ROOT/scripts/ferretdb
   if [ -x "$bin" ] && [ "$bin" -nt "$src/go.sum" ] && [ "$bin" -nt "$src/main.go" ]; then echo "$bin"; return; fi
   command -v go >/dev/null || fail "neither mongod nor Go (to build FerretDB) is on PATH"
   say "building FerretDB $FERRETDB_VERSION from the Go module proxy (first run only)"
-  mkdir -p "$LOCAL/bin"
+  mkdir -p "$ROOT/.local/bin" "$LOCAL/logs"
   (cd "$src" && go build -o "$bin" .) >"$LOCAL/logs/ferretdb-build.log" 2>&1 ||
     fail "building FerretDB failed" "$LOCAL/logs/ferretdb-build.log"
   echo "$bin"
