@@ -103,3 +103,35 @@ describe("gateway over HTTP", () => {
     expect(read.errors[0]!.extensions.code).toBe("UNAUTHENTICATED");
   });
 });
+
+describe("gateway metrics and CSRF", () => {
+  it("exposes Prometheus metrics with publish counters and queue depths", async () => {
+    const e = await start();
+    await e.gql(`mutation { seedOrders(system: SYSTEM1, count: 7) { inserted } }`);
+    await e.gql(`mutation { publishPending(system: SYSTEM1) { published } }`);
+    const text = await (await fetch(`${base}/metrics`)).text();
+    expect(text).toMatch(/tentativa_published_total\{system="SYSTEM1"\} 7/);
+    expect(text).toContain(`tentativa_queue_messages{queue="${e.broker.topology.primary}"} 7`);
+    expect(text).toMatch(/graphql_envelop_request_duration/);
+  });
+
+  it("refuses simple cross-site requests without the CSRF header", async () => {
+    await start();
+    const form = await fetch(`${base}/graphql`, {
+      method: "POST",
+      headers: { "content-type": "text/plain" },
+      body: JSON.stringify({ query: "mutation { seedOrders(system: SYSTEM1, count: 1) { inserted } }" }),
+    });
+    expect(form.status).toBe(403);
+    const get = await fetch(`${base}/graphql?query=${encodeURIComponent("{ cursors { system } }")}`, {
+      headers: { accept: "application/json" },
+    });
+    expect(get.status).toBe(403);
+    const withHeader = await fetch(`${base}/graphql?query=${encodeURIComponent("{ cursors { system } }")}`, {
+      headers: { accept: "application/json", "x-graphql-yoga-csrf": "1" },
+    });
+    expect(withHeader.status).toBe(200);
+    expect(env!.sources.SYSTEM1).toBeDefined();
+    expect(await env!.sources.SYSTEM1.order.count()).toBe(0);
+  });
+});

@@ -3,6 +3,8 @@
 import { timingSafeEqual } from "node:crypto";
 import http from "node:http";
 
+import { useCSRFPrevention } from "@graphql-yoga/plugin-csrf-prevention";
+import { usePrometheus } from "@graphql-yoga/plugin-prometheus";
 import DataLoader from "dataloader";
 import { type ExecutionArgs, GraphQLError, Kind, type OperationDefinitionNode } from "graphql";
 import { useServer } from "graphql-ws/use/ws";
@@ -99,6 +101,10 @@ export function createGateway(deps: Deps, extraChecks: Check[] = []): Gateway {
       loaders: makeLoaders(deps),
     }),
     plugins: [
+      // A request a browser may send cross-site without a preflight (GET, form or text/plain
+      // bodies) must carry x-graphql-yoga-csrf; JSON POSTs are always preflighted.
+      useCSRFPrevention({ requestHeaders: ["x-graphql-yoga-csrf"] }),
+      usePrometheus({ endpoint: "/metrics", registry: deps.metrics.registry }),
       useAuth(deps),
       {
         onValidate({ addValidationRule }) {

@@ -8,6 +8,7 @@ import type { Config } from "../../common/config.ts";
 import type { System } from "../../common/contract.ts";
 import type { Logger } from "../../common/logger.ts";
 import type { EndputClient, SourceClients } from "../../common/stores.ts";
+import type { GatewayMetrics } from "./metrics.ts";
 import type { PubSub } from "./pubsub.ts";
 
 export interface Deps {
@@ -19,6 +20,7 @@ export interface Deps {
   broker: Broker;
   log: AttemptLog;
   pubsub: PubSub;
+  metrics: GatewayMetrics;
 }
 
 export interface Context extends Deps {

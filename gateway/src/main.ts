@@ -9,6 +9,7 @@ import { createReleasers, onShutdownSignal } from "../../common/lifecycle.ts";
 import { createLogger } from "../../common/logger.ts";
 import { createEndputClient, createMongo, createRedis, createSourceClients } from "../../common/stores.ts";
 import { createGateway } from "./app.ts";
+import { createGatewayMetrics } from "./metrics.ts";
 import { createEventsPubSub } from "./pubsub.ts";
 
 async function main(): Promise<void> {
@@ -42,7 +43,8 @@ async function main(): Promise<void> {
   await log.ensureIndexes().catch((err) => logger.warn({ err: errorMessage(err) }, "attempt log indexes not ensured yet"));
   const pubsub = createEventsPubSub(redis, redisSub);
 
-  const gateway = createGateway({ config, logger, sources, endput, redis, broker, log, pubsub });
+  const metrics = createGatewayMetrics(broker);
+  const gateway = createGateway({ config, logger, sources, endput, redis, broker, log, pubsub, metrics });
   gateway.server.listen(config.gateway.port, config.gateway.host);
   await once(gateway.server, "listening");
   releasers.add("http server", () => gateway.close());

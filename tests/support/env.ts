@@ -20,7 +20,9 @@ import {
   type SourceClients,
 } from "../../common/stores.ts";
 import { type Consumer, createConsumer } from "../../consumer/src/consumer.ts";
+import type { ConsumerMetrics } from "../../consumer/src/metrics.ts";
 import { createGateway, type Gateway } from "../../gateway/src/app.ts";
+import { createGatewayMetrics } from "../../gateway/src/metrics.ts";
 import { createEventsPubSub } from "../../gateway/src/pubsub.ts";
 import { createDatabase, dropDatabases, serverUrl, TEMPLATE_ENDPUT, TEMPLATE_SOURCE, TEST_DB_PREFIX } from "./pg-admin.ts";
 
@@ -50,7 +52,7 @@ export interface TestEnv {
     variables?: Record<string, unknown>,
     headers?: Record<string, string>,
   ): Promise<{ data?: T; errors?: { message: string; extensions?: Record<string, unknown> }[] }>;
-  startConsumer(overrides?: Overrides): Promise<RunningConsumer>;
+  startConsumer(overrides?: Overrides, metrics?: ConsumerMetrics): Promise<RunningConsumer>;
   queueDepth(queue: string): Promise<number>;
   /** Waits until every queue of the topology is empty and nothing is unacked. */
   drained(timeoutMs?: number): Promise<void>;
@@ -100,7 +102,17 @@ export async function createTestEnv(overrides: Overrides = {}): Promise<TestEnv>
   await broker.ready();
 
   const pubsub = createEventsPubSub(redis, redisSub);
-  const gateway = createGateway({ config, logger, sources, endput, redis, broker, log, pubsub });
+  const gateway = createGateway({
+    config,
+    logger,
+    sources,
+    endput,
+    redis,
+    broker,
+    log,
+    pubsub,
+    metrics: createGatewayMetrics(broker),
+  });
   closers.push(() => gateway.close());
 
   const consumers: RunningConsumer[] = [];
@@ -128,10 +140,10 @@ export async function createTestEnv(overrides: Overrides = {}): Promise<TestEnv>
       });
       return (await res.json()) as never;
     },
-    async startConsumer(more = {}) {
+    async startConsumer(more = {}, metrics) {
       const cfg = readConfig({ ...baseOverrides, CONSUMER_ID: `consumer-${consumers.length + 1}`, ...more });
       const cBroker = createBroker({ config: cfg, logger, name: "test-consumer", waitQueues: true });
-      const consumer = createConsumer({ config: cfg, logger, broker: cBroker, endput, log, redis });
+      const consumer = createConsumer({ config: cfg, logger, broker: cBroker, endput, log, redis, metrics });
       consumer.start();
       await cBroker.ready();
       const deadline = Date.now() + 10_000;

@@ -59,6 +59,7 @@ builder.mutationField("publishPending", (t) =>
         cursors: createCursors(ctx.redis, ctx.config),
         config: ctx.config,
         logger: ctx.logger,
+        metrics: ctx.metrics,
       }),
   }),
 );

@@ -14,6 +14,7 @@ import { CONTENT_TYPE, encodeMessage, HEADERS, requiredAttemptsFor, type System 
 import type { Logger } from "../../../common/logger.ts";
 import type { SourceClient } from "../../../common/stores.ts";
 import { asDomainError, badInput, using } from "../errors.ts";
+import type { GatewayMetrics } from "../metrics.ts";
 import type { Cursors } from "./cursors.ts";
 import { orderMessageId } from "./message-id.ts";
 
@@ -45,6 +46,7 @@ export async function publishPending(deps: {
   cursors: Cursors;
   config: Config;
   logger: Logger;
+  metrics?: GatewayMetrics;
   random?: () => number;
 }): Promise<PublishResult> {
   const { system, source, broker, cursors, config, logger } = deps;
@@ -113,6 +115,8 @@ export async function publishPending(deps: {
       }
       const last = ready[ready.length - 1]!.id;
       await lock.setCursor(last);
+      deps.metrics?.published.inc({ system }, ready.length);
+      deps.metrics?.publishBatches.inc({ system });
       fromId ??= ready[0]!.id;
       cursor = last;
       published += ready.length;

@@ -1,0 +1,307 @@
+// The operator dashboard: its static handler over HTTP, then the real bundle in
+// Debian's chromium (driven by playwright-core) against a real gateway and consumer.
+import { execFileSync } from "node:child_process";
+import fs from "node:fs";
+import http from "node:http";
+import type { AddressInfo } from "node:net";
+import os from "node:os";
+import path from "node:path";
+
+import { type BrowserContext, chromium, type Locator, type Page } from "playwright-core";
+import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+
+import { createDashboardHandler } from "../gateway/src/dashboard.ts";
+import { countTrue, createTestEnv, type TestEnv } from "./support/env.ts";
+
+const ROOT = path.resolve(import.meta.dirname, "..");
+const DIST = path.join(ROOT, "gateway/dashboard/dist");
+const SCREENSHOTS = path.join(ROOT, "test-output/dashboard");
+const CHROMIUM = "/usr/bin/chromium";
+const CHROMIUM_ARGS = [
+  "--headless",
+  "--no-sandbox",
+  "--disable-gpu",
+  "--disable-quic",
+  "--disable-background-networking",
+  "--disable-component-update",
+  "--disable-sync",
+  "--no-first-run",
+];
+
+async function listen(server: http.Server): Promise<string> {
+  server.listen(0, "127.0.0.1");
+  await new Promise((r) => server.once("listening", r));
+  return `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+}
+
+async function closeServer(server: http.Server): Promise<void> {
+  server.closeAllConnections();
+  await new Promise<void>((resolve) => server.close(() => resolve()));
+}
+
+describe("dashboard handler", () => {
+  let dir = "";
+  let server: http.Server;
+  let base = "";
+
+  beforeAll(async () => {
+    dir = fs.mkdtempSync(path.join(os.tmpdir(), "dashboard-dist-"));
+    fs.mkdirSync(path.join(dir, "dist/assets"), { recursive: true });
+    fs.writeFileSync(path.join(dir, "dist/index.html"), "<!doctype html><title>dash</title>");
+    fs.writeFileSync(path.join(dir, "dist/assets/index-AbCd1234.js"), "console.log(1);\n");
+    fs.writeFileSync(path.join(dir, "dist/assets/index-Zz9_-xYw.css"), "body{}\n");
+    fs.writeFileSync(path.join(dir, "dist/assets/notes.txt"), "plain\n");
+    fs.writeFileSync(path.join(dir, "secret.txt"), "outside the dist folder\n");
+    const present = createDashboardHandler({ distDir: path.join(dir, "dist") });
+    const missing = createDashboardHandler({ distDir: path.join(dir, "not-built") });
+    // Requests under /missing/ see a handler whose build is absent; everything it declines answers 418.
+    server = http.createServer((req, res) => {
+      const handler = req.url?.startsWith("/missing/") ? missing : present;
+      if (req.url?.startsWith("/missing/")) req.url = req.url.slice("/missing".length);
+      if (!handler(req, res)) res.writeHead(418).end("fell through");
+    });
+    base = await listen(server);
+  });
+
+  afterAll(async () => {
+    await closeServer(server);
+    fs.rmSync(dir, { recursive: true, force: true });
+  });
+
+  it("serves index.html at / without caching and hashed assets for a year", async () => {
+    const index = await fetch(`${base}/`);
+    expect(index.status).toBe(200);
+    expect(index.headers.get("content-type")).toBe("text/html; charset=utf-8");
+    expect(index.headers.get("cache-control")).toBe("no-cache");
+    expect(index.headers.get("content-security-policy")).toContain("default-src 'self'");
+    expect(await index.text()).toBe("<!doctype html><title>dash</title>");
+    expect((await fetch(`${base}/index.html?x=1`)).status).toBe(200);
+
+    const js = await fetch(`${base}/assets/index-AbCd1234.js`);
+    expect(js.status).toBe(200);
+    expect(js.headers.get("content-type")).toBe("text/javascript; charset=utf-8");
+    expect(js.headers.get("cache-control")).toBe("public, max-age=31536000, immutable");
+    expect(await js.text()).toBe("console.log(1);\n");
+    const css = await fetch(`${base}/assets/index-Zz9_-xYw.css`);
+    expect(css.headers.get("content-type")).toBe("text/css; charset=utf-8");
+    expect(css.headers.get("cache-control")).toBe("public, max-age=31536000, immutable");
+    const txt = await fetch(`${base}/assets/notes.txt`);
+    expect(txt.headers.get("cache-control")).toBe("no-cache");
+
+    // Revalidation of index.html costs a 304.
+    const etag = index.headers.get("etag")!;
+    expect(etag).toMatch(/^W\/"/);
+    const again = await fetch(`${base}/`, { headers: { "if-none-match": etag } });
+    expect(again.status).toBe(304);
+  });
+
+  it("answers HEAD with the headers only, and other methods with 405", async () => {
+    const head = await fetch(`${base}/assets/index-AbCd1234.js`, { method: "HEAD" });
+    expect(head.status).toBe(200);
+    expect(head.headers.get("content-length")).toBe(String("console.log(1);\n".length));
+    expect(await head.text()).toBe("");
+    const post = await fetch(`${base}/`, { method: "POST", body: "x" });
+    expect(post.status).toBe(405);
+    expect(post.headers.get("allow")).toBe("GET, HEAD");
+  });
+
+  it("never leaves the assets folder and 404s unknown assets", async () => {
+    expect((await fetch(`${base}/assets/nope-12345678.js`)).status).toBe(404);
+    expect((await fetch(`${base}/assets/..%2Fsecret.txt`)).status).toBe(400);
+    expect((await fetch(`${base}/assets/..%2F..%2Fsecret.txt`)).status).toBe(400);
+    expect((await fetch(`${base}/assets/%2e%2e%2f%2e%2e%2fsecret.txt`)).status).toBe(400);
+    expect((await fetch(`${base}/assets/..%5C..%5Csecret.txt`)).status).toBe(400);
+    expect((await fetch(`${base}/assets/%E0%A4%A`)).status).toBe(400);
+    // The URL parser resolves plain dot segments before the handler sees them: the path is no longer its own.
+    const dots = await fetch(`${base}/assets/../../secret.txt`);
+    expect(dots.status).toBe(418);
+    expect(await dots.text()).not.toContain("outside the dist folder");
+  });
+
+  it("declines paths it does not own", async () => {
+    for (const p of ["/graphql", "/healthz", "/readyz", "/assets", "/favicon.ico"]) {
+      const res = await fetch(`${base}${p}`);
+      expect(res.status, p).toBe(418);
+    }
+  });
+
+  it("answers 503 with the build command when the bundle is missing", async () => {
+    const res = await fetch(`${base}/missing/`);
+    expect(res.status).toBe(503);
+    expect(await res.text()).toContain("vite build --config gateway/dashboard/vite.config.ts");
+    const head = await fetch(`${base}/missing/`, { method: "HEAD" });
+    expect(head.status).toBe(503);
+    expect(await head.text()).toBe("");
+  });
+});
+
+describe("dashboard in a browser", () => {
+  const token = "dashboard-test-token-0123456789";
+  let env: TestEnv | undefined;
+  let context: BrowserContext | undefined;
+  let userDataDir = "";
+
+  beforeAll(() => {
+    if (!fs.existsSync(path.join(DIST, "index.html")))
+      execFileSync(
+        process.execPath,
+        [path.join(ROOT, "node_modules/vite/bin/vite.js"), "build", "--config", "gateway/dashboard/vite.config.ts"],
+        {
+          cwd: ROOT,
+          stdio: ["ignore", "ignore", "inherit"],
+        },
+      );
+    fs.mkdirSync(SCREENSHOTS, { recursive: true });
+  });
+
+  afterEach(async () => {
+    await context?.close().catch(() => undefined);
+    context = undefined;
+    if (userDataDir) fs.rmSync(userDataDir, { recursive: true, force: true });
+    await env?.cleanup();
+    env = undefined;
+  });
+
+  it("seeds, publishes, follows the events live, opens a timeline and redrives a dead letter", { timeout: 180_000 }, async () => {
+    env = await createTestEnv({ RETRY_DELAY_MS: "200", GATEWAY_TOKEN: token });
+    await env.startConsumer();
+    const base = await listen(env.gateway.server);
+    await serveDashboardUntilWired(env.gateway.server, base);
+
+    userDataDir = fs.mkdtempSync(path.join(os.tmpdir(), "dashboard-chromium-"));
+    context = await chromium.launchPersistentContext(userDataDir, {
+      executablePath: CHROMIUM,
+      headless: true,
+      args: CHROMIUM_ARGS,
+      viewport: { width: 1440, height: 1100 },
+    });
+    const page = context.pages()[0] ?? (await context.newPage());
+    const pageErrors: string[] = [];
+    page.on("pageerror", (err) => pageErrors.push(err.message));
+    page.on("console", (msg) => {
+      if (msg.type() === "error") pageErrors.push(msg.text());
+    });
+
+    await page.goto(`${base}/`);
+    await expect.poll(() => page.getByTestId("connection").textContent(), { timeout: 20_000 }).toBe("events: live");
+    const s1 = page.getByRole("region", { name: "SYSTEM1", exact: true });
+    await expect.poll(() => numberIn(s1.getByTestId("orders"))).toBe(0);
+
+    // Seeding is a mutation: the gateway wants the token, so the dashboard asks; a wrong one is asked again.
+    await s1.getByLabel("Orders to seed").fill("50");
+    await s1.getByRole("button", { name: "Seed", exact: true }).click();
+    const tokenDialog = page.getByRole("dialog", { name: "Gateway token" });
+    await tokenDialog.waitFor();
+    expect(await tokenDialog.getByRole("alert").textContent()).toContain("needs the gateway token");
+    await tokenDialog.getByLabel("Gateway token").fill("not-the-token-at-all");
+    await tokenDialog.getByRole("button", { name: "Save and retry" }).click();
+    await expect.poll(() => tokenDialog.getByLabel("Gateway token").inputValue()).toBe("");
+    await tokenDialog.getByLabel("Gateway token").fill(token);
+    await tokenDialog.getByRole("button", { name: "Save and retry" }).click();
+    await tokenDialog.waitFor({ state: "hidden" });
+    await toast(page, "SYSTEM1: seeded 50 orders").waitFor();
+    expect(await page.evaluate(() => localStorage.getItem("tentativa.gatewayToken"))).toBe(token);
+    await expect.poll(() => numberIn(s1.getByTestId("orders"))).toBe(50);
+    await expect.poll(() => numberIn(s1.getByTestId("pending"))).toBe(50);
+    expect(await env.sources.SYSTEM1.order.count()).toBe(50);
+    const expectedDead = 50 - (await countTrue(env, "SYSTEM1"));
+    // The dashboard reconnects its subscription with the new token; publish once it is live again.
+    await expect.poll(() => page.getByTestId("connection").textContent(), { timeout: 20_000 }).toBe("events: live");
+
+    await s1.getByRole("button", { name: "Publish pending" }).click();
+    await toast(page, "SYSTEM1: published 50 orders (ids 1–50)").waitFor();
+    await expect.poll(() => numberIn(s1.getByTestId("cursor"))).toBe(50);
+    await expect.poll(() => numberIn(s1.getByTestId("pending"))).toBe(0);
+
+    // The subscription drives the counters: every order ends SUCCEEDED or DEAD_LETTERED.
+    await env.drained(90_000);
+    const counter = (status: string) => numberIn(s1.getByTestId(`count-${status}`));
+    await expect.poll(() => counter("SUCCEEDED"), { timeout: 30_000 }).toBe(50 - expectedDead);
+    await expect.poll(() => counter("DEAD_LETTERED"), { timeout: 30_000 }).toBe(expectedDead);
+    expect(expectedDead).toBeGreaterThan(0);
+    expect(await counter("RETRY_SCHEDULED")).toBeGreaterThanOrEqual(expectedDead * (env.config.retry.maxAttempts - 1));
+    expect(await counter("REJECTED")).toBe(0);
+    expect(await numberIn(page.getByRole("region", { name: "SYSTEM2", exact: true }).getByTestId("count-SUCCEEDED"))).toBe(0);
+    const events = page.getByRole("region", { name: "Latest events" });
+    expect(await events.locator("tbody tr").count()).toBeGreaterThan(50);
+    await page.screenshot({ path: path.join(SCREENSHOTS, "01-live.png"), fullPage: true });
+
+    // Clicking a dead-lettered event opens its timeline: maxAttempts attempts, the last one DEAD_LETTERED.
+    const deadEvent = events.locator("tbody tr").filter({ hasText: "Dead-lettered" }).first();
+    const deadId = (await deadEvent.locator("button[data-message-id]").getAttribute("data-message-id"))!;
+    await deadEvent.locator("button[data-message-id]").click();
+    const timeline = page.getByRole("region", { name: "Message timeline" });
+    await expect.poll(() => timeline.getByTestId("timeline-message-id").textContent()).toBe(deadId);
+    const attempts = timeline.getByRole("list", { name: `Attempts of ${deadId}` }).getByRole("listitem");
+    await expect.poll(() => attempts.count()).toBe(env.config.retry.maxAttempts);
+    expect(await attempts.last().textContent()).toContain("Dead-lettered");
+    expect(await attempts.first().textContent()).toContain("Retry scheduled");
+    expect(await attempts.first().textContent()).toContain("attempt 1");
+    expect(page.url()).toContain(`#message=${deadId}`);
+    await page.screenshot({ path: path.join(SCREENSHOTS, "02-timeline.png"), fullPage: true });
+
+    // The sparkline plots completed 5-second buckets: the burst shows once its bucket closes.
+    const peak = async () => Number(/peak ([\d.]+)/.exec((await s1.getByRole("img").getAttribute("aria-label")) ?? "")?.[1]);
+    await expect.poll(peak, { timeout: 15_000 }).toBeGreaterThan(0);
+
+    // Queue depths and dead letters come from pipelineStats and deadLetters.
+    const queues = page.getByRole("region", { name: "Queues" });
+    await expect.poll(() => numberIn(queues.getByTestId("queue-messages-dead-letter")), { timeout: 20_000 }).toBe(expectedDead);
+    expect(await numberIn(queues.getByTestId("queue-messages-primary"))).toBe(0);
+    await expect.poll(() => numberIn(s1.getByTestId("succeeded")), { timeout: 20_000 }).toBe(50 - expectedDead);
+    const deadLetters = page.getByRole("region", { name: "Dead letters" });
+    const rows = deadLetters.locator("tbody tr[data-message-id]");
+    await expect.poll(() => rows.count(), { timeout: 20_000 }).toBe(Math.min(20, expectedDead));
+
+    // Redrive one dead letter: the UI shows the result, and the message runs (and dead-letters) again.
+    const redriveId = (await rows.first().getAttribute("data-message-id"))!;
+    await deadLetters.getByRole("button", { name: `Redrive ${redriveId}` }).click();
+    const result = deadLetters.getByTestId("redrive-result");
+    await result.waitFor();
+    expect(await result.textContent()).toMatch(/matched 1, moved 1$/);
+    await toast(page, "matched 1, moved 1").waitFor();
+
+    // This time the timeline opens from a pasted id.
+    await timeline.getByLabel("Message id").fill(redriveId);
+    await timeline.getByRole("button", { name: "Show" }).click();
+    await expect.poll(() => timeline.getByTestId("timeline-message-id").textContent()).toBe(redriveId);
+    const redriven = timeline.getByRole("list", { name: `Attempts of ${redriveId}` }).getByRole("listitem");
+    await expect
+      .poll(
+        async () => (await redriven.allTextContents()).filter((t) => t.includes("round 1") && t.includes("Dead-lettered")).length,
+        {
+          timeout: 60_000,
+        },
+      )
+      .toBe(1);
+    await expect.poll(() => counter("DEAD_LETTERED"), { timeout: 30_000 }).toBe(expectedDead + 1);
+    await page.screenshot({ path: path.join(SCREENSHOTS, "03-redrive.png"), fullPage: true });
+
+    expect(pageErrors).toEqual([]);
+  });
+});
+
+function toast(page: Page, text: string): Locator {
+  return page.locator(".toasts").getByRole("status").filter({ hasText: text });
+}
+
+async function numberIn(locator: Locator): Promise<number> {
+  const text = (await locator.textContent())?.replace(/,/g, "").trim() ?? "";
+  return /^\d+$/.test(text) ? Number(text) : Number.NaN;
+}
+
+/**
+ * Until gateway/src/app.ts serves the dashboard itself, put the handler in front
+ * of the gateway's own request listener (GraphQL, health and the WebSocket stay as they are).
+ */
+async function serveDashboardUntilWired(server: http.Server, base: string): Promise<void> {
+  const probe = await fetch(`${base}/`, { redirect: "manual" });
+  await probe.body?.cancel();
+  if (probe.status !== 302) return;
+  const [gateway] = server.listeners("request") as http.RequestListener[];
+  const dashboard = createDashboardHandler({ distDir: DIST });
+  server.removeAllListeners("request");
+  server.on("request", (req, res) => {
+    if (!dashboard(req, res)) gateway!(req, res);
+  });
+}
