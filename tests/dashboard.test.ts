@@ -183,47 +183,64 @@ describe("dashboard in a browser", () => {
     });
 
     await page.goto(`${base}/`);
-    await expect.poll(() => page.getByTestId("connection").textContent(), { timeout: 20_000 }).toBe("events: live");
+    await poll(() => page.getByTestId("connection").textContent()).toBe("events: live");
     const s1 = page.getByRole("region", { name: "SYSTEM1", exact: true });
-    await expect.poll(() => numberIn(s1.getByTestId("orders"))).toBe(0);
+    const s2 = page.getByRole("region", { name: "SYSTEM2", exact: true });
+    await poll(() => numberIn(s1.getByTestId("orders"))).toBe(0);
 
-    // Seeding is a mutation: the gateway wants the token, so the dashboard asks; a wrong one is asked again.
+    // Seeding is a mutation: the gateway wants the token, so the dashboard asks; a wrong one is asked for again.
     await s1.getByLabel("Orders to seed").fill("50");
     await s1.getByRole("button", { name: "Seed", exact: true }).click();
     const tokenDialog = page.getByRole("dialog", { name: "Gateway token" });
+    const tokenInput = tokenDialog.getByLabel("Gateway token");
     await tokenDialog.waitFor();
     expect(await tokenDialog.getByRole("alert").textContent()).toContain("needs the gateway token");
-    await tokenDialog.getByLabel("Gateway token").fill("not-the-token-at-all");
+    await tokenInput.fill("not-the-token-at-all");
     await tokenDialog.getByRole("button", { name: "Save and retry" }).click();
-    await expect.poll(() => tokenDialog.getByLabel("Gateway token").inputValue()).toBe("");
-    await tokenDialog.getByLabel("Gateway token").fill(token);
+    await poll(() => tokenInput.inputValue()).toBe("");
+    expect(await env.sources.SYSTEM1.order.count()).toBe(0);
+    await tokenInput.fill(token);
     await tokenDialog.getByRole("button", { name: "Save and retry" }).click();
     await tokenDialog.waitFor({ state: "hidden" });
-    await toast(page, "SYSTEM1: seeded 50 orders").waitFor();
+    await toast(page, "SYSTEM1: seeded 50 orders (ids 1–50)").waitFor();
     expect(await page.evaluate(() => localStorage.getItem("tentativa.gatewayToken"))).toBe(token);
-    await expect.poll(() => numberIn(s1.getByTestId("orders"))).toBe(50);
-    await expect.poll(() => numberIn(s1.getByTestId("pending"))).toBe(50);
     expect(await env.sources.SYSTEM1.order.count()).toBe(50);
+    await poll(() => numberIn(s1.getByTestId("orders"))).toBe(50);
+    await poll(() => numberIn(s1.getByTestId("pending"))).toBe(50);
     const expectedDead = 50 - (await countTrue(env, "SYSTEM1"));
-    // The dashboard reconnects its subscription with the new token; publish once it is live again.
-    await expect.poll(() => page.getByTestId("connection").textContent(), { timeout: 20_000 }).toBe("events: live");
+    expect(expectedDead).toBeGreaterThan(0);
+    // A new token reconnects the subscription; publish once it is live again.
+    await poll(() => page.getByTestId("connection").textContent()).toBe("events: live");
 
     await s1.getByRole("button", { name: "Publish pending" }).click();
     await toast(page, "SYSTEM1: published 50 orders (ids 1–50)").waitFor();
-    await expect.poll(() => numberIn(s1.getByTestId("cursor"))).toBe(50);
-    await expect.poll(() => numberIn(s1.getByTestId("pending"))).toBe(0);
+    await poll(() => numberIn(s1.getByTestId("cursor"))).toBe(50);
+    await poll(() => numberIn(s1.getByTestId("pending"))).toBe(0);
 
     // The subscription drives the counters: every order ends SUCCEEDED or DEAD_LETTERED.
     await env.drained(90_000);
     const counter = (status: string) => numberIn(s1.getByTestId(`count-${status}`));
-    await expect.poll(() => counter("SUCCEEDED"), { timeout: 30_000 }).toBe(50 - expectedDead);
-    await expect.poll(() => counter("DEAD_LETTERED"), { timeout: 30_000 }).toBe(expectedDead);
-    expect(expectedDead).toBeGreaterThan(0);
+    await poll(() => counter("SUCCEEDED")).toBe(50 - expectedDead);
+    await poll(() => counter("DEAD_LETTERED")).toBe(expectedDead);
     expect(await counter("RETRY_SCHEDULED")).toBeGreaterThanOrEqual(expectedDead * (env.config.retry.maxAttempts - 1));
     expect(await counter("REJECTED")).toBe(0);
-    expect(await numberIn(page.getByRole("region", { name: "SYSTEM2", exact: true }).getByTestId("count-SUCCEEDED"))).toBe(0);
+    expect(await numberIn(s2.getByTestId("count-SUCCEEDED"))).toBe(0);
     const events = page.getByRole("region", { name: "Latest events" });
     expect(await events.locator("tbody tr").count()).toBeGreaterThan(50);
+    // The sparkline plots completed 5-second buckets: the burst shows once its bucket closes.
+    const peak = async () => Number(/peak ([\d.]+)/.exec((await s1.getByRole("img").getAttribute("aria-label")) ?? "")?.[1]);
+    await poll(peak).toBeGreaterThan(0);
+
+    // Queue depths, reconciliation and dead letters come from pipelineStats and deadLetters.
+    const queues = page.getByRole("region", { name: "Queues" });
+    await poll(() => numberIn(queues.getByTestId("queue-messages-dead-letter"))).toBe(expectedDead);
+    expect(await numberIn(queues.getByTestId("queue-messages-primary"))).toBe(0);
+    await poll(() => numberIn(s1.getByTestId("succeeded"))).toBe(50 - expectedDead);
+    await poll(() => numberIn(s1.getByTestId("dead-lettered"))).toBe(expectedDead);
+    await poll(() => numberIn(s1.getByTestId("endput-rows"))).toBe(50 - expectedDead);
+    const deadLetters = page.getByRole("region", { name: "Dead letters" });
+    const rows = deadLetters.locator("tbody tr[data-message-id]");
+    await poll(() => rows.count()).toBe(Math.min(20, expectedDead));
     await page.screenshot({ path: path.join(SCREENSHOTS, "01-live.png"), fullPage: true });
 
     // Clicking a dead-lettered event opens its timeline: maxAttempts attempts, the last one DEAD_LETTERED.
@@ -231,55 +248,43 @@ describe("dashboard in a browser", () => {
     const deadId = (await deadEvent.locator("button[data-message-id]").getAttribute("data-message-id"))!;
     await deadEvent.locator("button[data-message-id]").click();
     const timeline = page.getByRole("region", { name: "Message timeline" });
-    await expect.poll(() => timeline.getByTestId("timeline-message-id").textContent()).toBe(deadId);
+    await poll(() => timeline.getByTestId("timeline-message-id").textContent()).toBe(deadId);
     const attempts = timeline.getByRole("list", { name: `Attempts of ${deadId}` }).getByRole("listitem");
-    await expect.poll(() => attempts.count()).toBe(env.config.retry.maxAttempts);
-    expect(await attempts.last().textContent()).toContain("Dead-lettered");
-    expect(await attempts.first().textContent()).toContain("Retry scheduled");
-    expect(await attempts.first().textContent()).toContain("attempt 1");
+    await poll(() => attempts.count()).toBe(env.config.retry.maxAttempts);
+    expect(await attempts.first().textContent()).toMatch(/^Retry scheduledattempt 1\b/);
+    expect(await attempts.last().textContent()).toMatch(
+      new RegExp(`^Dead-lettered.*giving up after ${env.config.retry.maxAttempts}`),
+    );
     expect(page.url()).toContain(`#message=${deadId}`);
     await page.screenshot({ path: path.join(SCREENSHOTS, "02-timeline.png"), fullPage: true });
-
-    // The sparkline plots completed 5-second buckets: the burst shows once its bucket closes.
-    const peak = async () => Number(/peak ([\d.]+)/.exec((await s1.getByRole("img").getAttribute("aria-label")) ?? "")?.[1]);
-    await expect.poll(peak, { timeout: 15_000 }).toBeGreaterThan(0);
-
-    // Queue depths and dead letters come from pipelineStats and deadLetters.
-    const queues = page.getByRole("region", { name: "Queues" });
-    await expect.poll(() => numberIn(queues.getByTestId("queue-messages-dead-letter")), { timeout: 20_000 }).toBe(expectedDead);
-    expect(await numberIn(queues.getByTestId("queue-messages-primary"))).toBe(0);
-    await expect.poll(() => numberIn(s1.getByTestId("succeeded")), { timeout: 20_000 }).toBe(50 - expectedDead);
-    const deadLetters = page.getByRole("region", { name: "Dead letters" });
-    const rows = deadLetters.locator("tbody tr[data-message-id]");
-    await expect.poll(() => rows.count(), { timeout: 20_000 }).toBe(Math.min(20, expectedDead));
 
     // Redrive one dead letter: the UI shows the result, and the message runs (and dead-letters) again.
     const redriveId = (await rows.first().getAttribute("data-message-id"))!;
     await deadLetters.getByRole("button", { name: `Redrive ${redriveId}` }).click();
     const result = deadLetters.getByTestId("redrive-result");
     await result.waitFor();
-    expect(await result.textContent()).toMatch(/matched 1, moved 1$/);
+    expect(await result.textContent()).toMatch(/: matched 1, moved 1$/);
     await toast(page, "matched 1, moved 1").waitFor();
 
-    // This time the timeline opens from a pasted id.
+    // This time the timeline opens from a pasted id; it follows the new round as it happens.
     await timeline.getByLabel("Message id").fill(redriveId);
     await timeline.getByRole("button", { name: "Show" }).click();
-    await expect.poll(() => timeline.getByTestId("timeline-message-id").textContent()).toBe(redriveId);
+    await poll(() => timeline.getByTestId("timeline-message-id").textContent()).toBe(redriveId);
     const redriven = timeline.getByRole("list", { name: `Attempts of ${redriveId}` }).getByRole("listitem");
-    await expect
-      .poll(
-        async () => (await redriven.allTextContents()).filter((t) => t.includes("round 1") && t.includes("Dead-lettered")).length,
-        {
-          timeout: 60_000,
-        },
-      )
-      .toBe(1);
-    await expect.poll(() => counter("DEAD_LETTERED"), { timeout: 30_000 }).toBe(expectedDead + 1);
+    const roundOne = async () => (await redriven.allTextContents()).filter((t) => t.includes("round 1"));
+    await poll(async () => (await roundOne()).some((t) => t.startsWith("Dead-lettered"))).toBe(true);
+    expect((await roundOne()).some((t) => t.startsWith("Redriven"))).toBe(true);
+    await poll(() => counter("DEAD_LETTERED")).toBe(expectedDead + 1);
     await page.screenshot({ path: path.join(SCREENSHOTS, "03-redrive.png"), fullPage: true });
 
     expect(pageErrors).toEqual([]);
   });
 });
+
+/** Polls generously: the machine may be busy with other suites. */
+function poll<T>(fn: () => Promise<T>) {
+  return expect.poll(fn, { timeout: 30_000, interval: 100 });
+}
 
 function toast(page: Page, text: string): Locator {
   return page.locator(".toasts").getByRole("status").filter({ hasText: text });

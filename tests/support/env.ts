@@ -5,6 +5,7 @@ import { randomUUID } from "node:crypto";
 
 import type { Redis } from "ioredis";
 import type { MongoClient } from "mongodb";
+import { inject } from "vitest";
 
 import { type AttemptLog, createAttemptLog } from "../../common/attempt-log.ts";
 import { type Broker, createBroker } from "../../common/broker.ts";
@@ -24,7 +25,7 @@ import type { ConsumerMetrics } from "../../consumer/src/metrics.ts";
 import { createGateway, type Gateway } from "../../gateway/src/app.ts";
 import { createGatewayMetrics } from "../../gateway/src/metrics.ts";
 import { createEventsPubSub } from "../../gateway/src/pubsub.ts";
-import { createDatabase, dropDatabases, serverUrl, TEMPLATE_ENDPUT, TEMPLATE_SOURCE, TEST_DB_PREFIX } from "./pg-admin.ts";
+import { createDatabase, dropDatabases, serverUrl } from "./pg-admin.ts";
 
 export type Overrides = Partial<Record<keyof Env, string>>;
 
@@ -61,11 +62,12 @@ export interface TestEnv {
 
 export async function createTestEnv(overrides: Overrides = {}): Promise<TestEnv> {
   const id = randomUUID().replace(/-/g, "").slice(0, 12);
-  const dbs = { system1: `${TEST_DB_PREFIX}${id}_s1`, system2: `${TEST_DB_PREFIX}${id}_s2`, endput: `${TEST_DB_PREFIX}${id}_e` };
+  const run = inject("dbRun");
+  const dbs = { system1: `${run.prefix}${id}_s1`, system2: `${run.prefix}${id}_s2`, endput: `${run.prefix}${id}_e` };
   await Promise.all([
-    createDatabase(dbs.system1, TEMPLATE_SOURCE),
-    createDatabase(dbs.system2, TEMPLATE_SOURCE),
-    createDatabase(dbs.endput, TEMPLATE_ENDPUT),
+    createDatabase(dbs.system1, run.templateSource),
+    createDatabase(dbs.system2, run.templateSource),
+    createDatabase(dbs.endput, run.templateEndput),
   ]);
   const baseOverrides: Overrides = {
     SYSTEM1_DATABASE_URL: serverUrl(dbs.system1),

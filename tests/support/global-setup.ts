@@ -2,41 +2,34 @@
 // committed migrations; each test copies them under a unique name.
 import { execFileSync } from "node:child_process";
 
-import { migrate } from "../../scripts/prisma.ts";
-import { createDatabase, serverUrl, TEMPLATE_ENDPUT, TEMPLATE_SOURCE, TEST_DB_PREFIX, withAdmin } from "./pg-admin.ts";
+import type { TestProject } from "vitest/node";
 
-export async function setup(): Promise<void> {
+import { migrate } from "../../scripts/prisma.ts";
+import { createDatabase, type DbRun, dropRun, newDbRun, serverUrl, withAdmin } from "./pg-admin.ts";
+
+declare module "vitest" {
+  export interface ProvidedContext {
+    dbRun: DbRun;
+  }
+}
+
+let run: DbRun | undefined;
+
+export async function setup(project: TestProject): Promise<void> {
   execFileSync("scripts/services.sh", ["up"], { stdio: ["ignore", "ignore", "inherit"] });
+  run = newDbRun();
+  const spare = `${run.prefix}tpl_spare`;
+  await Promise.all([createDatabase(run.templateSource), createDatabase(run.templateEndput), createDatabase(spare)]);
+  // migrate() wants three databases; the spare source copy is only a by-product.
+  await migrate({ system1: serverUrl(run.templateSource), system2: serverUrl(spare), endput: serverUrl(run.templateEndput) });
   await withAdmin(async (c) => {
-    const { rows } = await c.query<{ datname: string }>(
-      `select datname from pg_database where starts_with(datname, '${TEST_DB_PREFIX}')`,
-    );
-    for (const { datname } of rows) await c.query(`drop database if exists "${datname}" with (force)`);
-    for (const t of [TEMPLATE_SOURCE, TEMPLATE_ENDPUT]) {
-      await c.query(`update pg_database set datistemplate = false where datname = '${t}'`).catch(() => undefined);
-    }
+    await c.query(`drop database if exists "${spare}"`);
+    for (const t of [run!.templateSource, run!.templateEndput])
+      await c.query("update pg_database set datistemplate = true where datname = $1", [t]);
   });
-  await createDatabase(TEMPLATE_SOURCE);
-  await createDatabase(TEMPLATE_ENDPUT);
-  await createDatabase(`${TEMPLATE_SOURCE}_2`);
-  // migrate() wants three databases; the second source copy is only a by-product.
-  await migrate({
-    system1: serverUrl(TEMPLATE_SOURCE),
-    system2: serverUrl(`${TEMPLATE_SOURCE}_2`),
-    endput: serverUrl(TEMPLATE_ENDPUT),
-  });
-  await withAdmin(async (c) => {
-    await c.query(`drop database if exists "${TEMPLATE_SOURCE}_2"`);
-    for (const t of [TEMPLATE_SOURCE, TEMPLATE_ENDPUT])
-      await c.query(`update pg_database set datistemplate = true where datname = '${t}'`);
-  });
+  project.provide("dbRun", run);
 }
 
 export async function teardown(): Promise<void> {
-  await withAdmin(async (c) => {
-    const { rows } = await c.query<{ datname: string }>(
-      `select datname from pg_database where starts_with(datname, '${TEST_DB_PREFIX}')`,
-    );
-    for (const { datname } of rows) await c.query(`drop database if exists "${datname}" with (force)`);
-  });
+  if (run) await dropRun(run.prefix);
 }

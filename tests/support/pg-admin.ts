@@ -1,12 +1,20 @@
 // Database administration for tests: template databases migrated once per run,
-// and cheap per-test copies of them.
+// and cheap per-test copies of them. Every database of a run starts with the
+// run's prefix, so concurrent runs on one server never touch each other's.
 import pg from "pg";
 
 import { readConfig } from "../../common/config.ts";
 
-export const TEMPLATE_SOURCE = "tentativa_tpl_source";
-export const TEMPLATE_ENDPUT = "tentativa_tpl_endput";
-export const TEST_DB_PREFIX = "tentativa_t_";
+export interface DbRun {
+  prefix: string;
+  templateSource: string;
+  templateEndput: string;
+}
+
+export function newDbRun(): DbRun {
+  const prefix = `tentativa_r${Math.random().toString(16).slice(2, 10)}_`;
+  return { prefix, templateSource: `${prefix}tpl_source`, templateEndput: `${prefix}tpl_endput` };
+}
 
 export function serverUrl(database: string): string {
   const url = new URL(readConfig().databases.system1);
@@ -34,5 +42,17 @@ export async function createDatabase(name: string, template?: string): Promise<v
 export async function dropDatabases(names: string[]): Promise<void> {
   await withAdmin(async (c) => {
     for (const name of names) await c.query(`drop database if exists "${name}" with (force)`);
+  });
+}
+
+export async function dropRun(prefix: string): Promise<void> {
+  await withAdmin(async (c) => {
+    const { rows } = await c.query<{ datname: string }>("select datname from pg_database where starts_with(datname, $1)", [
+      prefix,
+    ]);
+    for (const { datname } of rows) {
+      await c.query("update pg_database set datistemplate = false where datname = $1", [datname]);
+      await c.query(`drop database if exists "${datname}" with (force)`);
+    }
   });
 }
