@@ -36,6 +36,24 @@ export function createBroker(opts: { config: Config; logger: Logger; name: strin
   const readyPromise = new Promise<void>((res, rej) => ((resolveReady = res), (rejectReady = rej)));
   readyPromise.catch(() => undefined);
 
+  /** A channel error closes only the channel: open a new one on the same connection. */
+  async function openPublisher(conn: ChannelModel): Promise<ConfirmChannel> {
+    const ch = await conn.createConfirmChannel();
+    ch.on("error", (err: Error) => logger.warn({ err: errorMessage(err) }, "rabbitmq publish channel error"));
+    ch.on("close", () => {
+      if (publisher !== ch) return;
+      publisher = undefined;
+      if (closing || connection !== conn) return;
+      openPublisher(conn)
+        .then((next) => {
+          if (connection === conn && !closing) publisher = next;
+          else void next.close().catch(() => undefined);
+        })
+        .catch((err) => logger.warn({ err: errorMessage(err) }, "rabbitmq publish channel could not be reopened"));
+    });
+    return ch;
+  }
+
   async function connectOnce(): Promise<void> {
     const url = new URL(config.broker.url);
     url.searchParams.set("heartbeat", url.searchParams.get("heartbeat") ?? "10");
@@ -44,11 +62,7 @@ export function createBroker(opts: { config: Config; logger: Logger; name: strin
       clientProperties: { connection_name: `${opts.name}@${process.pid}` },
     });
     conn.on("error", (err: Error) => logger.warn({ err: errorMessage(err) }, "rabbitmq connection error"));
-    const ch = await conn.createConfirmChannel();
-    ch.on("error", (err: Error) => logger.warn({ err: errorMessage(err) }, "rabbitmq publish channel error"));
-    ch.on("close", () => {
-      if (publisher === ch) publisher = undefined;
-    });
+    const ch = await openPublisher(conn);
     await assertTopology(ch, topology, config, { waitQueues: opts.waitQueues ?? false });
     connection = conn;
     publisher = ch;

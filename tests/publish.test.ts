@@ -5,7 +5,7 @@ import { afterEach, beforeEach, describe, expect, it } from "vitest";
 
 import { HEADERS, type OrderMessage } from "../common/contract.ts";
 import { cursorKey } from "../common/keys.ts";
-import { createTestEnv, type TestEnv } from "./support/env.ts";
+import { createTestEnv, type TestEnv, waitFor } from "./support/env.ts";
 
 let env: TestEnv;
 beforeEach(async () => {
@@ -223,6 +223,19 @@ describe("publishPending", () => {
     expect(after.map((m) => m.messageId)).toEqual(before.slice(10).map((m) => m.messageId));
     const bad = await env.gql(`mutation { resetCursor(system: SYSTEM1, to: -1) { lastPublishedId } }`);
     expect(bad.errors?.[0]?.extensions?.code).toBe("BAD_USER_INPUT");
+  });
+
+  it("keeps publishing after a channel error closes the publish channel", async () => {
+    // Publishing to an exchange that does not exist makes the broker close the channel.
+    await expect(env.broker.publish("no-such-exchange", "x", Buffer.from("{}"), {})).rejects.toThrow();
+    await env.gql(SEED, { system: "SYSTEM1", count: 3 });
+    const r = await waitFor(
+      () => env.gql(PUBLISH, { system: "SYSTEM1" }),
+      (res) => !res.errors,
+      5000,
+    );
+    expect(r.data).toMatchObject({ publishPending: { published: 3 } });
+    expect(await drainPrimary()).toHaveLength(3);
   });
 
   it("fails with a clear error naming the broker when it is unreachable, and keeps the cursor", async () => {

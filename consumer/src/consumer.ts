@@ -86,6 +86,14 @@ export function createConsumer(deps: {
       // Unacked deliveries of this channel go back to the queue; drop our copies.
       buffer = [];
       unacked = 0;
+      // A channel-level error leaves the connection up: consume again on a new channel.
+      if (!stopping && broker.isConnected()) {
+        setTimeout(() => {
+          if (!stopping && !channel && broker.isConnected()) {
+            setup(conn).catch((err) => logger.error({ err: errorMessage(err) }, "could not resume consuming"));
+          }
+        }, 100);
+      }
     });
     await ch.prefetch(config.consumer.prefetch);
     channel = ch;
