@@ -237,6 +237,25 @@ describe("processing", () => {
   });
 });
 
+describe("quorum queues", () => {
+  it("runs the same pipeline with a quorum primary queue", async () => {
+    env = await createTestEnv({ AMQP_QUEUE_TYPE: "quorum", RETRY_DELAY_MS: "100", MAX_ATTEMPTS: "3" });
+    const e = env;
+    await e.startConsumer();
+    await e.gql(SEED, { system: "SYSTEM1", count: 100 });
+    await e.gql(PUBLISH, { system: "SYSTEM1" });
+    await e.drained();
+    const type = await e.broker.withChannel(async (ch) => {
+      // Re-declaring with a different type fails: the queue really is a quorum queue.
+      await ch.assertQueue(e.broker.topology.primary, { durable: true, arguments: { "x-queue-type": "quorum" } });
+      return "quorum";
+    });
+    expect(type).toBe("quorum");
+    expect(await e.endput.endputOrder.count()).toBe(await e.sources.SYSTEM1.order.count({ where: { securityCheck: true } }));
+    expect((await dlqMessages(e)).length).toBe(await e.sources.SYSTEM1.order.count({ where: { securityCheck: false } }));
+  });
+});
+
 describe("attempt log retention", () => {
   it("uses a TTL index where the server has them, and a sweeper otherwise", async () => {
     env = await createTestEnv();
