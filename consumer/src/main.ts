@@ -3,26 +3,16 @@ import { once } from "node:events";
 
 import { createAttemptLog } from "../../common/attempt-log.ts";
 import { createBroker } from "../../common/broker.ts";
-import { ConfigError, readConfig } from "../../common/config.ts";
-import { errorMessage } from "../../common/errors.ts";
+import type { Config } from "../../common/config.ts";
 import { createHealthServer } from "../../common/http-health.ts";
 import { createReleasers, onShutdownSignal } from "../../common/lifecycle.ts";
 import { createLogger } from "../../common/logger.ts";
+import { runMain } from "../../common/run-main.ts";
 import { createEndputClient, createMongo, createRedis } from "../../common/stores.ts";
 import { createConsumer } from "./consumer.ts";
 import { createConsumerMetrics } from "./metrics.ts";
 
-async function main(): Promise<void> {
-  let config;
-  try {
-    config = readConfig();
-  } catch (err) {
-    if (err instanceof ConfigError) {
-      console.error(`consumer: ${err.message}`);
-      process.exit(1);
-    }
-    throw err;
-  }
+async function main(config: Config): Promise<void> {
   const logger = createLogger(config, "consumer");
   const releasers = createReleasers(logger);
 
@@ -72,7 +62,4 @@ async function main(): Promise<void> {
   });
 }
 
-main().catch((err) => {
-  console.error(`consumer: failed to start: ${errorMessage(err)}`);
-  process.exit(1);
-});
+runMain("consumer", main);

@@ -3,26 +3,17 @@ import { once } from "node:events";
 
 import { createAttemptLog } from "../../common/attempt-log.ts";
 import { createBroker } from "../../common/broker.ts";
-import { ConfigError, readConfig } from "../../common/config.ts";
+import type { Config } from "../../common/config.ts";
 import { errorMessage } from "../../common/errors.ts";
 import { createReleasers, onShutdownSignal } from "../../common/lifecycle.ts";
 import { createLogger } from "../../common/logger.ts";
+import { runMain } from "../../common/run-main.ts";
 import { createEndputClient, createMongo, createRedis, createSourceClients } from "../../common/stores.ts";
 import { createGateway } from "./app.ts";
 import { createGatewayMetrics } from "./metrics.ts";
 import { createEventsPubSub } from "./pubsub.ts";
 
-async function main(): Promise<void> {
-  let config;
-  try {
-    config = readConfig();
-  } catch (err) {
-    if (err instanceof ConfigError) {
-      console.error(`gateway: ${err.message}`);
-      process.exit(1);
-    }
-    throw err;
-  }
+async function main(config: Config): Promise<void> {
   const logger = createLogger(config, "gateway");
   const releasers = createReleasers(logger);
 
@@ -57,7 +48,4 @@ async function main(): Promise<void> {
   });
 }
 
-main().catch((err) => {
-  console.error(`gateway: failed to start: ${errorMessage(err)}`);
-  process.exit(1);
-});
+runMain("gateway", main);
