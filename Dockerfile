@@ -17,7 +17,7 @@ COPY consumer ./consumer
 COPY gateway ./gateway
 COPY prisma ./prisma
 COPY scripts ./scripts
-RUN npx tsx scripts/prisma.ts generate
+RUN npx tsx scripts/prisma.ts generate && npx vite build --config gateway/dashboard/vite.config.ts
 
 # Set only after npm ci: with NODE_ENV=production npm would skip dev dependencies.
 ENV NODE_ENV=production \

@@ -6,7 +6,7 @@ SHELL := bash
 NODE_BIN := $(shell scripts/ensure-node.sh)
 export PATH := $(if $(NODE_BIN),$(NODE_BIN):,)$(CURDIR)/node_modules/.bin:$(PATH)
 
-.PHONY: help install services services-down status migrate start start_with_logs stop clean test test-faults typecheck lint format schema bench
+.PHONY: dashboard help install services services-down status migrate start start_with_logs stop clean test test-faults typecheck lint format schema bench
 
 help: ## list the targets
 	@grep -E '^[a-z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -34,7 +34,10 @@ status: ## show which local services are up
 migrate: install services ## apply the migrations to system1, system2 and endput
 	@npm run -s migrate
 
-start: install services migrate ## run the whole pipeline in the foreground (Ctrl-C stops it)
+dashboard: install ## build the dashboard bundle served at /
+	@npm run -s build:dashboard
+
+start: install services migrate dashboard ## run the whole pipeline in the foreground (Ctrl-C stops it)
 	@scripts/start.sh
 
 start_with_logs: start ## alias of start
@@ -62,6 +65,8 @@ schema: install ## print schema.graphql from the Pothos schema
 test: install services ## typecheck, lint and run every test against the real services
 	@echo "[test] typecheck"; npm run -s typecheck
 	@echo "[test] lint"; npm run -s lint
+	@echo "[test] browser"; scripts/ensure-chromium.sh
+	@echo "[test] dashboard bundle"; npm run -s build:dashboard
 	@echo "[test] vitest"; npm run -s test
 
 test-faults: install services ## the fault-injection suite (kills, restarts, outages)

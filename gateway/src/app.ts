@@ -18,6 +18,7 @@ import { type Check, runChecks } from "../../common/http-health.ts";
 import type { Context, Deps } from "./context.ts";
 import { DomainError } from "./errors.ts";
 import { depthLimitRule } from "./limits.ts";
+import { createDashboardHandler } from "./dashboard.ts";
 import { schema } from "./schema/index.ts";
 
 export interface Gateway {
@@ -149,6 +150,7 @@ export function createGateway(deps: Deps, extraChecks: Check[] = []): Gateway {
     ...extraChecks,
   ];
 
+  const dashboard = createDashboardHandler({});
   const server = http.createServer((req, res) => {
     const path = (req.url ?? "/").split("?")[0];
     if (path === "/healthz") {
@@ -161,10 +163,7 @@ export function createGateway(deps: Deps, extraChecks: Check[] = []): Gateway {
       );
       return;
     }
-    if (path === "/") {
-      res.writeHead(302, { location: "/graphql" }).end();
-      return;
-    }
+    if (dashboard(req, res)) return;
     void yoga(req, res);
   });
 

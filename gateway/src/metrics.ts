@@ -1,6 +1,6 @@
 // The gateway's Prometheus registry: GraphQL metrics from Yoga's plugin, plus
 // publishing counters and queue depths read from the broker at scrape time.
-import { collectDefaultMetrics,Counter, Gauge, Registry } from "prom-client";
+import { collectDefaultMetrics, Counter, Gauge, Registry } from "prom-client";
 
 import type { Broker } from "../../common/broker.ts";
 

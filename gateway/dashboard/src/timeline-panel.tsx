@@ -1,0 +1,125 @@
+// One message's attempt timeline from the attempt log; refreshed as its events arrive.
+import { useEffect, useState } from "preact/hooks";
+
+import { errorText } from "./api.ts";
+import { useServices } from "./context.ts";
+import { fmtDuration, fmtTime } from "./format.ts";
+import { type Attempt, MESSAGE_HISTORY, type MessageHistory, type ProcessingEvent } from "./operations.ts";
+import { StatusBadge } from "./status-badge.tsx";
+import { useStore } from "./store.ts";
+
+type Loaded = { messageId: string; attempts: Attempt[] } | { messageId: string; error: string };
+
+export function TimelinePanel(props: { onEvent(listener: (event: ProcessingEvent) => void): () => void }) {
+  const { api, selectedMessage } = useServices();
+  const selected = useStore(selectedMessage);
+  const [draft, setDraft] = useState(selected ?? "");
+  const [loaded, setLoaded] = useState<Loaded | null>(null);
+  const [loading, setLoading] = useState(false);
+  const [reloads, setReloads] = useState(0);
+
+  useEffect(() => {
+    if (selected) setDraft(selected);
+  }, [selected]);
+
+  useEffect(() => {
+    if (!selected) return;
+    let current = true;
+    setLoading(true);
+    api
+      .query<MessageHistory>(MESSAGE_HISTORY, { messageId: selected })
+      .then(
+        (r) => current && setLoaded({ messageId: selected, attempts: r.messageHistory }),
+        (err: unknown) => current && setLoaded({ messageId: selected, error: errorText(err) }),
+      )
+      .finally(() => current && setLoading(false));
+    return () => {
+      current = false;
+    };
+  }, [api, selected, reloads]);
+
+  // A new attempt of the open message: read the log again, once per burst.
+  useEffect(() => {
+    if (!selected) return;
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const off = props.onEvent((e) => {
+      if (e.messageId !== selected || timer) return;
+      timer = setTimeout(() => {
+        timer = undefined;
+        setReloads((n) => n + 1);
+      }, 300);
+    });
+    return () => {
+      off();
+      clearTimeout(timer);
+    };
+  }, [props.onEvent, selected]);
+
+  const shown = loaded && loaded.messageId === selected ? loaded : null;
+
+  return (
+    <section class="card timeline-panel" aria-label="Message timeline">
+      <header class="card-header">
+        <h2>Message timeline</h2>
+        {loading && <span class="muted">loading…</span>}
+      </header>
+      <form
+        class="lookup"
+        onSubmit={(e) => {
+          e.preventDefault();
+          const id = draft.trim();
+          if (!id) return;
+          if (id === selected) setReloads((n) => n + 1);
+          else selectedMessage.set(id);
+        }}
+      >
+        <input
+          type="text"
+          class="mono"
+          placeholder="Paste a messageId, or click one in the lists"
+          aria-label="Message id"
+          value={draft}
+          spellcheck={false}
+          onInput={(e) => setDraft(e.currentTarget.value)}
+        />
+        <button type="submit">Show</button>
+      </form>
+      {!selected && <p class="empty">No message selected.</p>}
+      {shown && "error" in shown && (
+        <p class="panel-error" role="alert">
+          {shown.error}
+        </p>
+      )}
+      {shown && "attempts" in shown && (
+        <>
+          <p class="mono muted" data-testid="timeline-message-id">
+            {shown.messageId}
+          </p>
+          {shown.attempts.length === 0 ? (
+            <p class="empty">The attempt log has nothing for this message id.</p>
+          ) : (
+            <ol class="timeline" aria-label={`Attempts of ${shown.messageId}`}>
+              {shown.attempts.map((a, i) => (
+                <li key={i} class={`status-${a.status}`} data-status={a.status} data-attempt={a.attempt} data-round={a.round}>
+                  <div class="timeline-head">
+                    <StatusBadge status={a.status} />
+                    <span>
+                      attempt {a.attempt}
+                      {a.round > 0 ? ` · round ${a.round}` : ""}
+                    </span>
+                    <span class="mono muted">{fmtTime(a.processedAt)}</span>
+                    <span class="muted">{fmtDuration(a.durationMs)}</span>
+                    <span class="muted" title="consumer">
+                      {a.consumerId}
+                    </span>
+                  </div>
+                  {a.error && <div class="timeline-error">{a.error}</div>}
+                </li>
+              ))}
+            </ol>
+          )}
+        </>
+      )}
+    </section>
+  );
+}
