@@ -16,9 +16,9 @@ import type { System } from "../../common/contract.ts";
 import { errorMessage } from "../../common/errors.ts";
 import { type Check, runChecks } from "../../common/http-health.ts";
 import type { Context, Deps } from "./context.ts";
+import { createDashboardHandler } from "./dashboard.ts";
 import { DomainError } from "./errors.ts";
 import { depthLimitRule } from "./limits.ts";
-import { createDashboardHandler } from "./dashboard.ts";
 import { schema } from "./schema/index.ts";
 
 export interface Gateway {
