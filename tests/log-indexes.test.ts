@@ -2,8 +2,10 @@
 // not installed) answers explain with its backend's plan: it can push top-level
 // equality filters down to its PostgreSQL tables but does not use indexes for
 // them, so there the test checks the pushdown the lookups were shaped for.
+import type { Filter } from "mongodb";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 
+import type { LogDocument } from "../common/attempt-log.ts";
 import { createTestEnv, type TestEnv } from "./support/env.ts";
 
 let env: TestEnv;
@@ -43,7 +45,7 @@ const usesIndex = (plan: unknown) => JSON.stringify(plan).includes("IXSCAN");
 const pushedDown = (plan: Record<string, unknown>) => plan.filterPushdown === true;
 
 describe("attempt log lookups", () => {
-  it.each([
+  it.each<[string, Filter<LogDocument>]>([
     ["messageHistory", { messageId: "m-3" }],
     ["messages by status", { status: "SUCCEEDED" }],
     ["messages by system and order", { system: "SYSTEM1", orderId: 3 }],
