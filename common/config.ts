@@ -79,8 +79,10 @@ export const ENV_KEYS = Object.keys(schema.shape) as (keyof Env)[];
 
 export class ConfigError extends Error {
   override name = "ConfigError";
-  constructor(readonly problems: string[]) {
+  readonly problems: string[];
+  constructor(problems: string[]) {
     super(`invalid configuration:\n${problems.map((p) => `  - ${p}`).join("\n")}`);
+    this.problems = problems;
   }
 }
 

@@ -6,12 +6,10 @@ export type DependencyName = "postgresql" | "redis" | "rabbitmq" | "mongodb";
 export class DependencyError extends Error {
   override name = "DependencyError";
   readonly code = "DEPENDENCY_UNAVAILABLE";
-  constructor(
-    readonly dependency: DependencyName,
-    message: string,
-    options?: { cause?: unknown },
-  ) {
+  readonly dependency: DependencyName;
+  constructor(dependency: DependencyName, message: string, options?: { cause?: unknown }) {
     super(`${dependency} is unavailable: ${message}`, options);
+    this.dependency = dependency;
   }
 }
 
