@@ -57,6 +57,7 @@ const schema = z.object({
   CONSUMER_PREFETCH: int(1, 65535).default(1000),
   CONSUMER_BATCH_SIZE: int(1, 10_000).default(250),
   CONSUMER_BATCH_WAIT_MS: int(0, 10_000).default(10),
+  CONSUMER_CONCURRENCY: int(1, 64).default(3),
   CONSUMER_PORT: int(0, 65535).default(9464),
   MAX_MESSAGE_BYTES: int(256, 128 * 1024 * 1024).default(64 * 1024),
 
@@ -119,6 +120,7 @@ function build(e: z.output<typeof schema>) {
       prefetch: e.CONSUMER_PREFETCH,
       batchSize: e.CONSUMER_BATCH_SIZE,
       batchWaitMs: e.CONSUMER_BATCH_WAIT_MS,
+      concurrency: e.CONSUMER_CONCURRENCY,
       port: e.CONSUMER_PORT,
       maxMessageBytes: e.MAX_MESSAGE_BYTES,
     },

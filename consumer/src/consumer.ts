@@ -70,6 +70,11 @@ export function createConsumer(deps: {
   let buffer: ConsumeMessage[] = [];
   let pumping: Promise<void> | undefined;
   let timer: NodeJS.Timeout | undefined;
+  let flushDue = false;
+  let wake: (() => void) | undefined;
+  const running = new Set<Promise<void>>();
+  const ackChain = new WeakMap<Channel, Promise<boolean>>();
+  const condemned = new WeakSet<Channel>();
   let stopping = false;
   let processed = 0;
   let batches = 0;
@@ -107,35 +112,74 @@ export function createConsumer(deps: {
     unacked++;
     buffer.push(msg);
     if (buffer.length >= config.consumer.batchSize) kick();
-    else if (!timer) timer = setTimeout(kick, config.consumer.batchWaitMs);
+    else if (!timer) timer = setTimeout(() => ((flushDue = true), kick()), config.consumer.batchWaitMs);
   }
 
   function kick(): void {
-    if (timer) clearTimeout(timer);
-    timer = undefined;
+    if (buffer.length >= config.consumer.batchSize || flushDue) {
+      if (timer) clearTimeout(timer);
+      timer = undefined;
+    }
+    wake?.();
     if (!pumping) pumping = pump().finally(() => (pumping = undefined));
   }
 
+  /**
+   * Runs up to `concurrency` batches at once so that one batch's database writes
+   * overlap another's broker and log writes. Acks stay in delivery order: a batch
+   * acks (multiple = true) only after the batch before it was acked.
+   */
   async function pump(): Promise<void> {
-    while (buffer.length > 0 && channel) {
-      const ch = channel;
-      const batch = buffer.splice(0, config.consumer.batchSize);
-      try {
-        await processBatch(ch, batch);
-      } catch (err) {
-        if (err instanceof ChannelGone) {
-          logger.warn({ dropped: batch.length }, "channel closed mid-batch; the broker redelivers it");
-          continue;
-        }
-        // Unexpected: leave the batch unacked on a channel we close, so it is redelivered.
-        logger.error({ err: errorMessage(err), stack: (err as Error).stack }, "batch failed; closing the channel for redelivery");
-        await ch.close().catch(() => undefined);
+    while ((buffer.length > 0 && channel) || running.size > 0) {
+      const ready = buffer.length >= config.consumer.batchSize || ((flushDue || stopping) && buffer.length > 0);
+      if (ready && channel && running.size < config.consumer.concurrency) {
+        flushDue = false;
+        const ch = channel;
+        const batch = buffer.splice(0, config.consumer.batchSize);
+        const previous = ackChain.get(ch) ?? Promise.resolve(true);
+        let settle!: (acked: boolean) => void;
+        ackChain.set(ch, new Promise<boolean>((r) => (settle = r)));
+        const run: Promise<void> = runBatch(ch, batch, previous)
+          .then(settle, () => settle(false))
+          .finally(() => running.delete(run));
+        running.add(run);
+        continue;
       }
+      // A partial batch left behind still goes out after the batch wait.
+      if (buffer.length > 0 && !timer && !ready)
+        timer = setTimeout(() => ((flushDue = true), kick()), config.consumer.batchWaitMs);
+      // Wait for a batch to finish or for more deliveries.
+      await Promise.race([...running, new Promise<void>((r) => (wake = r))]);
+      wake = undefined;
+    }
+  }
+
+  /** Processes a batch and acks it after its predecessor; resolves whether it was acked. */
+  async function runBatch(ch: Channel, batch: ConsumeMessage[], previous: Promise<boolean>): Promise<boolean> {
+    try {
+      const finish = await processBatch(ch, batch);
+      // Acking with multiple = true would also ack an earlier batch that failed: never do that.
+      if (!(await previous)) throw new ChannelGone();
+      assertAlive(ch);
+      ch.ack(batch[batch.length - 1]!, true);
+      unacked -= batch.length;
+      finish();
+      return true;
+    } catch (err) {
+      if (err instanceof ChannelGone) {
+        logger.warn({ dropped: batch.length }, "channel closed mid-batch; the broker redelivers it");
+        return false;
+      }
+      // Unexpected: leave the batch unacked on a channel we close, so it is redelivered.
+      condemned.add(ch);
+      logger.error({ err: errorMessage(err), stack: (err as Error).stack }, "batch failed; closing the channel for redelivery");
+      await ch.close().catch(() => undefined);
+      return false;
     }
   }
 
   function assertAlive(ch: Channel): void {
-    if (ch !== channel) throw new ChannelGone();
+    if (ch !== channel || condemned.has(ch)) throw new ChannelGone();
   }
 
   /** Runs a step until it succeeds; gives up only when the channel the batch came on is gone. */
@@ -171,8 +215,11 @@ export function createConsumer(deps: {
     });
   }
 
-  async function processBatch(ch: Channel, batch: ConsumeMessage[]): Promise<void> {
+  /** Makes the batch's side effects durable; returns what to record once it is acked. */
+  async function processBatch(ch: Channel, batch: ConsumeMessage[]): Promise<() => void> {
     const started = performance.now();
+    // processedAt is when the attempt began, so the gap between attempts is never shorter than the retry delay.
+    const now = new Date();
     const items = classify(batch);
 
     // Attempts already handled (a redelivery after a crash, or a duplicate copy) are only acked.
@@ -214,7 +261,6 @@ export function createConsumer(deps: {
       });
     }
 
-    const now = new Date();
     const perItemMs = (performance.now() - started) / Math.max(1, items.length);
     const docs = live.map((i) => toLogDocument(i, now, perItemMs));
     await durably(ch, "mongo", async () => {
@@ -225,29 +271,37 @@ export function createConsumer(deps: {
     if (live.length > 0) {
       await durably(ch, "redis", async () => {
         const p = redis.pipeline();
+        const counts = new Map<string, number>();
         for (const i of live) {
           if (i.key && i.outcome.kind !== "SUCCEEDED") p.set(i.key, "1", "EX", DONE_MARK_TTL_SECONDS);
           p.publish(topic, JSON.stringify(toEvent(i, now)));
-          const system = i.outcome.kind === "REJECTED" ? "UNKNOWN" : i.outcome.delivery.message.source.system;
-          p.hincrby(counterKey(config), `${system}:${i.outcome.kind}`, 1);
+          const field = `${systemOf(i)}:${i.outcome.kind}`;
+          counts.set(field, (counts.get(field) ?? 0) + 1);
         }
+        for (const [field, n] of counts) p.hincrby(counterKey(config), field, n);
         const results = await p.exec();
         const failed = results?.find(([err]) => err);
         if (failed) throw failed[0];
       });
     }
 
-    assertAlive(ch);
-    ch.ack(batch[batch.length - 1]!, true);
-    unacked -= batch.length;
-    processed += batch.length;
-    batches++;
+    return () => {
+      processed += batch.length;
+      batches++;
+      record(items, live, started);
+    };
+  }
+
+  function systemOf(i: Item): string {
+    return i.outcome.kind === "REJECTED" ? "UNKNOWN" : i.outcome.delivery.message.source.system;
+  }
+
+  function record(items: Item[], live: Item[], started: number): void {
     if (metrics) {
-      metrics.batchSize.observe(batch.length);
+      metrics.batchSize.observe(items.length);
       metrics.batchSeconds.observe((performance.now() - started) / 1000);
       for (const i of live) {
-        const system = i.outcome.kind === "REJECTED" ? "UNKNOWN" : i.outcome.delivery.message.source.system;
-        metrics.processed.inc({ status: i.outcome.kind, system });
+        metrics.processed.inc({ status: i.outcome.kind, system: systemOf(i) });
         if (i.outcome.kind === "SUCCEEDED") metrics.attempts.observe(i.outcome.delivery.attempt);
       }
       metrics.duplicates.inc(items.length - live.length);
@@ -362,9 +416,13 @@ export function createConsumer(deps: {
       const ch = channel;
       if (ch && consumerTag) await ch.cancel(consumerTag).catch(() => undefined);
       // Finish what was delivered before the cancel took effect.
+      flushDue = true;
       kick();
       while (pumping) await pumping;
-      if (buffer.length > 0 && channel) kick();
+      if (buffer.length > 0 && channel) {
+        flushDue = true;
+        kick();
+      }
       while (pumping) await pumping;
       channel = undefined;
       if (ch) await ch.close().catch(() => undefined);
