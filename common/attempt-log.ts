@@ -10,6 +10,7 @@
 // redriven. On MongoDB a TTL index deletes expired documents; on a server that
 // refuses TTL indexes a sweeper does the same on an interval.
 import { type Collection, type Db, MongoBulkWriteError, MongoServerError, ObjectId } from "mongodb";
+import pg from "pg";
 
 import type { Config } from "./config.ts";
 import type { ProcessingStatus, System } from "./contract.ts";
@@ -102,6 +103,44 @@ export function createAttemptLog(opts: { db: Db; config: Config; logger: Logger 
     }
   }
 
+  /**
+   * FerretDB keeps its indexes but does not use them for queries: it pushes a
+   * top-level equality down as `_jsonb->'field' @> value`, which only a GIN index
+   * on that expression serves. Given its PostgreSQL backend, add those indexes so
+   * that messageHistory and Order.history stop scanning the whole log.
+   */
+  async function indexFerretBackend(): Promise<void> {
+    const url = config.mongo.ferretdbBackendUrl;
+    if (!url) return;
+    const info = await db.admin().command({ buildInfo: 1 });
+    if (!("ferretdbVersion" in info)) return;
+    const client = new pg.Client({ connectionString: url, connectionTimeoutMillis: 3000 });
+    try {
+      await client.connect();
+      const schema = db.databaseName;
+      const found = await client.query<{ table: string }>(
+        `select _jsonb->>'table' as table from ${pg.escapeIdentifier(schema)}._ferretdb_database_metadata where _jsonb->>'_id' = $1`,
+        [LOG_COLLECTION],
+      );
+      const table = found.rows[0]?.table;
+      if (!table) return;
+      for (const field of ["messageId", "orderId"]) {
+        const name = pg.escapeIdentifier(`${table}_${field.toLowerCase()}_lookup`);
+        await client.query(
+          `create index if not exists ${name} on ${pg.escapeIdentifier(schema)}.${pg.escapeIdentifier(table)} using gin ((_jsonb->${pg.escapeLiteral(field)}) jsonb_path_ops)`,
+        );
+      }
+      logger.info({ table: `${schema}.${table}` }, "lookup indexes ensured on the FerretDB backend");
+    } catch (err) {
+      logger.warn(
+        { err: errorMessage(err) },
+        "could not add lookup indexes on the FerretDB backend; log lookups scan the collection",
+      );
+    } finally {
+      await client.end().catch(() => undefined);
+    }
+  }
+
   return {
     collection,
     async ensureIndexes() {
@@ -110,6 +149,7 @@ export function createAttemptLog(opts: { db: Db; config: Config; logger: Logger 
       await collection.createIndex({ status: 1, _id: -1 }, { name: "status_recent" });
       mode = (await serverSupportsTtl()) ? "ttl-index" : "sweeper";
       if (mode === "sweeper") await collection.createIndex({ expiresAt: 1 }, { name: "expiresAt" });
+      await indexFerretBackend();
       return mode;
     },
     retention: () => mode,

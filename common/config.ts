@@ -47,6 +47,7 @@ const schema = z.object({
   LOG_TTL_SECONDS: int(1).default(7 * 24 * 3600),
   LOG_RETENTION: z.enum(["auto", "ttl-index", "sweeper"]).default("auto"),
   LOG_SWEEP_INTERVAL_MS: int(100).default(60_000),
+  FERRETDB_POSTGRESQL_URL: pg.optional(),
 
   RETRY_DELAY_MS: int(0, 24 * 3600_000).default(10_000),
   RETRY_BACKOFF: z.enum(["fixed", "exponential"]).default("fixed"),
@@ -108,6 +109,7 @@ function build(e: z.output<typeof schema>) {
       ttlSeconds: e.LOG_TTL_SECONDS,
       retention: e.LOG_RETENTION,
       sweepIntervalMs: e.LOG_SWEEP_INTERVAL_MS,
+      ferretdbBackendUrl: e.FERRETDB_POSTGRESQL_URL,
     },
     retry: {
       delayMs: e.RETRY_DELAY_MS,

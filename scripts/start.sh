@@ -27,6 +27,10 @@ if [ "${1:-}" = stop ]; then
 fi
 
 export LOG_PRETTY=${LOG_PRETTY:-true}
+# With FerretDB (no mongod), let the processes add the log's lookup indexes on its backend.
+if ! command -v mongod >/dev/null; then
+  export FERRETDB_POSTGRESQL_URL=${FERRETDB_POSTGRESQL_URL:-postgresql://postgres:postgres@127.0.0.1:${PG_PORT:-5432}/ferretdb}
+fi
 colour() { printf '\033[%sm%s\033[0m' "$1" "$2"; }
 
 run() { # name colour command...

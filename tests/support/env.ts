@@ -77,6 +77,7 @@ export async function createTestEnv(overrides: Overrides = {}): Promise<TestEnv>
     REDIS_PREFIX: `test-${id}`,
     MONGO_DATABASE: `test_${id}`,
     RETRY_DELAY_MS: "200",
+    FERRETDB_POSTGRESQL_URL: serverUrl("ferretdb"),
     CONSUMER_PORT: "0",
     LOG_LEVEL: "warn",
     LOG_PRETTY: "false",
