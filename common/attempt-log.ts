@@ -161,9 +161,12 @@ export function createAttemptLog(opts: { db: Db; config: Config; logger: Logger 
         return r.insertedCount;
       } catch (err) {
         // A redelivered message logs the same attempt again: the unique index turns that into a no-op.
+        // Only when every document is accounted for: a bulk error without per-document errors
+        // (a dropped connection, a server going away) means nothing can be assumed written.
         if (err instanceof MongoBulkWriteError) {
           const errors = Array.isArray(err.writeErrors) ? err.writeErrors : [err.writeErrors];
-          if (errors.every((e) => e.code === 11000)) return err.insertedCount;
+          const allDuplicates = errors.length > 0 && errors.every((e) => e.code === 11000);
+          if (allDuplicates && err.insertedCount + errors.length === docs.length) return err.insertedCount;
         }
         if (err instanceof MongoServerError && err.code === 11000 && docs.length === 1) return 0;
         throw err;

@@ -66,6 +66,13 @@ describe("gateway over HTTP", () => {
     const deepBody = (await deep.json()) as { errors: { message: string }[] };
     expect(deep.status).toBeLessThan(500);
     expect(deepBody.errors[0]!.message).toMatch(/depth 5 exceeds the maximum of 4/);
+    const nested = 20_000;
+    const pathological = await post({ query: `${"{ cursors ".repeat(nested)}{ system }${" }".repeat(nested)}` });
+    expect(pathological.status).toBeLessThan(500);
+    const pathologicalBody = (await pathological.json()) as { errors: { extensions: { code: string } }[] };
+    expect(["QUERY_TOO_DEEP", "PAYLOAD_TOO_LARGE", "GRAPHQL_PARSE_FAILED"]).toContain(
+      pathologicalBody.errors[0]!.extensions.code,
+    );
     const huge = await post({ query: `{ cursors { system } } # ${"x".repeat(5000)}` });
     expect(huge.status).toBe(413);
     const notJson = await post("{not json");

@@ -3,13 +3,15 @@
 //
 //   1. endput rows for successes (idempotent: unique on system + source order id)
 //   2. retry copies to the wait queue / dead letters to the DLQ, broker-confirmed
+//      followed at once by done-marks in Redis for what was forwarded
 //   3. one attempt-log document per delivery (idempotent: unique index)
-//   4. done-marks, events and counters in Redis
+//   4. events and counters in Redis
 //   5. one ack for the whole batch (multiple = true)
 //
 // A crash anywhere before 5 redelivers the batch; steps 1 and 3 are idempotent and
-// the done-marks written in 4 stop step 2 from being repeated for an attempt that
-// was already handled. A store that is down holds the batch (no ack, prefetch
+// the done-marks stop step 2 from being repeated for an attempt that was already
+// forwarded (only a crash in the instant between a confirm and its mark can still
+// forward an attempt twice). A store that is down holds the batch (no ack, prefetch
 // stops new deliveries) and retries with backoff until it is back.
 import { randomUUID } from "node:crypto";
 
@@ -222,8 +224,11 @@ export function createConsumer(deps: {
     const now = new Date();
     const items = classify(batch);
 
-    // Attempts already handled (a redelivery after a crash, or a duplicate copy) are only acked.
-    const keyed = items.filter((i) => i.key && !i.duplicate);
+    // An attempt whose retry or dead letter was already published (a redelivery after a
+    // crash, or a duplicate copy) is not forwarded again; its log entry is still written
+    // (idempotently), since a crash may have come between the publish and the log.
+    const unique = items.filter((i) => !i.duplicate);
+    const keyed = unique.filter((i) => i.key);
     if (keyed.length > 0) {
       const marks = await durably(ch, "redis-check", () => redis.mget(keyed.map((i) => i.key!)));
       marks.forEach((m, idx) => m !== null && (keyed[idx]!.duplicate = true));
@@ -259,10 +264,17 @@ export function createConsumer(deps: {
         assertAlive(ch);
         throw err;
       });
+      // Marked right after the broker confirmed, to keep the window for a second publish small.
+      await durably(ch, "redis-mark", async () => {
+        const p = redis.pipeline();
+        for (const i of forwards) if (i.key) p.set(i.key, "1", "EX", DONE_MARK_TTL_SECONDS);
+        const failed = (await p.exec())?.find(([err]) => err);
+        if (failed) throw failed[0];
+      });
     }
 
     const perItemMs = (performance.now() - started) / Math.max(1, items.length);
-    const docs = live.map((i) => toLogDocument(i, now, perItemMs));
+    const docs = unique.map((i) => toLogDocument(i, now, perItemMs));
     await durably(ch, "mongo", async () => {
       await log.insert(docs);
       await log.retain(live.filter((i) => i.outcome.kind === "DEAD_LETTERED").map((i) => i.messageId));
@@ -273,7 +285,6 @@ export function createConsumer(deps: {
         const p = redis.pipeline();
         const counts = new Map<string, number>();
         for (const i of live) {
-          if (i.key && i.outcome.kind !== "SUCCEEDED") p.set(i.key, "1", "EX", DONE_MARK_TTL_SECONDS);
           p.publish(topic, JSON.stringify(toEvent(i, now)));
           const field = `${systemOf(i)}:${i.outcome.kind}`;
           counts.set(field, (counts.get(field) ?? 0) + 1);
