@@ -1,0 +1,177 @@
+// Where a happy-path batch spends its time: replays the consumer's per-batch
+// work (decode, Redis done-mark check, endput createMany, attempt-log
+// insertMany, Redis events + counters pipeline) with the same clients on the
+// same services, timing each step, plus variants the consumer could adopt. The
+// round trips per batch are fixed (one per step), so the step times say which
+// store bounds the consumer.
+import { createAttemptLog, type LogDocument } from "../common/attempt-log.ts";
+import { type Config } from "../common/config.ts";
+import { encodeMessage, HEADERS, type System } from "../common/contract.ts";
+import { eventsTopic } from "../common/events.ts";
+import { counterKey, doneKey } from "../common/keys.ts";
+import { createLogger } from "../common/logger.ts";
+import { createEndputClient, createMongo, createRedis } from "../common/stores.ts";
+import { decide } from "../consumer/src/decide.ts";
+import { orderMessageId } from "../gateway/src/services/message-id.ts";
+import { fmt, progress } from "./progress.ts";
+
+export const STEP_NAMES = ["decode", "redis mget", "endput", "log insertMany", "redis pipeline"] as const;
+type StepName = (typeof STEP_NAMES)[number];
+
+/**
+ * as-shipped: the consumer's order (endput createMany, then the log, then Redis).
+ * parallel: endput and log writes at once (both idempotent, both before the ack).
+ * unnest: endput as one INSERT … SELECT unnest(…) ON CONFLICT DO NOTHING through $executeRaw.
+ */
+export const VARIANTS = ["as-shipped", "parallel", "unnest", "unnest+parallel"] as const;
+export type Variant = (typeof VARIANTS)[number];
+
+export interface StepTiming {
+  variant: Variant;
+  batchSize: number;
+  batches: number;
+  /** Mean milliseconds per batch, by step ("endput" and "log insertMany" overlap in the parallel variants). */
+  ms: Record<StepName, number>;
+  /** Mean wall milliseconds per batch. */
+  totalMs: number;
+  /** Messages per second if the batch steps were all there is. */
+  ceilingPerSecond: number;
+}
+
+export async function batchSteps(
+  config: Config,
+  runs: { variant: Variant; size: number }[],
+  messagesPerRun: number,
+): Promise<StepTiming[]> {
+  const logger = createLogger(config, "bench-steps");
+  const endput = createEndputClient(config);
+  const redis = createRedis(config, "bench-steps");
+  const mongo = createMongo(config);
+  const log = createAttemptLog({ db: mongo.db(config.mongo.database), config, logger });
+  await log.ensureIndexes();
+  const topic = eventsTopic(config);
+  let orderId = 0;
+  const results: StepTiming[] = [];
+  try {
+    for (const { variant, size } of runs) {
+      const ms: Record<StepName, number> = Object.fromEntries(STEP_NAMES.map((s) => [s, 0])) as Record<StepName, number>;
+      const batches = Math.max(3, Math.round(messagesPerRun / size));
+      let wall = 0;
+      for (let b = 0; b < batches + 1; b++) {
+        const warmup = b === 0;
+        const contents = Array.from({ length: size }, () => {
+          const system: System = ++orderId % 2 ? "SYSTEM1" : "SYSTEM2";
+          return encodeMessage({
+            messageId: orderMessageId(system, orderId),
+            source: { system, orderId },
+            order: { product: "Docking station", price: "512.34", securityCheck: true },
+            requiredAttempts: 1,
+            publishedAt: new Date().toISOString(),
+          });
+        });
+        const headers = { [HEADERS.attempt]: 1, [HEADERS.round]: 0 };
+        const time = async <T>(step: StepName, fn: () => Promise<T> | T): Promise<T> => {
+          const t = performance.now();
+          const r = await fn();
+          if (!warmup) ms[step] += performance.now() - t;
+          return r;
+        };
+        const started = performance.now();
+        const outcomes = await time("decode", () =>
+          contents.map((c) =>
+            decide(c, headers, { maxAttempts: config.retry.maxAttempts, maxMessageBytes: config.consumer.maxMessageBytes }),
+          ),
+        );
+        const deliveries = outcomes.map((o) => {
+          if (o.kind !== "SUCCEEDED") throw new Error(`unexpected outcome ${o.kind}`);
+          return o.delivery;
+        });
+        await time("redis mget", () =>
+          redis.mget(deliveries.map((d) => doneKey(config, d.message.messageId, d.round, d.attempt))),
+        );
+        const writeEndput: () => Promise<unknown> =
+          variant === "unnest" || variant === "unnest+parallel"
+            ? () => {
+                const m = deliveries.map((d) => d.message);
+                return endput.$executeRaw`
+                  insert into orders (source_system, source_order_id, message_id, product, price, security_check, attempts)
+                  select * from unnest(${m.map((x) => x.source.system)}::source_system[], ${m.map((x) => x.source.orderId)}::int[],
+                    ${m.map((x) => x.messageId)}::uuid[], ${m.map((x) => x.order.product)}::text[], ${m.map((x) => x.order.price)}::numeric[],
+                    ${m.map((x) => x.order.securityCheck)}::boolean[], ${deliveries.map((d) => d.attempt)}::int[])
+                  on conflict (source_system, source_order_id) do nothing`;
+              }
+            : () =>
+                endput.endputOrder.createMany({
+                  data: deliveries.map(({ message, attempt }) => ({
+                    sourceSystem: message.source.system,
+                    sourceOrderId: message.source.orderId,
+                    messageId: message.messageId,
+                    product: message.order.product,
+                    price: message.order.price,
+                    securityCheck: message.order.securityCheck,
+                    attempts: attempt,
+                  })),
+                  skipDuplicates: true,
+                });
+        const now = new Date();
+        const docs: LogDocument[] = deliveries.map(({ message, attempt, round }) => ({
+          messageId: message.messageId,
+          status: "SUCCEEDED",
+          maxAttempts: config.retry.maxAttempts,
+          processedAt: now,
+          expiresAt: log.expiryFrom(now),
+          retained: false,
+          durationMs: 1,
+          consumerId: "bench-steps",
+          error: null,
+          round,
+          attempt,
+          requiredAttempts: message.requiredAttempts,
+          system: message.source.system,
+          orderId: message.source.orderId,
+          source: { ...message.source, publishedAt: new Date(message.publishedAt) },
+          order: message.order,
+        }));
+        if (variant === "parallel" || variant === "unnest+parallel")
+          await Promise.all([time("endput", writeEndput), time("log insertMany", () => log.insert(docs))]);
+        else {
+          await time("endput", writeEndput);
+          await time("log insertMany", () => log.insert(docs));
+        }
+        await time("redis pipeline", async () => {
+          const p = redis.pipeline();
+          for (const d of deliveries) {
+            p.publish(
+              topic,
+              JSON.stringify({
+                messageId: d.message.messageId,
+                system: d.message.source.system,
+                orderId: d.message.source.orderId,
+                attempt: 1,
+                round: 0,
+                status: "SUCCEEDED",
+                at: now.toISOString(),
+              }),
+            );
+            p.hincrby(counterKey(config), `${d.message.source.system}:SUCCEEDED`, 1);
+          }
+          await p.exec();
+        });
+        if (!warmup) wall += performance.now() - started;
+      }
+      for (const s of STEP_NAMES) ms[s] /= batches;
+      const totalMs = wall / batches;
+      const timing = { variant, batchSize: size, batches, ms, totalMs, ceilingPerSecond: (size / totalMs) * 1000 };
+      results.push(timing);
+      progress(
+        `steps: ${variant}, batch ${size}: ${STEP_NAMES.map((s) => `${s} ${fmt(ms[s], 1)}`).join(", ")} ms; ` +
+          `${fmt(totalMs, 1)} ms per batch (${fmt(timing.ceilingPerSecond)} msg/s ceiling)`,
+      );
+    }
+    return results;
+  } finally {
+    await endput.$disconnect();
+    await redis.quit();
+    await mongo.close();
+  }
+}

@@ -1,0 +1,157 @@
+// Benchmark options: command-line flags win over BENCH_* variables, which win
+// over the defaults. --quick picks sizes for a run of about two minutes.
+import { environment } from "../common/config.ts";
+
+export const STEPS = ["raw", "happy", "mix", "scaling", "publish", "read", "log-growth", "profile"] as const;
+export type Step = (typeof STEPS)[number];
+
+export interface Options {
+  quick: boolean;
+  /** Orders of the happy path and of the log-growth run (split over both systems). */
+  n: number;
+  /** Messages of the raw broker baseline. */
+  rawN: number;
+  /** Orders of the seed-mix run. */
+  mixN: number;
+  /** Orders of each scaling run. */
+  scalingN: number;
+  consumerCounts: number[];
+  /** Pending rows the gateway publishes with no consumer running. */
+  publishRows: number;
+  /** Attempt-log documents generated for the read side and the log-growth run. */
+  logDocs: number;
+  /** Seconds of each autocannon run. */
+  readSeconds: number;
+  connections: number;
+  retryDelayMs: number;
+  steps: Set<Step>;
+  /** Extra settings for every consumer child, e.g. CONSUMER_BATCH_SIZE=1000 (experiments). */
+  consumerEnv: Record<string, string>;
+  gatewayEnv: Record<string, string>;
+  label: string | undefined;
+  /** Keep the run's databases, queues and keys (for inspection). */
+  keep: boolean;
+}
+
+/** The sizes the issue asks for; a run below one of them reports it as scaled. */
+export const ISSUE_SIZES = { n: 100_000, publishRows: 1_000_000, logDocs: 1_000_000, mixN: 100_000, scalingN: 100_000 };
+
+/** Full-run defaults where the issue's size does not fit the 10-minute budget on 2 cores (see BENCHMARKS.md). */
+export const DEFAULT_SIZES = { mixN: 20_000, scalingN: 30_000, publishRows: 500_000, logDocs: 500_000 };
+
+export class UsageError extends Error {
+  override name = "UsageError";
+}
+
+const USAGE = `usage: npm run bench -- [options]
+  --quick                 small sizes (about 2 minutes)
+  --n N                   orders of the happy path, split over both systems (BENCH_N; default 100000, quick 10000)
+  --raw-n N               messages of the raw broker baseline (BENCH_RAW_N; default max(n, 30000))
+  --mix-n N               orders of the seed-mix run (BENCH_MIX_N)
+  --scaling-n N           orders of each scaling run (BENCH_SCALING_N)
+  --consumers 1,2,4       consumer processes of the scaling runs
+  --publish-rows N        rows published with no consumer (BENCH_PUBLISH_ROWS)
+  --log-docs N            attempt-log documents for the read side (BENCH_LOG_DOCS)
+  --read-seconds S        seconds of each autocannon run
+  --connections C         autocannon connections (default 50)
+  --retry-delay-ms MS     RETRY_DELAY_MS of the seed-mix run (default 200)
+  --only a,b              steps to run: ${STEPS.join(",")} (profile is off unless named or --profile)
+  --skip a,b              steps to leave out
+  --profile               add a happy-path run with --cpu-prof and a batch-step timing
+  --consumer-env K=V      setting for the consumer children (repeatable)
+  --gateway-env K=V       setting for the gateway children (repeatable)
+  --label TEXT            stored in the JSON (names an experiment)
+  --keep                  do not drop the run's databases, queues and keys`;
+
+function positive(name: string, raw: string | undefined): number {
+  const n = Number(raw);
+  if (!Number.isInteger(n) || n < 1)
+    throw new UsageError(`${name} must be a positive whole number, got ${JSON.stringify(raw)}\n${USAGE}`);
+  return n;
+}
+
+function stepList(raw: string): Step[] {
+  const names = raw.split(",").map((s) => s.trim());
+  for (const s of names) if (!(STEPS as readonly string[]).includes(s)) throw new UsageError(`unknown step ${s}\n${USAGE}`);
+  return names as Step[];
+}
+
+function keyValue(raw: string): [string, string] {
+  const m = /^([A-Z0-9_]+)=(.*)$/.exec(raw);
+  if (!m) throw new UsageError(`expected KEY=VALUE, got ${JSON.stringify(raw)}`);
+  return [m[1]!, m[2]!];
+}
+
+const BOOLEAN_FLAGS = new Set(["quick", "profile", "keep", "help"]);
+const REPEATABLE_FLAGS = new Set(["consumer-env", "gateway-env"]);
+const VALUE_FLAGS = new Set([
+  "n",
+  "raw-n",
+  "mix-n",
+  "scaling-n",
+  "consumers",
+  "publish-rows",
+  "log-docs",
+  "read-seconds",
+  "connections",
+  "retry-delay-ms",
+  "only",
+  "skip",
+  "label",
+]);
+
+export function parseOptions(argv: string[]): Options {
+  const env = environment();
+  const values = new Map<string, string>();
+  const booleans = new Set<string>();
+  const repeated: Record<string, string[]> = { "consumer-env": [], "gateway-env": [] };
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i]!;
+    if (arg === "-h") throw new UsageError(USAGE);
+    if (!arg.startsWith("--")) throw new UsageError(`unexpected argument ${arg}\n${USAGE}`);
+    const eq = arg.indexOf("=");
+    const name = eq === -1 ? arg.slice(2) : arg.slice(2, eq);
+    if (BOOLEAN_FLAGS.has(name)) {
+      booleans.add(name);
+      continue;
+    }
+    if (!VALUE_FLAGS.has(name) && !REPEATABLE_FLAGS.has(name)) throw new UsageError(`unknown option --${name}\n${USAGE}`);
+    const value = eq === -1 ? argv[++i] : arg.slice(eq + 1);
+    if (value === undefined) throw new UsageError(`--${name} needs a value\n${USAGE}`);
+    if (REPEATABLE_FLAGS.has(name)) repeated[name]!.push(value);
+    else values.set(name, value);
+  }
+  if (booleans.has("help")) throw new UsageError(USAGE);
+  const quick = booleans.has("quick") || env.BENCH_QUICK === "1" || env.BENCH_QUICK === "true";
+  const size = (flag: string, envName: string, full: number, small: number) => {
+    const raw = values.get(flag) ?? env[envName];
+    return raw !== undefined && raw !== "" ? positive(`--${flag}`, raw) : quick ? small : full;
+  };
+
+  let steps = new Set<Step>(STEPS.filter((s) => s !== "profile"));
+  if (values.has("only")) steps = new Set(stepList(values.get("only")!));
+  if (values.has("skip")) for (const s of stepList(values.get("skip")!)) steps.delete(s);
+  if (booleans.has("profile")) steps.add("profile");
+
+  const n = size("n", "BENCH_N", ISSUE_SIZES.n, 10_000);
+  const consumers = (values.get("consumers") ?? "1,2,4").split(",").map((c) => positive("--consumers", c));
+  return {
+    quick,
+    n,
+    // At least 30,000 so that each raw phase lasts a few seconds, not a blip the machine's other load can hide.
+    rawN: size("raw-n", "BENCH_RAW_N", Math.max(n, 30_000), Math.max(n, 30_000)),
+    mixN: size("mix-n", "BENCH_MIX_N", DEFAULT_SIZES.mixN, 4_000),
+    scalingN: size("scaling-n", "BENCH_SCALING_N", DEFAULT_SIZES.scalingN, 10_000),
+    consumerCounts: [...new Set(consumers)].sort((a, b) => a - b),
+    publishRows: size("publish-rows", "BENCH_PUBLISH_ROWS", DEFAULT_SIZES.publishRows, 200_000),
+    logDocs: size("log-docs", "BENCH_LOG_DOCS", DEFAULT_SIZES.logDocs, 100_000),
+    readSeconds: size("read-seconds", "BENCH_READ_SECONDS", 10, 5),
+    connections: size("connections", "BENCH_CONNECTIONS", 50, 50),
+    retryDelayMs: size("retry-delay-ms", "BENCH_RETRY_DELAY_MS", 200, 200),
+    steps,
+    consumerEnv: Object.fromEntries(repeated["consumer-env"]!.map(keyValue)),
+    gatewayEnv: Object.fromEntries(repeated["gateway-env"]!.map(keyValue)),
+    label: values.get("label"),
+    keep: booleans.has("keep"),
+  };
+}

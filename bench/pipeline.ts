@@ -1,0 +1,414 @@
+// End-to-end runs through the shipped processes: seed both systems through the
+// gateway, start the consumers, then time publishPending until the last
+// outcome's event arrives, and check that every order, attempt and event is
+// accounted for. Also the publish side alone (no consumer), with the
+// gateway's peak RSS.
+import amqp from "amqplib";
+import pg from "pg";
+
+import { LOG_COLLECTION } from "../common/attempt-log.ts";
+import { type System, SYSTEMS } from "../common/contract.ts";
+import { eventsTopic } from "../common/events.ts";
+import { counterKey } from "../common/keys.ts";
+import { createRedis } from "../common/stores.ts";
+import { makeTopology } from "../common/topology.ts";
+import type { BenchContext, RunningGateway } from "./context.ts";
+import { type Gql, PUBLISH, type PublishResult, SEED, STATS, type Stats } from "./gql.ts";
+import type { CpuUsage } from "./machine.ts";
+import { memoryOf, resetPeakRss } from "./processes.ts";
+import { every, fmt, progress, sleep } from "./progress.ts";
+import type { Overrides, Scenario } from "./world.ts";
+
+export interface BatchStats {
+  batches: number;
+  avgSize: number;
+  avgMs: number;
+  /** Batches in progress on average per consumer (batch seconds / wall seconds); ~1 = never idle, >1 with CONSUMER_CONCURRENCY. */
+  inFlight: number;
+}
+
+export interface PipelineResult {
+  name: string;
+  orders: number;
+  consumers: number;
+  trueOrders: number;
+  falseOrders: number;
+  preloadedLogDocs: number;
+  /** Sweeper intervals that ended during the measurement, per consumer (each a pass over the whole log on FerretDB). */
+  sweeps: number;
+  seconds: number;
+  ordersPerSecond: number;
+  attempts: number;
+  attemptsPerSecond: number;
+  publishSeconds: number;
+  publishRowsPerSecond: number;
+  batch: BatchStats;
+  cpu: CpuUsage;
+  verified: {
+    endputRows: number;
+    succeeded: number;
+    deadLettered: number;
+    events: number;
+    logDocs: number | null;
+    statsInFlight: number;
+    problems: string[];
+  };
+}
+
+/** Seeds `count` orders into one system through the gateway, in calls of at most `max`. */
+async function seed(gql: Gql, system: System, count: number, ratio: number, max: number) {
+  let lastId = 0;
+  let trueCount = 0;
+  for (let done = 0; done < count;) {
+    const n = Math.min(max, count - done);
+    const r = await gql<{ seedOrders: { lastId: number; securityCheckTrue: number } }>(SEED, { system, count: n, ratio });
+    lastId = r.seedOrders.lastId;
+    trueCount += r.seedOrders.securityCheckTrue;
+    done += n;
+  }
+  return { lastId, trueCount };
+}
+
+/** Calls publishPending until the cursor reaches `lastId` (a call stops early while older source transactions are open). */
+async function publishUpTo(
+  gql: Gql,
+  system: System,
+  lastId: number,
+  onResult?: (r: PublishResult) => void,
+): Promise<{ published: number; calls: number }> {
+  let published = 0;
+  let calls = 0;
+  const deadline = Date.now() + 30 * 60_000;
+  for (;;) {
+    const { publishPending: r } = await gql<{ publishPending: PublishResult }>(PUBLISH, { system });
+    onResult?.(r);
+    calls++;
+    published += r.published;
+    if (r.cursor >= lastId) return { published, calls };
+    if (Date.now() > deadline) throw new Error(`${system}: cursor stuck at ${r.cursor} of ${lastId}`);
+    if (r.published === 0) await sleep(50);
+  }
+}
+
+const split = (total: number): Record<System, number> => ({ SYSTEM1: Math.ceil(total / 2), SYSTEM2: Math.floor(total / 2) });
+
+async function scrapeBatches(ports: number[], wallSeconds: number): Promise<BatchStats> {
+  let count = 0;
+  let sizeSum = 0;
+  let secondsSum = 0;
+  for (const port of ports) {
+    const text = await fetch(`http://127.0.0.1:${port}/metrics`)
+      .then((r) => r.text())
+      .catch(() => "");
+    const metric = (name: string) => Number(new RegExp(`^${name} ([0-9.e+-]+)$`, "m").exec(text)?.[1] ?? 0);
+    count += metric("tentativa_batch_size_count");
+    sizeSum += metric("tentativa_batch_size_sum");
+    secondsSum += metric("tentativa_batch_duration_seconds_sum");
+  }
+  return {
+    batches: count,
+    avgSize: count ? sizeSum / count : 0,
+    avgMs: count ? (secondsSum / count) * 1000 : 0,
+    inFlight: wallSeconds > 0 ? secondsSum / ports.length / wallSeconds : 0,
+  };
+}
+
+/** For a stall report: the oldest open transactions on the PostgreSQL server (a publisher waits behind them). */
+async function oldestTransactions(ctx: BenchContext): Promise<string> {
+  return ctx.world
+    .withPg("postgres", async (c) => {
+      const { rows } = await c.query(
+        `select datname, state, backend_xid::text as xid, round(extract(epoch from now() - xact_start)) as age_s, left(query, 60) as query
+         from pg_stat_activity where xact_start is not null order by xact_start limit 3`,
+      );
+      return JSON.stringify(rows);
+    })
+    .catch((err: Error) => err.message);
+}
+
+/**
+ * The attempt log's document count. collStats first: FerretDB answers it from the
+ * table (exact until the table is analyzed, then PostgreSQL's estimate), while
+ * countDocuments decodes every document (about a minute for 100,000 here); the
+ * exact count runs only when the quick one disagrees.
+ */
+async function countLogDocs(ctx: BenchContext, s: Scenario, expected: number): Promise<number | null> {
+  const collection = ctx.world.mongo.db(s.config.mongo.database).collection(LOG_COLLECTION);
+  try {
+    const quick = Number((await collection.db.command({ collStats: LOG_COLLECTION })).count);
+    if (quick === expected) return quick;
+    progress(`${s.name}: collStats counts ${quick} log documents, expected ${expected}; counting exactly`);
+    return await collection.countDocuments({}, { maxTimeMS: 180_000 });
+  } catch (err) {
+    progress(`${s.name}: counting log documents failed (${(err as Error).message}); relying on counters and events`);
+    return null;
+  }
+}
+
+export async function runPipeline(
+  ctx: BenchContext,
+  opts: {
+    name: string;
+    orders: number;
+    /** Share of orders with security_check = true. */
+    ratio: number;
+    consumers: number;
+    maxAttempts: number;
+    retryDelayMs?: number;
+    /** Run against an existing attempt log of this many documents (its database is reused, not dropped). */
+    preloaded?: { database: string; docs: number };
+    cpuProf?: boolean;
+  },
+): Promise<PipelineResult> {
+  const { world } = ctx;
+  const extra: Overrides = { MAX_ATTEMPTS: String(opts.maxAttempts) };
+  if (opts.retryDelayMs !== undefined) extra.RETRY_DELAY_MS = String(opts.retryDelayMs);
+  if (opts.preloaded) extra.MONGO_DATABASE = opts.preloaded.database;
+  const s = await world.scenario(opts.name, extra, { borrowedMongo: opts.preloaded !== undefined });
+  let gateway: RunningGateway | undefined;
+  let consumers: Awaited<ReturnType<BenchContext["startConsumers"]>> = [];
+  const sub = createRedis(s.config, "bench-events");
+  try {
+    progress(`${opts.name}: starting the gateway`);
+    gateway = await ctx.startGateway(s, { cpuProf: opts.cpuProf });
+    const gql = gateway.gql;
+    progress(`${opts.name}: seeding ${fmt(opts.orders)} orders (securityCheckRatio ${opts.ratio}) through seedOrders`);
+    const per = split(opts.orders);
+    const seeded = await Promise.all(SYSTEMS.map((sys) => seed(gql, sys, per[sys], opts.ratio, s.config.gateway.seedMaxCount)));
+    const lastIds = Object.fromEntries(SYSTEMS.map((sys, i) => [sys, seeded[i]!.lastId])) as Record<System, number>;
+    const trueOrders = seeded.reduce((n, r) => n + r.trueCount, 0);
+    const falseOrders = opts.orders - trueOrders;
+
+    progress(`${opts.name}: starting ${opts.consumers} consumer process(es)`);
+    consumers = await ctx.startConsumers(s, opts.consumers, { cpuProf: opts.cpuProf });
+    const consumersStarted = performance.now();
+
+    let events = 0;
+    let lastEventAt = 0;
+    await sub.subscribe(eventsTopic(s.config));
+    sub.on("message", () => {
+      events++;
+      lastEventAt = performance.now();
+    });
+
+    const counters = async () => {
+      const h = await world.redis.hgetall(counterKey(s.config));
+      const sum = (status: string) => SYSTEMS.reduce((n, sys) => n + Number(h[`${sys}:${status}`] ?? 0), 0);
+      const all = Object.values(h).reduce((n, v) => n + Number(v), 0);
+      return { succeeded: sum("SUCCEEDED"), dead: sum("DEAD_LETTERED"), attempts: all };
+    };
+
+    const c0 = ctx.cpu();
+    const t0 = performance.now();
+    let publishedAt = 0;
+    let publishError: Error | undefined;
+    const lastPublish: Partial<Record<System, PublishResult>> = {};
+    const publishing = Promise.all(SYSTEMS.map((sys) => publishUpTo(gql, sys, lastIds[sys], (r) => (lastPublish[sys] = r)))).then(
+      (r) => {
+        publishedAt = performance.now();
+        return r;
+      },
+    );
+    publishing.catch((err: Error) => (publishError = err));
+
+    let last = { succeeded: 0, dead: 0, attempts: 0 };
+    let lastChange = performance.now();
+    const stopProgress = every(3000, () => {
+      const secs = (performance.now() - t0) / 1000;
+      progress(
+        `${opts.name}: ${fmt(last.succeeded)}/${fmt(trueOrders)} succeeded, ${fmt(last.dead)}/${fmt(falseOrders)} dead-lettered, ` +
+          `${fmt(last.attempts)} attempts (${fmt(last.attempts / secs)}/s)${publishedAt ? "" : ", still publishing"}`,
+      );
+    });
+    try {
+      for (;;) {
+        const now = await counters();
+        if (now.attempts !== last.attempts) lastChange = performance.now();
+        last = now;
+        if (now.succeeded >= trueOrders && now.dead >= falseOrders && publishedAt) break;
+        if (publishError) throw new Error(`${opts.name}: publishPending failed: ${publishError.message}`);
+        if (performance.now() - lastChange > 120_000)
+          throw new Error(
+            `${opts.name}: no progress for 120 s (${JSON.stringify(now)}; last publishPending ${JSON.stringify(lastPublish)}; ` +
+              `oldest transactions on the server: ${await oldestTransactions(ctx)})`,
+          );
+        if (consumers.some((c) => c.exited())) throw new Error(`${opts.name}: a consumer exited; see ${ctx.outDir}`);
+        await sleep(50);
+      }
+      await publishing;
+      // The counters and the events go out in one pipeline; wait for the subscriber to see the last one.
+      const eventsDeadline = performance.now() + 5000;
+      while (events < last.attempts && performance.now() < eventsDeadline) await sleep(20);
+    } finally {
+      stopProgress();
+    }
+    const end = Math.max(lastEventAt, t0);
+    const c1 = ctx.cpu();
+    const seconds = (end - t0) / 1000;
+    const batch = await scrapeBatches(
+      consumers.map((c) => c.port),
+      seconds,
+    );
+
+    // Verification: the sink, the counters, the events, the log and the gateway's reconciliation agree.
+    const problems: string[] = [];
+    const endputRows = await world.withPg(s.databases.endput, async (c: pg.Client) => {
+      const { rows } = await c.query<{ n: string }>("select count(*) as n from orders");
+      return Number(rows[0]!.n);
+    });
+    const final = await counters();
+    const stats = await gql<Stats>(STATS);
+    const statsInFlight = stats.pipelineStats.systems.reduce((n, x) => n + x.inFlight, 0);
+    if (endputRows !== trueOrders) problems.push(`endput has ${endputRows} rows, expected ${trueOrders}`);
+    if (final.dead !== falseOrders) problems.push(`${final.dead} dead-lettered, expected ${falseOrders}`);
+    if (events !== final.attempts) problems.push(`${events} events for ${final.attempts} attempts`);
+    if (statsInFlight !== 0) problems.push(`pipelineStats reports ${statsInFlight} in flight`);
+    // A preloaded log is too big to count exactly in time (and its collStats count is an estimate); the counters and events cover it.
+    const logDocs = opts.preloaded ? null : await countLogDocs(ctx, s, final.attempts);
+    if (logDocs !== null && logDocs !== final.attempts)
+      problems.push(`${logDocs} new log documents for ${final.attempts} attempts`);
+    if (problems.length) progress(`${opts.name}: VERIFICATION FAILED: ${problems.join("; ")}`);
+
+    const publishSeconds = (publishedAt - t0) / 1000;
+    const result: PipelineResult = {
+      name: opts.name,
+      orders: opts.orders,
+      consumers: opts.consumers,
+      trueOrders,
+      falseOrders,
+      preloadedLogDocs: opts.preloaded?.docs ?? 0,
+      sweeps:
+        Math.floor((end - consumersStarted) / s.config.mongo.sweepIntervalMs) -
+        Math.floor((t0 - consumersStarted) / s.config.mongo.sweepIntervalMs),
+      seconds,
+      ordersPerSecond: opts.orders / seconds,
+      attempts: final.attempts,
+      attemptsPerSecond: final.attempts / seconds,
+      publishSeconds,
+      publishRowsPerSecond: opts.orders / publishSeconds,
+      batch,
+      cpu: ctx.cpuBetween(c0, c1),
+      verified: {
+        endputRows,
+        succeeded: final.succeeded,
+        deadLettered: final.dead,
+        events,
+        logDocs,
+        statsInFlight,
+        problems,
+      },
+    };
+    progress(
+      `${opts.name}: ${fmt(result.ordersPerSecond)} orders/s, ${fmt(result.attemptsPerSecond)} attempts/s over ${fmt(seconds, 1)} s ` +
+        `(publish phase ${fmt(publishSeconds, 1)} s; batches avg ${fmt(batch.avgSize)} msgs / ${fmt(batch.avgMs, 1)} ms, ${fmt(batch.inFlight, 2)} batches in flight per consumer)`,
+    );
+    return result;
+  } finally {
+    await sub.quit().catch(() => undefined);
+    for (const c of consumers) await c.stop();
+    await gateway?.stop();
+    await world.dispose(s);
+  }
+}
+
+export interface PublishOnlyResult {
+  rows: number;
+  seconds: number;
+  rowsPerSecond: number;
+  calls: number;
+  queueDepth: number;
+  rssBeforeMb: number;
+  peakRssMb: number;
+  peakSource: "VmHWM after clear_refs" | "VmRSS samples";
+  cpu: CpuUsage;
+}
+
+/** Seeds with one INSERT … SELECT per system (the same row shape as seedOrders), so setup stays out of the time budget. */
+async function bulkSeed(ctx: BenchContext, database: string, rows: number): Promise<number> {
+  return ctx.world.withPg(database, async (c) => {
+    const { rows: r } = await c.query<{ max: number }>(
+      `with ins as (
+         insert into orders (product, price, security_check)
+         select (array['Keyboard','Mouse','Monitor','Laptop','Headset','Webcam','Desk lamp','Chair','USB hub','SSD 1TB',
+                       'Router','Microphone','Docking station','Tablet','Smartphone','Charger','Backpack','Notebook','Pen set','Speaker'])[1 + floor(random() * 20)::int],
+                round((1 + random() * 999)::numeric, 2), random() < 0.5
+         from generate_series(1, $1) returning id)
+       select max(id)::int as max from ins`,
+      [rows],
+    );
+    return r[0]!.max;
+  });
+}
+
+export async function runPublishOnly(ctx: BenchContext, rows: number): Promise<PublishOnlyResult> {
+  const { world } = ctx;
+  const s = await world.scenario("publish");
+  let gateway: RunningGateway | undefined;
+  try {
+    progress(`publish: seeding ${fmt(rows)} pending rows (INSERT … SELECT generate_series)`);
+    const per = split(rows);
+    const lastIds = await Promise.all(
+      SYSTEMS.map((sys) => bulkSeed(ctx, sys === "SYSTEM1" ? s.databases.system1 : s.databases.system2, per[sys])),
+    );
+    gateway = await ctx.startGateway(s);
+    const gql = gateway.gql;
+    const pid = gateway.pid;
+    const before = memoryOf(pid);
+    const hwmReset = resetPeakRss(pid);
+    let sampled = before.rssMb;
+    const stopSampling = every(100, () => {
+      sampled = Math.max(sampled, memoryOf(pid).rssMb);
+    });
+    progress(`publish: publishPending on both systems, no consumer (gateway RSS ${fmt(before.rssMb)} MB before)`);
+    const stopProgress = every(5000, async () => {
+      const cursors = await world.redis.mget(SYSTEMS.map((sys) => `${s.config.redis.prefix}:cursor:${sys}`));
+      const done = cursors.reduce((n, c) => n + Number(c ?? 0), 0);
+      progress(`publish: ${fmt(done)}/${fmt(rows)} rows confirmed, gateway RSS ${fmt(memoryOf(pid).rssMb)} MB`);
+    });
+    const c0 = ctx.cpu();
+    const t0 = performance.now();
+    let results;
+    try {
+      results = await Promise.all(SYSTEMS.map((sys, i) => publishUpTo(gql, sys, lastIds[i]!)));
+    } finally {
+      stopProgress();
+      stopSampling();
+    }
+    const seconds = (performance.now() - t0) / 1000;
+    const c1 = ctx.cpu();
+    const after = memoryOf(pid);
+    sampled = Math.max(sampled, after.rssMb);
+    const peak = hwmReset ? Math.max(after.hwmMb, sampled) : sampled;
+
+    const conn = await amqp.connect(s.config.broker.url);
+    let queueDepth = -1;
+    try {
+      const ch = await conn.createChannel();
+      const primary = makeTopology(s.config).primary;
+      for (let i = 0; i < 50 && queueDepth < rows; i++) {
+        queueDepth = (await ch.checkQueue(primary)).messageCount;
+        if (queueDepth < rows) await sleep(100);
+      }
+    } finally {
+      await conn.close().catch(() => undefined);
+    }
+    const calls = results.reduce((n, r) => n + r.calls, 0);
+    if (queueDepth !== rows) progress(`publish: VERIFICATION FAILED: primary queue holds ${queueDepth}, expected ${rows}`);
+    const result: PublishOnlyResult = {
+      rows,
+      seconds,
+      rowsPerSecond: rows / seconds,
+      calls,
+      queueDepth,
+      rssBeforeMb: before.rssMb,
+      peakRssMb: peak,
+      peakSource: hwmReset ? "VmHWM after clear_refs" : "VmRSS samples",
+      cpu: ctx.cpuBetween(c0, c1),
+    };
+    progress(`publish: ${fmt(result.rowsPerSecond)} rows/s over ${fmt(seconds, 1)} s, peak gateway RSS ${fmt(peak)} MB`);
+    return result;
+  } finally {
+    await gateway?.stop();
+    await world.dispose(s);
+  }
+}

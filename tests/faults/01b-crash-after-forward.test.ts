@@ -1,0 +1,61 @@
+// Scenario 1b: the consumer is SIGKILLed at the worst moment for exactly-once:
+// after a batch's retries and dead letters were published (broker-confirmed) but
+// before their done-marks were written. Redis is stopped for a moment so that the
+// batch in flight holds at its last step; then the consumer is killed and
+// restarted. The redelivered batch must not publish its dead letters twice.
+import { afterAll, describe, expect, it } from "vitest";
+
+import { services } from "./support/fault-services.ts";
+import { checkInvariant, waitDrained } from "./support/invariant.ts";
+import { attemptsDone, publishAll, seed, sleep } from "./support/ops.ts";
+import { duplicatesSeen } from "./support/processes.ts";
+import { startReport } from "./support/report.ts";
+import { createWorld, type World } from "./support/world.ts";
+
+const ORDERS = 3_000;
+const ROUNDS = 3;
+
+let world: World | undefined;
+let redisDown = false;
+afterAll(async () => {
+  if (redisDown) await services("start", "redis");
+  await world?.cleanup();
+});
+
+describe("1b. consumer crash after forwarding, before marking", () => {
+  it("does not duplicate dead letters when a batch is redelivered after its forwards were confirmed", async () => {
+    const report = startReport("1b", "crash after forward, before mark");
+    world = await createWorld("s1b");
+    const w = world;
+    await w.startGateway();
+    let consumer = await w.startConsumer();
+    await seed(w, "SYSTEM1", ORDERS);
+    report.set({ orders: ORDERS, faults: `${ROUNDS} x (redis stop + SIGKILL consumer)` });
+    expect(await publishAll(w, "SYSTEM1")).toBe(ORDERS);
+
+    const rounds: { attemptsDone: number; duplicatesSeenAfter: number }[] = [];
+    for (let i = 0; i < ROUNDS; i++) {
+      // Let the run reach the last attempts, where batches carry dead letters.
+      while ((await attemptsDone(w)) < (i + 2) * 2_000) await sleep(50);
+      const done = await attemptsDone(w);
+      redisDown = true;
+      await services("stop", "redis");
+      await sleep(1_500);
+      await consumer.kill();
+      await services("start", "redis");
+      redisDown = false;
+      consumer = await w.startConsumer();
+      await sleep(1_000);
+      rounds.push({ attemptsDone: done, duplicatesSeenAfter: await duplicatesSeen(consumer) });
+    }
+    report.detail("rounds", rounds);
+
+    await report.time("drain", () => waitDrained(w));
+    const result = await report.time("invariant", () => checkInvariant(w));
+    report.invariant(result);
+    expect(result.problems).toEqual([]);
+    expect(result.lost).toBe(0);
+    expect(result.duplicated).toBe(0);
+    report.pass();
+  });
+});

@@ -1,0 +1,299 @@
+// The invariant every scenario ends with, read straight from the stores:
+//   - endput holds every security_check = true order of both systems exactly once;
+//   - the DLQ holds every false order exactly once (plus the REJECTED messages a scenario sent);
+//   - every order's round-0 attempt history is 1..n with no gap and no repeated attempt,
+//     ending in SUCCEEDED (true) or DEAD_LETTERED after MAX_ATTEMPTS (false);
+//   - each Redis cursor equals the highest id of its source table.
+import type { ConsumeMessage } from "amqplib";
+import pg from "pg";
+
+import { HEADERS, type System, SYSTEMS } from "../../../common/contract.ts";
+import { orderMessageId } from "../../../gateway/src/services/message-id.ts";
+import { URLS } from "./fault-services.ts";
+import type { World } from "./world.ts";
+
+export interface DrainOptions {
+  timeoutMs?: number;
+  /** How long every queue must stay empty (longer than the management API's ~5 s sampling). */
+  quietMs?: number;
+}
+
+/** Waits until the primary and wait queues are empty and nothing is unacked, continuously for quietMs. */
+export async function waitDrained(world: World, opts: DrainOptions = {}): Promise<void> {
+  const { timeoutMs = 180_000, quietMs = 6_000 } = opts;
+  const names = [world.topology.primary, ...world.topology.waitQueues.map((w) => w.name)];
+  const deadline = Date.now() + timeoutMs;
+  let quietSince: number | undefined;
+  let last = "";
+  while (Date.now() < deadline) {
+    try {
+      const ready = await world.readyCounts();
+      const mgmt = await Promise.all(names.map((n) => world.managementQueue(n)));
+      const busy = names.some((n) => ready[n]! > 0) || mgmt.some((m) => m.messages > 0 || m.unacked > 0);
+      last = names.map((n, i) => `${n}: ready=${ready[n]} mgmt=${mgmt[i]!.messages}/${mgmt[i]!.unacked}`).join(", ");
+      if (busy) quietSince = undefined;
+      else {
+        quietSince ??= Date.now();
+        if (Date.now() - quietSince >= quietMs) return;
+      }
+    } catch (err) {
+      quietSince = undefined;
+      last = (err as Error).message;
+    }
+    await new Promise((r) => setTimeout(r, 500));
+  }
+  throw new Error(`queues did not drain within ${timeoutMs} ms; last reading: ${last}`);
+}
+
+export interface DeadLetter {
+  messageId: string | undefined;
+  reason: string;
+  body: Buffer;
+}
+
+/** Reads every message of the DLQ without removing it (unacked, requeued when the channel closes). */
+export async function readDeadLetters(world: World, timeoutMs = 60_000): Promise<DeadLetter[]> {
+  return world.withChannel(async (ch) => {
+    const { messageCount } = await ch.checkQueue(world.topology.dlq);
+    const out: DeadLetter[] = [];
+    if (messageCount === 0) return out;
+    await ch.prefetch(0);
+    await new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`read ${out.length} of ${messageCount} dead letters in time`)), timeoutMs);
+      void ch.consume(
+        world.topology.dlq,
+        (m: ConsumeMessage | null) => {
+          if (!m) return;
+          out.push({
+            messageId: typeof m.properties.messageId === "string" ? m.properties.messageId : undefined,
+            reason: String(m.properties.headers?.[HEADERS.deadReason] ?? ""),
+            body: m.content,
+          });
+          if (out.length >= messageCount) {
+            clearTimeout(timer);
+            resolve();
+          }
+        },
+        { noAck: false },
+      );
+    });
+    return out;
+  });
+}
+
+export interface LogRow {
+  messageId: string;
+  round: number;
+  attempt: number;
+  status: string;
+  system: System | null;
+  orderId: number | null;
+}
+
+/**
+ * Every attempt-log document of the scenario. FerretDB serves whole-collection
+ * reads at ~6k documents/s through the wire protocol, so on FerretDB the same
+ * documents are read from its PostgreSQL backend table (found through FerretDB's
+ * own metadata table); on a real mongod they are read with find().
+ */
+export async function readLog(world: World): Promise<LogRow[]> {
+  const database = world.config.mongo.database;
+  const backend = new pg.Client({ connectionString: URLS.admin.replace(/\/postgres$/, "/ferretdb") });
+  const table = await backend
+    .connect()
+    .then(() =>
+      backend.query<{ table: string }>(
+        `select _jsonb->>'table' as table from "${database}"._ferretdb_database_metadata where _jsonb->>'_id' = $1`,
+        ["message_logs"],
+      ),
+    )
+    .then((r) => r.rows[0]?.table)
+    .catch(() => undefined);
+  try {
+    if (table) {
+      const { rows } = await backend.query<LogRow>(
+        `select _jsonb->>'messageId' as "messageId", (_jsonb->>'round')::int as round, (_jsonb->>'attempt')::int as attempt,
+                _jsonb->>'status' as status, _jsonb->>'system' as system, (_jsonb->>'orderId')::int as "orderId"
+         from "${database}"."${table}"`,
+      );
+      return rows;
+    }
+  } finally {
+    await backend.end().catch(() => undefined);
+  }
+  return world.mongo
+    .db(database)
+    .collection<LogRow>("message_logs")
+    .find({}, { projection: { _id: 0, messageId: 1, round: 1, attempt: 1, status: 1, system: 1, orderId: 1 } })
+    .toArray();
+}
+
+export interface InvariantResult {
+  orders: number;
+  trueOrders: number;
+  falseOrders: number;
+  endputRows: number;
+  deadLetters: number;
+  rejected: DeadLetter[];
+  logDocuments: number;
+  /** True orders missing from endput + false orders missing from the DLQ + attempt-log entries missing (at least). */
+  lost: number;
+  lostLogEntries: number;
+  /** Extra endput rows + extra DLQ copies + repeated (messageId, round, attempt) log documents. */
+  duplicated: number;
+  /** Every violation, described (the first few of each kind). */
+  problems: string[];
+}
+
+const MAX_LISTED = 5;
+
+function noteAll(problems: string[], label: string, items: string[]): void {
+  if (items.length === 0) return;
+  problems.push(`${label}: ${items.length} (e.g. ${items.slice(0, MAX_LISTED).join(", ")})`);
+}
+
+/**
+ * Checks the invariant after the queues drained. `expectedRejected` is the number of
+ * malformed messages the scenario sent (they must be in the DLQ as REJECTED and logged once).
+ */
+export async function checkInvariant(world: World, opts: { expectedRejected?: number } = {}): Promise<InvariantResult> {
+  const problems: string[] = [];
+  const maxAttempts = world.config.retry.maxAttempts;
+
+  // Source orders of both systems, keyed by message id.
+  const orders = new Map<string, { key: string; system: System; id: number; check: boolean }>();
+  for (const system of SYSTEMS) {
+    const { rows } = await world.sources[system].query<{ id: number; security_check: boolean }>(
+      "select id, security_check from orders order by id",
+    );
+    for (const r of rows)
+      orders.set(orderMessageId(system, r.id), { key: `${system}:${r.id}`, system, id: r.id, check: r.security_check });
+    const max = rows.length ? rows[rows.length - 1]!.id : 0;
+    const cursor = await world.cursor(system);
+    if (cursor !== max) problems.push(`${system} cursor is ${cursor}, highest id is ${max}`);
+  }
+  const trueKeys = new Set([...orders.values()].filter((o) => o.check).map((o) => o.key));
+  const falseKeys = new Set([...orders.values()].filter((o) => !o.check).map((o) => o.key));
+
+  // The sink: exactly the true orders.
+  const { rows: sunk } = await world.endput.query<{ k: string; attempts: number; message_id: string }>(
+    "select source_system::text || ':' || source_order_id as k, attempts, message_id::text from orders",
+  );
+  const sunkCount = new Map<string, number>();
+  for (const r of sunk) sunkCount.set(r.k, (sunkCount.get(r.k) ?? 0) + 1);
+  const missingSink = [...trueKeys].filter((k) => !sunkCount.has(k));
+  const extraSink = [...sunkCount].filter(([, n]) => n > 1).map(([k, n]) => `${k} x${n}`);
+  const falseInSink = [...sunkCount.keys()].filter((k) => !trueKeys.has(k));
+  noteAll(problems, "true orders missing from endput", missingSink);
+  noteAll(problems, "endput rows duplicated", extraSink);
+  noteAll(problems, "endput rows that are not true orders", falseInSink);
+
+  // The DLQ: every false order once, plus the REJECTED ones.
+  const dead = await readDeadLetters(world);
+  const deadCount = new Map<string, number>();
+  const rejected: DeadLetter[] = [];
+  const unexpectedDead: string[] = [];
+  for (const d of dead) {
+    if (d.reason.startsWith("rejected")) {
+      rejected.push(d);
+      continue;
+    }
+    const o = d.messageId ? orders.get(d.messageId) : undefined;
+    if (!o) {
+      unexpectedDead.push(`${d.messageId} (${d.reason})`);
+      continue;
+    }
+    deadCount.set(o.key, (deadCount.get(o.key) ?? 0) + 1);
+    if (d.reason !== "max-attempts") unexpectedDead.push(`${o.key} (${d.reason})`);
+  }
+  const missingDead = [...falseKeys].filter((k) => !deadCount.has(k));
+  const extraDead = [...deadCount].filter(([, n]) => n > 1).map(([k, n]) => `${k} x${n}`);
+  const trueInDead = [...deadCount.keys()].filter((k) => !falseKeys.has(k));
+  noteAll(problems, "false orders missing from the DLQ", missingDead);
+  noteAll(problems, "false orders in the DLQ more than once", extraDead);
+  noteAll(problems, "true orders in the DLQ", trueInDead);
+  noteAll(problems, "unexpected DLQ messages", unexpectedDead);
+  const expectedRejected = opts.expectedRejected ?? 0;
+  if (rejected.length !== expectedRejected)
+    problems.push(`REJECTED messages in the DLQ: ${rejected.length}, expected ${expectedRejected}`);
+
+  // The attempt log.
+  const docs = await readLog(world);
+  const byMessage = new Map<string, LogRow[]>();
+  let rejectedDocs = 0;
+  for (const d of docs) {
+    if (d.status === "REJECTED") {
+      rejectedDocs++;
+      continue;
+    }
+    const list = byMessage.get(d.messageId);
+    if (list) list.push(d);
+    else byMessage.set(d.messageId, [d]);
+  }
+  if (rejectedDocs !== expectedRejected) problems.push(`REJECTED log documents: ${rejectedDocs}, expected ${expectedRejected}`);
+  const noHistory: string[] = [];
+  const repeated: string[] = [];
+  const gaps: string[] = [];
+  const badEnd: string[] = [];
+  const strangers: string[] = [];
+  let repeatedCount = 0;
+  let missingEntries = 0;
+  for (const [messageId, o] of orders) {
+    const history = (byMessage.get(messageId) ?? []).filter((d) => d.round === 0);
+    byMessage.delete(messageId);
+    if (history.length === 0) {
+      noHistory.push(o.key);
+      missingEntries++;
+      continue;
+    }
+    history.sort((a, b) => a.attempt - b.attempt);
+    const seen = new Map<number, string[]>();
+    for (const h of history) seen.set(h.attempt, [...(seen.get(h.attempt) ?? []), h.status]);
+    for (const [attempt, statuses] of seen) {
+      if (statuses.length > 1) {
+        repeatedCount += statuses.length - 1;
+        repeated.push(`${o.key} attempt ${attempt}: ${statuses.join("+")}`);
+      }
+    }
+    const attempts = [...seen.keys()];
+    const n = attempts.length;
+    if (attempts.some((a, i) => a !== i + 1)) gaps.push(`${o.key} [${attempts.join(",")}]`);
+    const last = seen.get(attempts[n - 1]!)!;
+    // Entries missing below the highest attempt seen, and the terminal one if it never came.
+    missingEntries += attempts[n - 1]! - n;
+    const earlier = attempts.slice(0, -1).flatMap((a) => seen.get(a)!);
+    const terminal = o.check ? "SUCCEEDED" : "DEAD_LETTERED";
+    const okEnd =
+      last.includes(terminal) &&
+      earlier.every((s) => s === "RETRY_SCHEDULED") &&
+      (o.check ? n <= maxAttempts : n === maxAttempts);
+    if (!last.includes(o.check ? "SUCCEEDED" : "DEAD_LETTERED")) missingEntries++;
+    if (!okEnd) badEnd.push(`${o.key} ${attempts.map((a) => `${a}:${seen.get(a)!.join("+")}`).join(" ")}`);
+  }
+  for (const [messageId, list] of byMessage) strangers.push(`${messageId} (${list.length} docs)`);
+  noteAll(problems, "orders without any logged attempt", noHistory);
+  noteAll(problems, "repeated (messageId, round, attempt) log documents", repeated);
+  noteAll(problems, "attempt histories with a gap", gaps);
+  noteAll(problems, "attempt histories with a wrong ending or order", badEnd);
+  noteAll(problems, "log documents for unknown messages", strangers);
+
+  const lost = missingSink.length + missingDead.length + missingEntries;
+  const duplicated =
+    [...sunkCount.values()].reduce((n, c) => n + c - 1, 0) +
+    [...deadCount.values()].reduce((n, c) => n + c - 1, 0) +
+    repeatedCount;
+
+  return {
+    orders: orders.size,
+    trueOrders: trueKeys.size,
+    falseOrders: falseKeys.size,
+    endputRows: sunk.length,
+    deadLetters: dead.length,
+    rejected,
+    logDocuments: docs.length,
+    lost,
+    lostLogEntries: missingEntries,
+    duplicated,
+    problems,
+  };
+}
