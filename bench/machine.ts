@@ -12,6 +12,10 @@ const TICKS_PER_SECOND = 100;
 
 export type Groups = Record<string, number>;
 
+/** PostgreSQL children that exited in the window, from any database: autovacuum workers, parallel workers, closed connections. */
+export const REAPED = "pg (exited backends, any database)";
+export const OTHER = "other (not this run)";
+
 export interface CpuSnapshot {
   at: number;
   /** CPU of the postmaster's children that exited (reaped): autovacuum workers, closed connections. */
@@ -155,12 +159,12 @@ export function cpuBetween(a: CpuSnapshot, b: CpuSnapshot, cores: number): CpuUs
   for (const [pid, start] of a.perPid) if (start.group.startsWith("pg") && !b.perPid.has(pid)) before += start.ticks;
   const reaped = Math.max(0, b.pgReaped - a.pgReaped - before) / TICKS_PER_SECOND;
   if (reaped > 0) {
-    groups["pg (exited backends, autovacuum)"] = reaped;
+    groups[REAPED] = reaped;
     attributed += reaped;
   }
   const totalTicks = b.machineTotal - a.machineTotal;
   const machineCores = totalTicks > 0 ? ((b.machineBusy - a.machineBusy) / totalTicks) * cores : 0;
-  groups["other (not this run)"] = Math.max(0, machineCores * seconds - attributed);
+  groups[OTHER] = Math.max(0, machineCores * seconds - attributed);
   const cores_: Groups = {};
   for (const [g, s] of Object.entries(groups)) cores_[g] = seconds > 0 ? s / seconds : 0;
   return { seconds, groups, machineCores, cores: cores_ };

@@ -7,6 +7,7 @@ import amqp from "amqplib";
 import pg from "pg";
 
 import { LOG_COLLECTION } from "../common/attempt-log.ts";
+import { readConfig } from "../common/config.ts";
 import { type System, SYSTEMS } from "../common/contract.ts";
 import { eventsTopic } from "../common/events.ts";
 import { counterKey } from "../common/keys.ts";
@@ -182,6 +183,7 @@ export async function runPipeline(
     progress(`${opts.name}: starting ${opts.consumers} consumer process(es)`);
     consumers = await ctx.startConsumers(s, opts.consumers, { cpuProf: opts.cpuProf });
     const consumersStarted = performance.now();
+    const sweepIntervalMs = readConfig({ ...s.overrides, ...ctx.options.consumerEnv }).mongo.sweepIntervalMs;
 
     let events = 0;
     let lastEventAt = 0;
@@ -226,13 +228,18 @@ export async function runPipeline(
         if (now.attempts !== last.attempts) lastChange = performance.now();
         last = now;
         if (now.succeeded >= trueOrders && now.dead >= falseOrders && publishedAt) break;
-        if (publishError) throw new Error(`${opts.name}: publishPending failed: ${publishError.message}`);
+        if (publishError)
+          throw new Error(
+            `${opts.name}: publishPending failed: ${publishError.message}` +
+              (gateway.exited() ? ` (the gateway exited: ${gateway.exitReason()})` : ""),
+          );
         if (performance.now() - lastChange > 120_000)
           throw new Error(
             `${opts.name}: no progress for 120 s (${JSON.stringify(now)}; last publishPending ${JSON.stringify(lastPublish)}; ` +
               `oldest transactions on the server: ${await oldestTransactions(ctx)})`,
           );
-        if (consumers.some((c) => c.exited())) throw new Error(`${opts.name}: a consumer exited; see ${ctx.outDir}`);
+        const gone = consumers.find((c) => c.exited());
+        if (gone) throw new Error(`${opts.name}: ${gone.name} exited (${gone.exitReason()}); see ${gone.logFile}`);
         await sleep(50);
       }
       await publishing;
@@ -277,9 +284,7 @@ export async function runPipeline(
       trueOrders,
       falseOrders,
       preloadedLogDocs: opts.preloaded?.docs ?? 0,
-      sweeps:
-        Math.floor((end - consumersStarted) / s.config.mongo.sweepIntervalMs) -
-        Math.floor((t0 - consumersStarted) / s.config.mongo.sweepIntervalMs),
+      sweeps: Math.floor((end - consumersStarted) / sweepIntervalMs) - Math.floor((t0 - consumersStarted) / sweepIntervalMs),
       seconds,
       ordersPerSecond: opts.orders / seconds,
       attempts: final.attempts,
@@ -370,6 +375,13 @@ export async function runPublishOnly(ctx: BenchContext, rows: number): Promise<P
     let results;
     try {
       results = await Promise.all(SYSTEMS.map((sys, i) => publishUpTo(gql, sys, lastIds[i]!)));
+    } catch (err) {
+      await sleep(200);
+      if (gateway.exited())
+        throw new Error(`the gateway exited while publishing (${gateway.exitReason()}): ${(err as Error).message}`, {
+          cause: err,
+        });
+      throw err;
     } finally {
       stopProgress();
       stopSampling();

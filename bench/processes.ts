@@ -19,6 +19,8 @@ export interface Child {
   port: number;
   logFile: string;
   exited(): boolean;
+  /** How it ended, e.g. "signal SIGTERM" or "code 1"; undefined while running. */
+  exitReason(): string | undefined;
   stop(): Promise<void>;
 }
 
@@ -70,9 +72,12 @@ export async function startChild(opts: {
   fs.closeSync(out);
   live.add(child);
   let exitCode: number | null | undefined;
+  let exitReason: string | undefined;
+  let stopping = false;
   const exit = new Promise<void>((resolve) =>
     child.once("exit", (code, signal) => {
       exitCode = code ?? (signal ? -1 : 0);
+      exitReason = `${signal ? `signal ${signal}` : `code ${code}`}${stopping ? "" : ", not sent by the benchmark"}`;
       live.delete(child);
       resolve();
     }),
@@ -95,8 +100,10 @@ export async function startChild(opts: {
     port: opts.port,
     logFile,
     exited: () => exitCode !== undefined,
+    exitReason: () => exitReason,
     async stop() {
       if (exitCode !== undefined) return;
+      stopping = true;
       child.kill("SIGTERM");
       const killed = await Promise.race([exit.then(() => false), sleep(30_000).then(() => true)]);
       if (killed) {

@@ -9,7 +9,7 @@ import path from "node:path";
 
 import { batchSteps, type StepTiming, VARIANTS } from "./batch-steps.ts";
 import { createContext } from "./context.ts";
-import { type CpuUsage, describeCores } from "./machine.ts";
+import { type CpuUsage, describeCores, OTHER, REAPED } from "./machine.ts";
 import { ISSUE_SIZES, type Options, parseOptions, type Step, UsageError } from "./options.ts";
 import { type PipelineResult, type PublishOnlyResult, runPipeline, runPublishOnly } from "./pipeline.ts";
 import { killChildren, ROOT } from "./processes.ts";
@@ -89,6 +89,11 @@ function buildRows(r: Results, o: Options, errors: Record<string, string>): Row[
       target: `>= ${TARGETS.publishRatio}`,
       result: r.publish.queueDepth === r.publish.rows ? atLeast(x, TARGETS.publishRatio) : "FAIL",
     });
+    if (r.raw) {
+      const rawCpu = perMessage(r.raw.cpu.publish, r.raw.messages).total;
+      const pubCpu = perMessage(r.publish.cpu, r.publish.rows).total;
+      rows.push(info("  CPU per row, all processes (µs; baseline per raw msg)", fmt(pubCpu), fmt(rawCpu), r2(rawCpu / pubCpu)));
+    }
     rows.push({
       metric: `  gateway peak RSS while publishing (MB; ${fmt(r.publish.rssBeforeMb)} before)`,
       value: fmt(r.publish.peakRssMb),
@@ -181,7 +186,8 @@ function buildRows(r: Results, o: Options, errors: Record<string, string>): Row[
       const empty = perMessage(r.happy.cpu, r.happy.orders).total;
       rows.push(info("  CPU per order, all processes (µs; baseline on empty log)", fmt(big), fmt(empty), r2(empty / big)));
     }
-    if (r.logGrowth.sweeps > 0) rows.push(info("  log sweeper passes during the run", fmt(r.logGrowth.sweeps)));
+    if (r.logGrowth.sweeps > 0)
+      rows.push(info("  sweeper intervals elapsed in the run (whole-log passes)", fmt(r.logGrowth.sweeps)));
   }
   if (r.profile)
     rows.push(info(`profiled happy path, ${fmt(r.profile.run.orders)} orders (orders/s)`, fmt(r.profile.run.ordersPerSecond)));
@@ -197,12 +203,10 @@ function buildRows(r: Results, o: Options, errors: Record<string, string>): Row[
   return rows;
 }
 
-const OTHER = "other (not this run)";
-
-/** CPU microseconds per message, by group, leaving out the machine's other load. */
+/** CPU microseconds per message, by group, leaving out the machine's other load and PostgreSQL children of unknown origin. */
 function perMessage(u: CpuUsage, count: number): { total: number; groups: [string, number][] } {
   const groups = Object.entries(u.groups)
-    .filter(([g]) => g !== OTHER)
+    .filter(([g]) => g !== OTHER && g !== REAPED)
     .map(([g, s]): [string, number] => [g, (s * 1e6) / count])
     .sort((x, y) => y[1] - x[1]);
   return { total: groups.reduce((n, [, us]) => n + us, 0), groups };

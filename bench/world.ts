@@ -146,7 +146,8 @@ export async function createWorld(opts: { keep: boolean }): Promise<World> {
         AMQP_PREFIX: `bench-${id}-${name}`,
         REDIS_PREFIX: `bench-${id}-${name}`,
         MONGO_DATABASE: `bench_${id}_${name}`.replace(/-/g, "_"),
-        FERRETDB_POSTGRESQL_URL: serverUrl("ferretdb"),
+        // As `make start` and the tests do: the processes add GIN lookup indexes on FerretDB's backend.
+        ...(ferretdbDatabase ? { FERRETDB_POSTGRESQL_URL: serverUrl(ferretdbDatabase) } : {}),
         LOG_LEVEL: "warn",
         LOG_PRETTY: "false",
         ...extra,

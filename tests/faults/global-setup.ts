@@ -7,12 +7,16 @@ import { MongoClient } from "mongodb";
 
 import { migrate } from "../../scripts/prisma.ts";
 import { LOG_DIR, OUTPUT_DIR, services, URLS } from "./support/fault-services.ts";
+import { killLeftovers } from "./support/processes.ts";
 import { formatTable, readRows, ROWS_DIR } from "./support/report.ts";
 
 let startedAt = 0;
 
 export async function setup(): Promise<void> {
   startedAt = Date.now();
+  const leftovers = killLeftovers();
+  if (leftovers.length)
+    console.log(`[faults] killed ${leftovers.length} process(es) left by an interrupted run: ${leftovers.join(", ")}`);
   fs.rmSync(ROWS_DIR, { recursive: true, force: true });
   fs.rmSync(LOG_DIR, { recursive: true, force: true });
   fs.mkdirSync(LOG_DIR, { recursive: true });

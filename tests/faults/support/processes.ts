@@ -7,7 +7,7 @@ import net from "node:net";
 import path from "node:path";
 
 import { environment } from "../../../common/config.ts";
-import { LOG_DIR, ROOT } from "./fault-services.ts";
+import { LOG_DIR, ROOT, URLS } from "./fault-services.ts";
 
 export type Kind = "gateway" | "consumer";
 
@@ -27,10 +27,35 @@ export interface Child {
 }
 
 const started = new Set<ChildProcess>();
-// A test worker that dies must not leave children behind.
+// A test worker that exits must not leave children behind.
 process.once("exit", () => {
   for (const c of started) if (c.exitCode === null && c.signalCode === null) c.kill("SIGKILL");
 });
+
+// A worker killed by a signal cannot run the handler above: every child's pid is also
+// recorded here, and the next run's global setup ends those still alive.
+export const PID_DIR = path.join(LOG_DIR, "..", "pids");
+
+/** SIGKILLs children a previous, interrupted run left behind (only pids this suite recorded). */
+export function killLeftovers(): number[] {
+  if (!fs.existsSync(PID_DIR)) return [];
+  const killed: number[] = [];
+  for (const name of fs.readdirSync(PID_DIR)) {
+    const pid = Number(name);
+    try {
+      // Still the process we started: a gateway or consumer pointed at the fault set's broker.
+      const environ = fs.readFileSync(`/proc/${pid}/environ`, "utf8");
+      if (environ.includes(`AMQP_URL=${URLS.amqp}`) && environ.includes("AMQP_PREFIX=faults-")) {
+        process.kill(pid, "SIGKILL");
+        killed.push(pid);
+      }
+    } catch {
+      // Gone already.
+    }
+    fs.rmSync(path.join(PID_DIR, name), { force: true });
+  }
+  return killed;
+}
 
 export async function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
@@ -56,6 +81,8 @@ export async function spawnService(opts: {
   name: string;
   env: Record<string, string>;
   port: number;
+  /** Wait only for these /readyz checks instead of all of them. */
+  require?: string[];
 }): Promise<Child> {
   fs.mkdirSync(LOG_DIR, { recursive: true });
   const logFile = path.join(LOG_DIR, `${opts.name}.log`);
@@ -69,9 +96,12 @@ export async function spawnService(opts: {
   });
   fs.closeSync(fd);
   started.add(child);
+  fs.mkdirSync(PID_DIR, { recursive: true });
+  fs.writeFileSync(path.join(PID_DIR, String(child.pid)), opts.name);
   const exited = new Promise<number | string | null>((resolve) => {
     child.once("exit", (code, signal) => {
       started.delete(child);
+      fs.rmSync(path.join(PID_DIR, String(child.pid)), { force: true });
       fs.appendFileSync(logFile, `=== ${new Date().toISOString()} exit code=${code} signal=${signal}\n`);
       resolve(code ?? signal);
     });
@@ -97,7 +127,8 @@ export async function spawnService(opts: {
       clearTimeout(timer);
     },
   };
-  await waitReady(handle, 90_000);
+  if (opts.require) for (const check of opts.require) await waitCheck(handle, check, 90_000);
+  else await waitReady(handle, 90_000);
   return handle;
 }
 

@@ -4,6 +4,8 @@
 import fs from "node:fs";
 import path from "node:path";
 
+import { onTestFailed } from "vitest";
+
 import { OUTPUT_DIR } from "./fault-services.ts";
 import type { InvariantResult } from "./invariant.ts";
 
@@ -57,6 +59,11 @@ export function startReport(scenario: string, title: string): ScenarioReport {
     fs.writeFileSync(path.join(ROWS_DIR, `${scenario}.json`), JSON.stringify(row, null, 2));
   };
   save();
+  // The failing assertion's message goes into the row, so report.json says why.
+  onTestFailed(({ task }) => {
+    for (const e of task.result?.errors ?? []) row.problems.push(`failed: ${String(e.message).split("\n")[0]!.slice(0, 300)}`);
+    save();
+  });
   return {
     row,
     set(fields) {

@@ -34,7 +34,8 @@ export interface World {
   mongo: MongoClient;
   gateway: Child | undefined;
   consumers: Child[];
-  startGateway(more?: EnvOverrides): Promise<Child>;
+  /** `require` names the /readyz checks to wait for (default: all of them). */
+  startGateway(more?: EnvOverrides, require?: string[]): Promise<Child>;
   startConsumer(more?: EnvOverrides): Promise<Child>;
   gql<T = Record<string, unknown>>(
     query: string,
@@ -119,12 +120,13 @@ export async function createWorld(scenario: string, overrides: EnvOverrides = {}
     mongo,
     gateway: undefined,
     consumers: [],
-    async startGateway(more = {}) {
+    async startGateway(more = {}, require) {
       const port = await freePort();
       world.gateway = await spawnService({
         kind: "gateway",
         name: `${scenario}-gateway-${++counter}`,
         port,
+        require,
         env: { ...env, ...(more as Record<string, string>), GATEWAY_PORT: String(port) },
       });
       return world.gateway;
