@@ -14,3 +14,11 @@ export function orderMessageId(system: System, orderId: number): string {
   const h = hash.subarray(0, 16).toString("hex");
   return `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20)}`;
 }
+
+/**
+ * A stable number in [0, 1) from a message id: a republished row draws the same
+ * requiredAttempts, so its replay behaves exactly like the first publish.
+ */
+export function fractionOf(messageId: string): number {
+  return createHash("sha1").update(messageId).digest().readUInt32BE(0) / 2 ** 32;
+}

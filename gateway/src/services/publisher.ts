@@ -16,7 +16,7 @@ import type { SourceClient } from "../../../common/stores.ts";
 import { asDomainError, badInput, using } from "../errors.ts";
 import type { GatewayMetrics } from "../metrics.ts";
 import type { Cursors } from "./cursors.ts";
-import { orderMessageId } from "./message-id.ts";
+import { fractionOf, orderMessageId } from "./message-id.ts";
 
 export interface PublishResult {
   system: System;
@@ -54,7 +54,6 @@ export async function publishPending(deps: {
   if (deps.limit != null && (!Number.isInteger(deps.limit) || deps.limit < 1 || deps.limit > MAX_INT)) {
     throw badInput("limit must be a positive whole number", "limit");
   }
-  const random = deps.random ?? Math.random;
   const { exchange, routingKey } = broker.topology;
   const lock = await cursors.lock(system);
   try {
@@ -95,7 +94,11 @@ export async function publishPending(deps: {
               messageId,
               source: { system, orderId: row.id },
               order: { product: row.product, price: row.price, securityCheck: row.security_check },
-              requiredAttempts: requiredAttemptsFor(row.security_check, config.retry.maxAttempts, random),
+              requiredAttempts: requiredAttemptsFor(
+                row.security_check,
+                config.retry.maxAttempts,
+                deps.random ?? (() => fractionOf(messageId)),
+              ),
               publishedAt,
             });
             return broker.publish(exchange, routingKey, body, {
