@@ -4,6 +4,7 @@
 import amqp, { type Channel, type ChannelModel, type ConfirmChannel, type Options } from "amqplib";
 
 import type { Config } from "./config.ts";
+import { withNewCopyId } from "./contract.ts";
 import { DependencyError, errorMessage, sleep } from "./errors.ts";
 import type { Logger } from "./logger.ts";
 import { assertTopology, makeTopology, type Topology } from "./topology.ts";
@@ -13,7 +14,7 @@ export interface Broker {
   /** Resolves once connected for the first time (or rejects when closed first). */
   ready(): Promise<void>;
   isConnected(): boolean;
-  /** Publishes on the shared confirm channel and resolves when the broker confirms. */
+  /** Publishes a new copy (fresh copy id) on the shared confirm channel; resolves when the broker confirms. */
   publish(exchange: string, routingKey: string, content: Buffer, options: Options.Publish): Promise<void>;
   /** Runs after every (re)connect with a fresh connection; consumers start here. */
   onConnect(fn: (connection: ChannelModel) => Promise<void>): void;
@@ -121,7 +122,7 @@ export function createBroker(opts: { config: Config; logger: Logger; name: strin
       await new Promise<void>((resolve, reject) => {
         let ok: boolean;
         try {
-          ok = ch.publish(exchange, routingKey, content, options, (err) =>
+          ok = ch.publish(exchange, routingKey, content, { ...options, headers: withNewCopyId(options.headers) }, (err) =>
             err
               ? reject(new DependencyError("rabbitmq", "message was not confirmed (nack or channel closed)", { cause: err }))
               : resolve(),
@@ -166,4 +167,18 @@ export function createBroker(opts: { config: Config; logger: Logger; name: strin
       if (conn) await conn.close().catch(() => undefined);
     },
   };
+}
+
+// AMQP 0-9-1 transactions (class tx, id 90). amqplib speaks these methods but has no API for them.
+const TX = { select: 5898250, selectOk: 5898251, commit: 5898260, commitOk: 5898261 } as const;
+type RpcChannel = Channel & { rpc(method: number, fields: object, expect: number): Promise<unknown> };
+
+/** Puts a channel in transaction mode: its publishes and acks take effect together, at commit. */
+export async function txSelect(ch: Channel): Promise<void> {
+  await (ch as RpcChannel).rpc(TX.select, {}, TX.selectOk);
+}
+
+/** Commits the channel's pending publishes and acks atomically; they are discarded if the channel dies first. */
+export async function txCommit(ch: Channel): Promise<void> {
+  await (ch as RpcChannel).rpc(TX.commit, {}, TX.commitOk);
 }

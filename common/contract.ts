@@ -1,5 +1,7 @@
 // The message both systems publish and the consumer processes. Validated at
 // both ends: the gateway never sends what the consumer would reject.
+import { createHash, randomUUID } from "node:crypto";
+
 import { z } from "zod";
 
 export const SYSTEMS = ["SYSTEM1", "SYSTEM2"] as const;
@@ -16,6 +18,8 @@ export const HEADERS = {
   deadAttempts: "x-dead-attempts",
   deadAt: "x-dead-at",
   consumerId: "x-consumer-id",
+  /** Unique per published copy: a redelivery keeps it, a republish or a forward gets a new one. */
+  copyId: "x-copy-id",
 } as const;
 
 export const PRICE_PATTERN = /^\d{1,10}\.\d{2}$/;
@@ -89,6 +93,24 @@ export function decodeDelivery(content: Buffer, headers: Record<string, unknown>
   const parsed = orderMessageSchema.safeParse(json);
   if (!parsed.success) throw new InvalidMessageError(`body does not match the order contract: ${formatIssues(parsed.error)}`);
   return { message: parsed.data, attempt, round };
+}
+
+/** Headers for a new physical copy of a message (every publish is one). */
+export function withNewCopyId(headers: Record<string, unknown> | undefined): Record<string, unknown> {
+  return { ...headers, [HEADERS.copyId]: randomUUID() };
+}
+
+/**
+ * Which physical copy a delivery is. Copies from publishers that set no copy id
+ * are told apart by their bytes, so identical ones count as the same copy.
+ */
+export function copyIdOf(content: Buffer, headers: Record<string, unknown> | undefined): string {
+  const id = headers?.[HEADERS.copyId];
+  if (typeof id === "string" && id.length > 0 && id.length <= 100) return id;
+  return `sha1:${createHash("sha1")
+    .update(content)
+    .update(JSON.stringify(headers ?? {}))
+    .digest("base64url")}`;
 }
 
 /** The seed's rule: true orders need 1..maxAttempts attempts, false orders one more than allowed. */

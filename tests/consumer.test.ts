@@ -6,6 +6,7 @@ import { afterEach, describe, expect, it } from "vitest";
 import type { LogDocument } from "../common/attempt-log.ts";
 import { CONTENT_TYPE, encodeMessage, HEADERS, type OrderMessage } from "../common/contract.ts";
 import { eventsTopic, type ProcessingEvent } from "../common/events.ts";
+import { counterKey, doneKey } from "../common/keys.ts";
 import { createRedis } from "../common/stores.ts";
 import { createTestEnv, type TestEnv, waitFor } from "./support/env.ts";
 
@@ -170,6 +171,36 @@ describe("processing", () => {
       [2, "SUCCEEDED"],
     ]);
     expect(await e.endput.endputOrder.count()).toBe(1);
+  });
+
+  it("lets only the copy that claimed an attempt forward it, also after a redelivery", async () => {
+    env = await createTestEnv({ RETRY_DELAY_MS: "100" });
+    const e = env;
+    const msg = order({ requiredAttempts: 2 });
+    // As after a crash before the commit: copy-a claimed attempt 1, then died; its
+    // redelivery must still forward it, while copy-b (a second publish) must not.
+    await e.redis.set(doneKey(e.config, msg.messageId, 0, 1), "copy-a");
+    await e.broker.withChannel(async (ch) => {
+      for (const copy of ["copy-b", "copy-a"]) {
+        ch.sendToQueue(e.broker.topology.primary, encodeMessage(msg), {
+          persistent: true,
+          contentType: CONTENT_TYPE,
+          messageId: msg.messageId,
+          headers: { [HEADERS.attempt]: 1, [HEADERS.copyId]: copy },
+        });
+      }
+      await ch.checkQueue(e.broker.topology.primary);
+    });
+    await e.startConsumer({ CONSUMER_BATCH_SIZE: "1" });
+    await e.drained();
+    const history = await e.log.history(msg.messageId);
+    expect(history.map((h) => [h.attempt, h.status])).toEqual([
+      [1, "RETRY_SCHEDULED"],
+      [2, "SUCCEEDED"],
+    ]);
+    expect(await e.endput.endputOrder.count()).toBe(1);
+    const events = await e.redis.hgetall(counterKey(e.config));
+    expect(events).toEqual({ "SYSTEM1:RETRY_SCHEDULED": "1", "SYSTEM1:SUCCEEDED": "1" });
   });
 
   it("shares the queue between two consumers without changing the result", async () => {

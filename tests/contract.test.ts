@@ -1,7 +1,15 @@
 import { describe, expect, it } from "vitest";
 
 import { readConfig } from "../common/config.ts";
-import { decodeDelivery, encodeMessage, HEADERS, type OrderMessage, requiredAttemptsFor } from "../common/contract.ts";
+import {
+  copyIdOf,
+  decodeDelivery,
+  encodeMessage,
+  HEADERS,
+  type OrderMessage,
+  requiredAttemptsFor,
+  withNewCopyId,
+} from "../common/contract.ts";
 import { backoffs, makeTopology } from "../common/topology.ts";
 import { decide } from "../consumer/src/decide.ts";
 import { orderMessageId } from "../gateway/src/services/message-id.ts";
@@ -45,6 +53,23 @@ describe("message contract", () => {
     const outcome = decide(body, h, opts);
     expect(outcome.kind).toBe("REJECTED");
     expect(outcome.kind === "REJECTED" && outcome.error).toMatch(reason);
+  });
+});
+
+describe("copy ids", () => {
+  it("gives every publish a new copy id and keeps the other headers", () => {
+    const a = withNewCopyId({ [HEADERS.attempt]: 2 });
+    const b = withNewCopyId(a);
+    expect(a[HEADERS.attempt]).toBe(2);
+    expect(a[HEADERS.copyId]).not.toEqual(b[HEADERS.copyId]);
+    expect(copyIdOf(Buffer.from("x"), a)).toBe(a[HEADERS.copyId]);
+  });
+
+  it("tells copies without an id apart by their bytes", () => {
+    const h = { [HEADERS.attempt]: 1 };
+    expect(copyIdOf(Buffer.from("x"), h)).toBe(copyIdOf(Buffer.from("x"), { ...h }));
+    expect(copyIdOf(Buffer.from("x"), h)).not.toBe(copyIdOf(Buffer.from("y"), h));
+    expect(copyIdOf(Buffer.from("x"), h)).not.toBe(copyIdOf(Buffer.from("x"), { [HEADERS.attempt]: 2 }));
   });
 });
 

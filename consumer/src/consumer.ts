@@ -1,27 +1,29 @@
 // The consumer: takes deliveries from the primary queue in micro-batches and, per
 // batch, makes every side effect durable before acknowledging anything:
 //
-//   1. endput rows for successes (idempotent: unique on system + source order id)
-//   2. retry copies to the wait queue / dead letters to the DLQ, broker-confirmed
-//      followed at once by done-marks in Redis for what was forwarded
+//   1. a claim in Redis per attempt, owned by the physical copy that made it
+//   2. endput rows for successes (idempotent: unique on system + source order id)
 //   3. one attempt-log document per delivery (idempotent: unique index)
 //   4. events and counters in Redis
-//   5. one ack for the whole batch (multiple = true)
+//   5. in delivery order, one AMQP transaction on the consume channel holding the
+//      batch's retry copies and dead letters and its ack (multiple = true)
 //
-// A crash anywhere before 5 redelivers the batch; steps 1 and 3 are idempotent and
-// the done-marks stop step 2 from being repeated for an attempt that was already
-// forwarded (only a crash in the instant between a confirm and its mark can still
-// forward an attempt twice). A store that is down holds the batch (no ack, prefetch
-// stops new deliveries) and retries with backoff until it is back.
+// A crash anywhere before the commit of 5 rolls the transaction back and
+// redelivers the batch; steps 2 and 3 are idempotent and the redelivered copy
+// still owns its claims, so its forwards are published exactly once, with its
+// ack. Another copy of an attempt (a publisher's retry after a crash, a redrive
+// run twice) finds the claim taken and is acked without being forwarded. A
+// store that is down holds the batch (no ack, prefetch stops new deliveries)
+// and retries with backoff until it is back.
 import { randomUUID } from "node:crypto";
 
 import type { Channel, ChannelModel, ConsumeMessage, Options } from "amqplib";
 import type { Redis } from "ioredis";
 
 import type { AttemptLog, LogDocument } from "../../common/attempt-log.ts";
-import type { Broker } from "../../common/broker.ts";
+import { type Broker, txCommit, txSelect } from "../../common/broker.ts";
 import type { Config } from "../../common/config.ts";
-import { CONTENT_TYPE, HEADERS } from "../../common/contract.ts";
+import { CONTENT_TYPE, copyIdOf, HEADERS, withNewCopyId } from "../../common/contract.ts";
 import { errorMessage, sleep } from "../../common/errors.ts";
 import { eventsTopic, type ProcessingEvent } from "../../common/events.ts";
 import { counterKey, doneKey } from "../../common/keys.ts";
@@ -43,12 +45,31 @@ interface Item {
   msg: ConsumeMessage;
   outcome: Outcome;
   key: string | undefined;
+  /** The physical copy this delivery is (kept across redeliveries). */
+  copy: string;
   messageId: string;
   duplicate: boolean;
   receivedAt: number;
 }
 
-const DONE_MARK_TTL_SECONDS = 24 * 3600;
+/** How long a claim outlives its attempt: later copies of it are recognised for this long. */
+const CLAIM_TTL_SECONDS = 24 * 3600;
+// Claims each key for its copy unless another copy holds it; 1 = this copy owns the attempt.
+const CLAIM_SCRIPT = `
+local out = {}
+for i, key in ipairs(KEYS) do
+  local copy = ARGV[i + 1]
+  local owner = redis.call('GET', key)
+  if not owner then
+    redis.call('SET', key, copy, 'EX', ARGV[1])
+    out[i] = 1
+  elseif owner == copy then
+    out[i] = 1
+  else
+    out[i] = 0
+  end
+end
+return out`;
 const MAX_REASON_LENGTH = 200;
 
 class ChannelGone extends Error {}
@@ -85,6 +106,7 @@ export function createConsumer(deps: {
   async function setup(conn: ChannelModel): Promise<void> {
     if (stopping) return;
     const ch = await conn.createChannel();
+    await txSelect(ch);
     ch.on("error", (err: Error) => logger.warn({ err: errorMessage(err) }, "rabbitmq consume channel error"));
     ch.on("close", () => {
       if (channel !== ch) return;
@@ -156,14 +178,22 @@ export function createConsumer(deps: {
     }
   }
 
-  /** Processes a batch and acks it after its predecessor; resolves whether it was acked. */
+  /** Processes a batch and commits its forwards and ack after its predecessor; resolves whether it was acked. */
   async function runBatch(ch: Channel, batch: ConsumeMessage[], previous: Promise<boolean>): Promise<boolean> {
     try {
-      const finish = await processBatch(ch, batch);
+      const { forwards, finish } = await processBatch(ch, batch);
       // Acking with multiple = true would also ack an earlier batch that failed: never do that.
       if (!(await previous)) throw new ChannelGone();
       assertAlive(ch);
+      for (const item of forwards) forward(ch, item);
       ch.ack(batch[batch.length - 1]!, true);
+      try {
+        await txCommit(ch);
+      } catch (err) {
+        // The transaction is lost with the channel: nothing was forwarded or acked.
+        logger.warn({ err: errorMessage(err) }, "commit failed");
+        throw new ChannelGone();
+      }
       unacked -= batch.length;
       finish();
       return true;
@@ -172,7 +202,7 @@ export function createConsumer(deps: {
         logger.warn({ dropped: batch.length }, "channel closed mid-batch; the broker redelivers it");
         return false;
       }
-      // Unexpected: leave the batch unacked on a channel we close, so it is redelivered.
+      // Unexpected: leave the batch uncommitted on a channel we close, so it is redelivered.
       condemned.add(ch);
       logger.error({ err: errorMessage(err), stack: (err as Error).stack }, "batch failed; closing the channel for redelivery");
       await ch.close().catch(() => undefined);
@@ -213,65 +243,57 @@ export function createConsumer(deps: {
       const duplicate = key !== undefined && seen.has(key);
       if (key) seen.add(key);
       const propId = typeof msg.properties.messageId === "string" ? msg.properties.messageId : undefined;
-      return { msg, outcome, key, duplicate, messageId: d?.message.messageId ?? propId ?? randomUUID(), receivedAt: Date.now() };
+      return {
+        msg,
+        outcome,
+        key,
+        duplicate,
+        copy: copyIdOf(msg.content, msg.properties.headers),
+        messageId: d?.message.messageId ?? propId ?? randomUUID(),
+        receivedAt: Date.now(),
+      };
     });
   }
 
-  /** Makes the batch's side effects durable; returns what to record once it is acked. */
-  async function processBatch(ch: Channel, batch: ConsumeMessage[]): Promise<() => void> {
+  /** Makes the batch's side effects durable; returns what to forward with the ack, and what to record after. */
+  async function processBatch(ch: Channel, batch: ConsumeMessage[]): Promise<{ forwards: Item[]; finish: () => void }> {
     const started = performance.now();
     // processedAt is when the attempt began, so the gap between attempts is never shorter than the retry delay.
     const now = new Date();
     const items = classify(batch);
 
-    // An attempt whose retry or dead letter was already published (a redelivery after a
-    // crash, or a duplicate copy) is not forwarded again; its log entry is still written
-    // (idempotently), since a crash may have come between the publish and the log.
+    // Only the copy that owns an attempt's claim acts on it; any other copy is a
+    // duplicate. Its log entry is still written (idempotently).
     const unique = items.filter((i) => !i.duplicate);
     const keyed = unique.filter((i) => i.key);
     if (keyed.length > 0) {
-      const marks = await durably(ch, "redis-check", () => redis.mget(keyed.map((i) => i.key!)));
-      marks.forEach((m, idx) => m !== null && (keyed[idx]!.duplicate = true));
+      const owned = await durably(ch, "redis-claim", () =>
+        redis.eval(CLAIM_SCRIPT, keyed.length, ...keyed.map((i) => i.key!), CLAIM_TTL_SECONDS, ...keyed.map((i) => i.copy)),
+      );
+      (owned as number[]).forEach((o, idx) => o !== 1 && (keyed[idx]!.duplicate = true));
     }
     const live = items.filter((i) => !i.duplicate);
 
     const successes = live.filter((i) => i.outcome.kind === "SUCCEEDED");
     if (successes.length > 0) {
-      await durably(ch, "endput", () =>
-        endput.endputOrder.createMany({
-          data: successes.map(({ outcome }) => {
-            const { message, attempt } = (outcome as Extract<Outcome, { kind: "SUCCEEDED" }>).delivery;
-            return {
-              sourceSystem: message.source.system,
-              sourceOrderId: message.source.orderId,
-              messageId: message.messageId,
-              product: message.order.product,
-              price: message.order.price,
-              securityCheck: message.order.securityCheck,
-              attempts: attempt,
-            };
-          }),
-          skipDuplicates: true,
-        }),
+      const rows = successes.map(({ outcome }) => (outcome as Extract<Outcome, { kind: "SUCCEEDED" }>).delivery);
+      const m = rows.map((d) => d.message);
+      // One statement per batch; a row already there (a redelivery) is left as it is.
+      await durably(
+        ch,
+        "endput",
+        () => endput.$executeRaw`
+          insert into orders (source_system, source_order_id, message_id, product, price, security_check, attempts)
+          select * from unnest(
+            ${m.map((x) => x.source.system)}::source_system[], ${m.map((x) => x.source.orderId)}::int[],
+            ${m.map((x) => x.messageId)}::uuid[], ${m.map((x) => x.order.product)}::text[],
+            ${m.map((x) => x.order.price)}::numeric[], ${m.map((x) => x.order.securityCheck)}::boolean[],
+            ${rows.map((d) => d.attempt)}::int[])
+          on conflict (source_system, source_order_id) do nothing`,
       );
     }
 
     const forwards = live.filter((i) => i.outcome.kind !== "SUCCEEDED");
-    if (forwards.length > 0) {
-      assertAlive(ch);
-      // A broker that fails here also takes our consume channel: the batch is redelivered.
-      await Promise.all(forwards.map((i) => forward(i))).catch((err) => {
-        assertAlive(ch);
-        throw err;
-      });
-      // Marked right after the broker confirmed, to keep the window for a second publish small.
-      await durably(ch, "redis-mark", async () => {
-        const p = redis.pipeline();
-        for (const i of forwards) if (i.key) p.set(i.key, "1", "EX", DONE_MARK_TTL_SECONDS);
-        const failed = (await p.exec())?.find(([err]) => err);
-        if (failed) throw failed[0];
-      });
-    }
 
     const perItemMs = (performance.now() - started) / Math.max(1, items.length);
     const docs = unique.map((i) => toLogDocument(i, now, perItemMs));
@@ -296,10 +318,13 @@ export function createConsumer(deps: {
       });
     }
 
-    return () => {
-      processed += batch.length;
-      batches++;
-      record(items, live, started);
+    return {
+      forwards,
+      finish: () => {
+        processed += batch.length;
+        batches++;
+        record(items, live, started);
+      },
     };
   }
 
@@ -333,11 +358,12 @@ export function createConsumer(deps: {
     }
   }
 
-  function forward(item: Item): Promise<void> {
+  /** Publishes a retry copy or a dead letter inside the consume channel's open transaction. */
+  function forward(ch: Channel, item: Item): void {
     const { msg, outcome } = item;
     if (outcome.kind === "SUCCEEDED") throw new Error("a success is not forwarded");
     const props = msg.properties;
-    const headers: Record<string, unknown> = { ...(props.headers ?? {}) };
+    const headers = withNewCopyId(props.headers);
     delete headers["x-death"];
     const base: Options.Publish = {
       persistent: true,
@@ -350,7 +376,8 @@ export function createConsumer(deps: {
     if (outcome.kind === "RETRY_SCHEDULED") {
       const { attempt } = outcome.delivery;
       headers[HEADERS.attempt] = attempt + 1;
-      return broker.publish("", topology.waitQueueFor(attempt), msg.content, base);
+      ch.publish("", topology.waitQueueFor(attempt), msg.content, base);
+      return;
     }
     // Dead letters keep a short reason in the headers; the full error is in the attempt log.
     const reason = outcome.kind === "DEAD_LETTERED" ? outcome.reason : `${outcome.reason}: ${outcome.error}`;
@@ -358,7 +385,7 @@ export function createConsumer(deps: {
     headers[HEADERS.deadAttempts] = outcome.kind === "DEAD_LETTERED" ? outcome.delivery.attempt : 0;
     headers[HEADERS.deadAt] = new Date().toISOString();
     headers[HEADERS.consumerId] = consumerId;
-    return broker.publish("", topology.dlq, msg.content, base);
+    ch.publish("", topology.dlq, msg.content, base);
   }
 
   function toLogDocument(item: Item, now: Date, durationMs: number): LogDocument {

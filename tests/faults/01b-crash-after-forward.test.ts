@@ -1,8 +1,8 @@
-// Scenario 1b: the consumer is SIGKILLed at the worst moment for exactly-once:
-// after a batch's retries and dead letters were published (broker-confirmed) but
-// before their done-marks were written. Redis is stopped for a moment so that the
-// batch in flight holds at its last step; then the consumer is killed and
-// restarted. The redelivered batch must not publish its dead letters twice.
+// Scenario 1b: the consumer is SIGKILLed while its batches hold with their endput
+// and log writes done and their claims taken, but their forwards and acks not yet
+// committed. Redis is stopped for a moment so that the batches in flight hold;
+// then the consumer is killed and restarted. The redelivered batches must
+// publish each retry and dead letter exactly once.
 import { afterAll, describe, expect, it } from "vitest";
 
 import { services } from "./support/fault-services.ts";
@@ -22,9 +22,9 @@ afterAll(async () => {
   await world?.cleanup();
 });
 
-describe("1b. consumer crash after forwarding, before marking", () => {
+describe("1b. consumer crash with batches held before their commit", () => {
   it("does not duplicate dead letters when a batch is redelivered after its forwards were confirmed", async () => {
-    const report = startReport("1b", "crash after forward, before mark");
+    const report = startReport("1b", "crash with batches held before commit");
     world = await createWorld("s1b");
     const w = world;
     await w.startGateway();
