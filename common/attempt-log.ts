@@ -62,7 +62,11 @@ export interface AttemptLog {
   release(messageIds: string[]): Promise<void>;
   /** Deletes expired documents (sweeper mode); returns how many. */
   sweep(now?: Date): Promise<number>;
-  startSweeper(): () => void;
+  /**
+   * Sweeps on an interval while the server has no TTL index; `turn` says whether
+   * this process sweeps this time (one of several consumers is enough). Returns a stopper.
+   */
+  startSweeper(turn?: () => Promise<boolean>): () => void;
   history(messageId: string): Promise<LogDocument[]>;
   historyForOrders(keys: { system: System; orderId: number }[]): Promise<LogDocument[]>;
   page(filter: LogFilter, first: number, afterId?: ObjectId): Promise<LogDocument[]>;
@@ -190,13 +194,14 @@ export function createAttemptLog(opts: { db: Db; config: Config; logger: Logger 
       const r = await collection.deleteMany({ expiresAt: { $ne: null, $lte: now }, messageId: { $nin: retained } });
       return r.deletedCount;
     },
-    startSweeper() {
+    startSweeper(turn = async () => true) {
       if (mode !== "sweeper") return () => undefined;
       let running = false;
       const timer = setInterval(() => {
         if (running) return;
         running = true;
-        this.sweep()
+        turn()
+          .then((mine) => (mine ? this.sweep() : 0))
           .then((n) => n > 0 && logger.info({ deleted: n }, "expired attempt logs swept"))
           .catch((err) => logger.warn({ err: errorMessage(err) }, "attempt log sweep failed"))
           .finally(() => (running = false));

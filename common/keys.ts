@@ -8,3 +8,5 @@ export const doneKey = (c: Config, messageId: string, round: number, attempt: nu
   `${c.redis.prefix}:done:${messageId}:${round}:${attempt}`;
 /** Hash of `${system}:${status}` -> attempts logged with that outcome. */
 export const counterKey = (c: Config) => `${c.redis.prefix}:counters`;
+/** Held by the consumer that sweeps expired attempt logs during one sweep interval. */
+export const sweepTurnKey = (c: Config) => `${c.redis.prefix}:log-sweep-turn`;

@@ -337,4 +337,46 @@ describe("attempt log retention", () => {
     await e.log.collection.updateMany({ messageId: "b" }, { $set: { expiresAt: old } });
     expect(await e.log.sweep()).toBe(2);
   });
+
+  it("sweeps on its interval only in the consumer whose turn it is", async () => {
+    env = await createTestEnv({ LOG_RETENTION: "sweeper", LOG_SWEEP_INTERVAL_MS: "100" });
+    const e = env;
+    const past = new Date(Date.now() - 60_000);
+    const doc = (messageId: string): LogDocument => ({
+      messageId,
+      round: 0,
+      attempt: 1,
+      status: "SUCCEEDED",
+      requiredAttempts: 1,
+      maxAttempts: 5,
+      system: "SYSTEM1",
+      orderId: 1,
+      source: { system: "SYSTEM1", orderId: 1, publishedAt: past },
+      order: { product: "x", price: "1.00", securityCheck: true },
+      error: null,
+      processedAt: past,
+      expiresAt: past,
+      retained: false,
+      durationMs: 1,
+      consumerId: "t",
+    });
+    await e.log.insert([doc("a")]);
+    let turns = 0;
+    const notMine = e.log.startSweeper(async () => (turns++, false));
+    await waitFor(
+      async () => turns,
+      (n) => n >= 3,
+    );
+    notMine();
+    expect(await e.log.collection.countDocuments({})).toBe(1);
+    const mine = e.log.startSweeper(async () => true);
+    try {
+      await waitFor(
+        () => e.log.collection.countDocuments({}),
+        (n) => n === 0,
+      );
+    } finally {
+      mine();
+    }
+  });
 });

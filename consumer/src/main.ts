@@ -5,6 +5,7 @@ import { createAttemptLog } from "../../common/attempt-log.ts";
 import { createBroker } from "../../common/broker.ts";
 import type { Config } from "../../common/config.ts";
 import { createHealthServer } from "../../common/http-health.ts";
+import { sweepTurnKey } from "../../common/keys.ts";
 import { createReleasers, onShutdownSignal } from "../../common/lifecycle.ts";
 import { createLogger } from "../../common/logger.ts";
 import { runMain } from "../../common/run-main.ts";
@@ -28,7 +29,16 @@ async function main(config: Config): Promise<void> {
   const log = createAttemptLog({ db: mongo.db(config.mongo.database), config, logger });
   const retention = await log.ensureIndexes();
   logger.info({ retention, ttlSeconds: config.mongo.ttlSeconds }, "attempt log ready");
-  releasers.add("log sweeper", log.startSweeper());
+  // One sweep per interval across all consumers: the first to take the turn sweeps.
+  const sweepTurn = async () =>
+    (await redis.set(
+      sweepTurnKey(config),
+      config.consumer.id,
+      "PX",
+      Math.max(1000, config.mongo.sweepIntervalMs - 500),
+      "NX",
+    )) === "OK";
+  releasers.add("log sweeper", log.startSweeper(sweepTurn));
 
   const metrics = createConsumerMetrics();
   const consumer = createConsumer({ config, logger, broker, endput, log, redis, metrics });
