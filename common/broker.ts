@@ -18,7 +18,11 @@ export interface Broker {
   publish(exchange: string, routingKey: string, content: Buffer, options: Options.Publish): Promise<void>;
   /** Runs after every (re)connect with a fresh connection; consumers start here. */
   onConnect(fn: (connection: ChannelModel) => Promise<void>): void;
-  /** A short-lived channel for management work (peeking, counting). */
+  /**
+   * A short-lived channel for management work (peeking, counting), on a connection
+   * of its own: the broker's flow control, which throttles a busy publisher's
+   * connection as a whole, does not hold these calls up.
+   */
   withChannel<T>(fn: (channel: Channel) => Promise<T>): Promise<T>;
   close(): Promise<void>;
 }
@@ -27,6 +31,7 @@ export function createBroker(opts: { config: Config; logger: Logger; name: strin
   const { config, logger } = opts;
   const topology = makeTopology(config);
   let connection: ChannelModel | undefined;
+  let admin: Promise<ChannelModel> | undefined;
   let publisher: ConfirmChannel | undefined;
   let closing = false;
   let drained: Promise<void> | undefined;
@@ -55,13 +60,33 @@ export function createBroker(opts: { config: Config; logger: Logger; name: strin
     return ch;
   }
 
-  async function connectOnce(): Promise<void> {
+  function connect(role: string): Promise<ChannelModel> {
     const url = new URL(config.broker.url);
     url.searchParams.set("heartbeat", url.searchParams.get("heartbeat") ?? "10");
-    const conn = await amqp.connect(url.toString(), {
+    return amqp.connect(url.toString(), {
       noDelay: true,
-      clientProperties: { connection_name: `${opts.name}@${process.pid}` },
+      clientProperties: { connection_name: `${opts.name}${role}@${process.pid}` },
     });
+  }
+
+  /** The management connection, opened on first use and again after it is lost. */
+  function adminConnection(): Promise<ChannelModel> {
+    admin ??= connect("-admin").then(
+      (conn) => {
+        conn.on("error", (err: Error) => logger.warn({ err: errorMessage(err) }, "rabbitmq management connection error"));
+        conn.on("close", () => (admin = undefined));
+        return conn;
+      },
+      (err: unknown) => {
+        admin = undefined;
+        throw new DependencyError("rabbitmq", errorMessage(err), { cause: err });
+      },
+    );
+    return admin;
+  }
+
+  async function connectOnce(): Promise<void> {
+    const conn = await connect("");
     conn.on("error", (err: Error) => logger.warn({ err: errorMessage(err) }, "rabbitmq connection error"));
     const ch = await openPublisher(conn);
     await assertTopology(ch, topology, config, { waitQueues: opts.waitQueues ?? false });
@@ -147,9 +172,8 @@ export function createBroker(opts: { config: Config; logger: Logger; name: strin
       });
     },
     async withChannel(fn) {
-      const conn = connection;
-      if (!conn) throw new DependencyError("rabbitmq", "not connected");
-      const ch = await conn.createChannel();
+      if (!connection) throw new DependencyError("rabbitmq", "not connected");
+      const ch = await (await adminConnection()).createChannel();
       ch.on("error", () => undefined);
       try {
         return await fn(ch);
@@ -164,7 +188,9 @@ export function createBroker(opts: { config: Config; logger: Logger; name: strin
       const conn = connection;
       connection = undefined;
       publisher = undefined;
-      if (conn) await conn.close().catch(() => undefined);
+      const management = admin;
+      admin = undefined;
+      await Promise.all([conn?.close().catch(() => undefined), management?.then((c) => c.close()).catch(() => undefined)]);
     },
   };
 }
