@@ -112,6 +112,79 @@ describe("attempt log queries", () => {
   });
 });
 
+describe("paging arguments", () => {
+  type Errors = { errors?: { message: string; extensions?: Record<string, unknown> }[] };
+  const refusal = async (query: string, variables?: Record<string, unknown>) => {
+    const r: Errors = await env.gql(query, variables);
+    expect(r.errors, query).toHaveLength(1);
+    return r.errors![0]!.extensions;
+  };
+
+  it("refuses a bad first, last, after or before whatever the query selects", async () => {
+    // The selections that skip the edges: totalCount alone, __typename alone, pageInfo alone.
+    const selections = ["{ totalCount }", "{ __typename }", "{ pageInfo { hasNextPage } }", "{ edges { cursor } }"];
+    const endputCursor = Buffer.from("EndputOrder:1").toString("base64url");
+    const orderCases: [string, Record<string, unknown>, string][] = [
+      ["$first: Int", { first: 0 }, "first"],
+      ["$first: Int", { first: -1 }, "first"],
+      ["$first: Int", { first: 501 }, "first"],
+      ["$first: Int", { first: 2147483647 }, "first"],
+      ["$last: Int", { last: 0 }, "last"],
+      ["$last: Int", { last: 100000 }, "last"],
+      ["$after: String", { after: "bm9wZQ" }, "after"],
+      ["$after: String", { after: endputCursor }, "after"],
+      ["$before: String", { before: "not a cursor" }, "before"],
+    ];
+    for (const selection of selections) {
+      for (const [decl, vars, field] of orderCases) {
+        const arg = Object.keys(vars)[0]!;
+        const q = `query (${decl}) { orders(system: SYSTEM1, ${arg}: $${arg}) ${selection} }`;
+        expect(await refusal(q, vars), `${q} ${JSON.stringify(vars)}`).toEqual({ code: "BAD_USER_INPUT", field });
+      }
+    }
+    const first = await env.gql<{ orders: { edges: { cursor: string }[] } }>(
+      `{ orders(system: SYSTEM1, first: 1) { edges { cursor } } }`,
+    );
+    const cursor = first.data!.orders.edges[0]!.cursor;
+    expect(
+      await refusal(`query ($c: String) { orders(system: SYSTEM1, after: $c, before: $c) { totalCount } }`, { c: cursor }),
+    ).toMatchObject({ code: "BAD_USER_INPUT" });
+    expect(
+      await refusal(`query ($c: String) { orders(system: SYSTEM1, first: 2, before: $c) { totalCount } }`, { c: cursor }),
+    ).toMatchObject({ code: "BAD_USER_INPUT" });
+
+    // The other connections and the dead-letter list check theirs in the same cases.
+    for (const selection of selections) {
+      for (const field of ["endputOrders", "messages"]) {
+        if (field === "messages" && selection === "{ totalCount }") continue;
+        for (const n of [0, -1, 501]) {
+          expect(await refusal(`{ ${field}(first: ${n}) ${selection} }`)).toEqual({ code: "BAD_USER_INPUT", field: "first" });
+        }
+        expect(await refusal(`{ ${field}(after: "bm9wZQ") ${selection} }`)).toEqual({ code: "BAD_USER_INPUT", field: "after" });
+        expect(await refusal(`{ ${field}(last: 3) ${selection} }`)).toMatchObject({ code: "BAD_USER_INPUT" });
+      }
+    }
+    expect(await refusal(`{ deadLetters(first: 0) { messageId } }`)).toEqual({ code: "BAD_USER_INPUT", field: "first" });
+  });
+
+  it("still pages orders forward and backward with good arguments", async () => {
+    type Page = { orders: { totalCount: number; edges: { cursor: string; node: { id: number } }[] } };
+    const q = `query ($first: Int, $after: String, $last: Int, $before: String) {
+      orders(system: SYSTEM1, first: $first, after: $after, last: $last, before: $before) { totalCount edges { cursor node { id } } } }`;
+    const all = await env.sources.SYSTEM1.order.findMany({ orderBy: { id: "asc" }, select: { id: true } });
+    const one = await env.gql<Page>(q, { first: 5 });
+    expect(one.errors).toBeUndefined();
+    expect(one.data!.orders.totalCount).toBe(all.length);
+    expect(one.data!.orders.edges.map((e) => e.node.id)).toEqual(all.slice(0, 5).map((o) => o.id));
+    const two = await env.gql<Page>(q, { first: 500, after: one.data!.orders.edges[4]!.cursor });
+    expect(two.data!.orders.edges.map((e) => e.node.id)).toEqual(all.slice(5).map((o) => o.id));
+    const back = await env.gql<Page>(q, { last: 3, before: two.data!.orders.edges[0]!.cursor });
+    expect(back.data!.orders.edges.map((e) => e.node.id)).toEqual(all.slice(2, 5).map((o) => o.id));
+    const count = await env.gql<Page>(`{ orders(system: SYSTEM1, first: 500) { totalCount } }`);
+    expect(count.data!.orders.totalCount).toBe(all.length);
+  });
+});
+
 describe("pipelineStats", () => {
   it("reconciles each system and reports queue depths", async () => {
     const r = await env.gql<{

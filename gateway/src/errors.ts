@@ -45,8 +45,12 @@ export function isConnectivityError(err: unknown): boolean {
   return CONNECTIVITY.test(err.message) || err.name === "MongoServerSelectionError" || err.name === "MongoNetworkError";
 }
 
-export function boundedFirst(first: number | null | undefined, fallback = 20, max = 500): number {
-  if (first == null) return fallback;
-  if (!Number.isInteger(first) || first < 1 || first > max) throw badInput(`first must be between 1 and ${max}`, "first");
-  return first;
+/** A page size argument (`first`, `last`, a limit): the fallback when absent, else 1..max. */
+export function boundedCount(field: string, value: number | null | undefined, fallback = 20, max = 500): number {
+  if (value == null) return fallback;
+  if (!Number.isInteger(value) || value < 1 || value > max) throw badInput(`${field} must be between 1 and ${max}`, field);
+  return value;
 }
+
+export const boundedFirst = (first: number | null | undefined, fallback = 20, max = 500): number =>
+  boundedCount("first", first, fallback, max);

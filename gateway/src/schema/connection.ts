@@ -1,6 +1,8 @@
-// Keyset pagination helpers for connections not backed by Pothos Prisma:
-// cursors are opaque base64 strings around a sortable key.
-import { badInput, boundedFirst } from "../errors.ts";
+// Keyset pagination helpers. Connections not backed by Pothos Prisma use cursors
+// that are opaque base64 strings around a sortable key.
+import type { FieldKind, FieldRef, SchemaTypes } from "@pothos/core";
+
+import { badInput, boundedCount, boundedFirst } from "../errors.ts";
 
 export const encodeCursor = (kind: string, key: string | number) => Buffer.from(`${kind}:${key}`).toString("base64url");
 
@@ -16,6 +18,41 @@ interface ConnectionArgs {
   after?: string | null;
   last?: number | null;
   before?: string | null;
+}
+
+/** Refuses a page size outside 1..500, a cursor `isCursor` does not accept, and mixed directions. */
+export function checkPaging(args: ConnectionArgs, isCursor: (cursor: string) => boolean): void {
+  boundedCount("first", args.first);
+  boundedCount("last", args.last);
+  for (const field of ["after", "before"] as const) {
+    const cursor = args[field];
+    if (cursor != null && !isCursor(cursor)) throw badInput(`${field} is not a cursor of this connection`, field);
+  }
+  if (args.after != null && args.before != null) throw badInput("after and before cannot be combined", "before");
+  if (args.first != null && args.before != null) throw badInput("page backward with last and before", "before");
+  if (args.last != null && args.after != null) throw badInput("page forward with first and after", "last");
+}
+
+/**
+ * Checks a connection's paging arguments before any of its resolvers run. A Pothos Prisma
+ * connection answers `totalCount` without calling its `resolve`, so a check placed there is
+ * skipped when only the count is selected.
+ */
+export function withPagingChecked<Types extends SchemaTypes, T, K extends FieldKind>(
+  ref: FieldRef<Types, T, K>,
+  isCursor: (cursor: string) => boolean,
+): FieldRef<Types, T, K> {
+  ref.updateConfig((config) => ({
+    ...config,
+    argMappers: [
+      ...config.argMappers,
+      (args) => {
+        checkPaging(args as ConnectionArgs, isCursor);
+        return args;
+      },
+    ],
+  }));
+  return ref;
 }
 
 export function forwardOnly(args: ConnectionArgs): { first: number; after: string | null | undefined } {

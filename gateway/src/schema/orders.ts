@@ -1,9 +1,12 @@
 // Source orders: the System enum, the Order type shared by both systems, and seeding.
+import { parsePrismaCursor } from "@pothos/plugin-prisma";
+
 import type { System } from "../../../common/contract.ts";
 import type { Order as OrderRow } from "../../../common/prisma/source/client.ts";
-import { boundedFirst, using } from "../errors.ts";
+import { using } from "../errors.ts";
 import { seedOrders } from "../services/seed.ts";
 import { builder } from "./builder.ts";
+import { withPagingChecked } from "./connection.ts";
 import { SystemEnum } from "./enums.ts";
 import { LogEntry } from "./messages.ts";
 
@@ -27,25 +30,36 @@ export const Order = builder.prismaObject("Order", {
   }),
 });
 
+/** The connection's cursors are Pothos Prisma cursors around the order id. */
+function isOrderCursor(cursor: string): boolean {
+  try {
+    return Number.isSafeInteger(parsePrismaCursor(cursor));
+  } catch {
+    return false;
+  }
+}
+
 builder.queryField("orders", (t) =>
-  t.prismaConnection(
-    {
-      type: "Order",
-      cursor: "id",
-      maxSize: 500,
-      description: "Orders of one source system, oldest first",
-      args: { system: t.arg({ type: SystemEnum, required: true }) },
-      resolve: async (query, _root, args, ctx) => {
-        boundedFirst(args.first);
-        const rows = await using("postgresql", () =>
-          ctx.sources[args.system].order.findMany({ ...query, orderBy: { id: "asc" } }),
-        );
-        return rows.map((r) => Object.assign(r, { system: args.system }));
+  withPagingChecked(
+    t.prismaConnection(
+      {
+        type: "Order",
+        cursor: "id",
+        maxSize: 500,
+        description: "Orders of one source system, oldest first",
+        args: { system: t.arg({ type: SystemEnum, required: true }) },
+        resolve: async (query, _root, args, ctx) => {
+          const rows = await using("postgresql", () =>
+            ctx.sources[args.system].order.findMany({ ...query, orderBy: { id: "asc" } }),
+          );
+          return rows.map((r) => Object.assign(r, { system: args.system }));
+        },
+        totalCount: (_conn, args, ctx) => using("postgresql", () => ctx.sources[args.system].order.count()),
       },
-      totalCount: (_conn, args, ctx) => using("postgresql", () => ctx.sources[args.system].order.count()),
-    },
-    { name: "OrderConnection" },
-    { name: "OrderEdge" },
+      { name: "OrderConnection" },
+      { name: "OrderEdge" },
+    ),
+    isOrderCursor,
   ),
 );
 
