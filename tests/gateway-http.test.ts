@@ -1,9 +1,19 @@
-// The gateway over real HTTP: GraphiQL, health, limits and the token.
-import type { AddressInfo } from "node:net";
+// The gateway over real HTTP: GraphiQL, health, limits, the token and shutdown.
+import { type ChildProcess, spawn } from "node:child_process";
+import http from "node:http";
+import net, { type AddressInfo } from "node:net";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
 
+import { createClient } from "graphql-ws";
 import { afterEach, describe, expect, it } from "vitest";
+import WebSocket from "ws";
 
-import { createTestEnv, type Overrides, type TestEnv } from "./support/env.ts";
+import { environment } from "../common/config.ts";
+import { cursorKey, publishLockKey } from "../common/keys.ts";
+import { createTestEnv, type Overrides, type TestEnv, waitFor } from "./support/env.ts";
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
 
 let env: TestEnv | undefined;
 let base = "";
@@ -19,6 +29,8 @@ async function start(overrides: Overrides = {}) {
   base = `http://127.0.0.1:${(env.gateway.server.address() as AddressInfo).port}`;
   return env;
 }
+
+const json = { "content-type": "application/json" };
 
 const post = (body: unknown, headers: Record<string, string> = {}) =>
   fetch(`${base}/graphql`, {
@@ -85,6 +97,72 @@ describe("gateway over HTTP", () => {
     expect(ok.status).toBe(200);
   });
 
+  it("counts the bytes of a chunked body: refuses one over the limit as it arrives, serves one under it", async () => {
+    const limit = 4096;
+    const e = await start({ GATEWAY_MAX_BODY_BYTES: String(limit) });
+    const { port } = e.gateway.server.address() as AddressInfo;
+    const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+    try {
+      // Over the limit: 1 KiB writes without Content-Length, until the answer arrives.
+      const over = await new Promise<{ status: number; body: string; sentBeforeAnswer: number }>((resolve, reject) => {
+        let sent = 0;
+        let answered = false;
+        const req = http.request({ port, host: "127.0.0.1", method: "POST", path: "/graphql", headers: json, agent });
+        req.on("error", reject);
+        req.on("response", (res) => {
+          answered = true;
+          const sentBeforeAnswer = sent;
+          const chunks: Buffer[] = [];
+          res.on("data", (c: Buffer) => chunks.push(c));
+          res.on("end", () =>
+            resolve({
+              status: res.statusCode!,
+              body: Buffer.concat(chunks).toString(),
+              sentBeforeAnswer,
+            }),
+          );
+          req.end();
+        });
+        req.write(`{"query":"{ cursors { system } } #`);
+        const chunk = "x".repeat(1024);
+        const pump = () => {
+          if (answered) return;
+          if (sent > 256 * limit) return void req.end('"}');
+          req.write(chunk, () => setImmediate(pump));
+          sent += chunk.length;
+        };
+        pump();
+      });
+      expect(over.status).toBe(413);
+      expect(JSON.parse(over.body)).toEqual({
+        errors: [{ message: `request body exceeds ${limit} bytes`, extensions: { code: "PAYLOAD_TOO_LARGE" } }],
+      });
+      // Answered once the limit was passed, not after the whole body.
+      expect(over.sentBeforeAnswer).toBeGreaterThan(limit);
+      expect(over.sentBeforeAnswer).toBeLessThan(64 * limit);
+
+      // Under the limit, in several writes: served, on the same keep-alive connection.
+      const under = await new Promise<{ status: number; body: string }>((resolve, reject) => {
+        const req = http.request({ port, host: "127.0.0.1", method: "POST", path: "/graphql", headers: json, agent }, (res) => {
+          const chunks: Buffer[] = [];
+          res.on("data", (c: Buffer) => chunks.push(c));
+          res.on("end", () => resolve({ status: res.statusCode!, body: Buffer.concat(chunks).toString() }));
+        });
+        req.on("error", reject);
+        const body = JSON.stringify({ query: `{ cursors { system } } # ${"y".repeat(limit - 200)}` });
+        expect(Buffer.byteLength(body)).toBeLessThanOrEqual(limit);
+        for (let i = 0; i < body.length; i += 500) req.write(body.slice(i, i + 500));
+        req.end();
+      });
+      expect(under.status).toBe(200);
+      expect(JSON.parse(under.body)).toEqual({ data: { cursors: [{ system: "SYSTEM1" }, { system: "SYSTEM2" }] } });
+    } finally {
+      agent.destroy();
+    }
+    // Still serving.
+    expect((await post({ query: "{ cursors { system } }" })).status).toBe(200);
+  });
+
   it("requires the token for mutations when one is set, and leaves reads open", async () => {
     const token = "s3cret-token-of-enough-length";
     const e = await start({ GATEWAY_TOKEN: token });
@@ -141,4 +219,177 @@ describe("gateway metrics and CSRF", () => {
     expect(env!.sources.SYSTEM1).toBeDefined();
     expect(await env!.sources.SYSTEM1.order.count()).toBe(0);
   });
+});
+
+describe("gateway shutdown", () => {
+  let child: ChildProcess | undefined;
+  afterEach(() => {
+    if (child && child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
+    child = undefined;
+  });
+
+  /** The gateway process itself, on a free port, pointed at this test's databases and names. */
+  async function spawnGateway(e: TestEnv, more: Record<string, string> = {}) {
+    const port = await new Promise<number>((resolve) => {
+      const probe = net.createServer().listen(0, "127.0.0.1", () => {
+        const { port } = probe.address() as AddressInfo;
+        probe.close(() => resolve(port));
+      });
+    });
+    const c = e.config;
+    const proc = spawn(process.execPath, ["--import", "tsx", "gateway/src/main.ts"], {
+      cwd: root,
+      stdio: ["ignore", "pipe", "pipe"],
+      env: {
+        ...environment(),
+        SYSTEM1_DATABASE_URL: c.databases.system1,
+        SYSTEM2_DATABASE_URL: c.databases.system2,
+        ENDPUT_DATABASE_URL: c.databases.endput,
+        DATABASE_POOL_SIZE: String(c.databases.poolSize),
+        REDIS_URL: c.redis.url,
+        REDIS_PREFIX: c.redis.prefix,
+        AMQP_URL: c.broker.url,
+        AMQP_MANAGEMENT_URL: c.broker.managementUrl,
+        AMQP_PREFIX: c.broker.prefix,
+        MONGO_URL: c.mongo.url,
+        MONGO_DATABASE: c.mongo.database,
+        FERRETDB_POSTGRESQL_URL: c.mongo.ferretdbBackendUrl ?? "",
+        GATEWAY_HOST: "127.0.0.1",
+        GATEWAY_PORT: String(port),
+        LOG_LEVEL: "info",
+        LOG_PRETTY: "false",
+        ...more,
+      },
+    });
+    child = proc;
+    let output = "";
+    proc.stdout.on("data", (d: Buffer) => (output += d.toString()));
+    proc.stderr.on("data", (d: Buffer) => (output += d.toString()));
+    const exited = new Promise<number | string | null>((resolve) => proc.once("exit", (code, signal) => resolve(code ?? signal)));
+    const url = `http://127.0.0.1:${port}`;
+    await waitFor(
+      () =>
+        fetch(`${url}/readyz`).then(
+          (r) => r.status,
+          () => 0,
+        ),
+      (status) => status === 200 || proc.exitCode !== null,
+      60_000,
+    );
+    expect(proc.exitCode, output).toBeNull();
+    const logs = () =>
+      output
+        .split("\n")
+        .filter((l) => l.startsWith("{"))
+        .map((l) => JSON.parse(l) as { msg: string; step?: string });
+    return { port, url, exited, output: () => output, logs };
+  }
+
+  it("on SIGTERM finishes the request in flight, completes subscriptions, then closes the stores and exits 0", async () => {
+    const rows = 30_000;
+    const e = (env = await createTestEnv());
+    await e.gql(`mutation ($n: Int!) { seedOrders(system: SYSTEM1, count: $n) { inserted } }`, { n: rows });
+    const gw = await spawnGateway(e, { GATEWAY_DRAIN_TIMEOUT_MS: "60000", PUBLISH_BATCH_SIZE: "500" });
+
+    // Two live subscriptions, one per transport.
+    const sse = await fetch(`${gw.url}/graphql`, {
+      method: "POST",
+      headers: { ...json, accept: "text/event-stream" },
+      body: JSON.stringify({ query: "subscription { processingEvents { messageId } }" }),
+    });
+    expect(sse.headers.get("content-type")).toMatch(/text\/event-stream/);
+    const sseText = sse.text().catch((err: Error) => `failed: ${err.message}`);
+    const wsEvents: string[] = [];
+    let connected = () => {};
+    const wsConnected = new Promise<void>((resolve) => (connected = resolve));
+    const ws = createClient({
+      url: `ws://127.0.0.1:${gw.port}/graphql`,
+      webSocketImpl: WebSocket,
+      retryAttempts: 0,
+      on: { connected: () => connected(), closed: (event) => wsEvents.push(`closed ${(event as { code: number }).code}`) },
+    });
+    const wsDone = new Promise<void>((resolve) =>
+      ws.subscribe(
+        { query: "subscription { processingEvents { messageId } }" },
+        {
+          next: () => wsEvents.push("next"),
+          error: (err) => (wsEvents.push(`error ${String(err)}`), resolve()),
+          complete: () => (wsEvents.push("complete"), resolve()),
+        },
+      ),
+    );
+    // A connection that has started a request but not finished its headers survives the
+    // closing of idle connections: through it the draining gateway's readiness can be read.
+    const probe = net.connect(gw.port, "127.0.0.1");
+    let probeAnswer = "";
+    probe.on("data", (d: Buffer) => (probeAnswer += d.toString()));
+    probe.write("GET /readyz HTTP/1.1\r\nHost: 127.0.0.1\r\n");
+    await wsConnected;
+    // The server sets a subscription up a moment after the client sends it.
+    await new Promise((r) => setTimeout(r, 300));
+
+    // The slow request: publish every row, in small batches.
+    const publish = fetch(`${gw.url}/graphql`, {
+      method: "POST",
+      headers: json,
+      body: JSON.stringify({ query: "mutation { publishPending(system: SYSTEM1) { published toId } }" }),
+    })
+      .then(async (r) => ({ status: r.status, body: (await r.json()) as { data?: unknown; errors?: unknown[] } }))
+      .catch((err: Error) => ({ status: 0, body: { errors: [err.message] } }));
+    await waitFor(
+      () => e.redis.exists(publishLockKey(e.config, "SYSTEM1")),
+      (n) => n === 1,
+    );
+    child!.kill("SIGTERM");
+
+    // No new connections, while the publish goes on.
+    await waitFor(
+      () =>
+        fetch(`${gw.url}/healthz`).then(
+          () => "accepted",
+          () => "refused",
+        ),
+      (r) => r === "refused",
+      5_000,
+    );
+    probe.write("\r\n");
+    await waitFor(
+      async () => probeAnswer,
+      (a) => /\r\n0\r\n\r\n$/.test(a),
+      5_000,
+    );
+    expect(probeAnswer).toMatch(/^HTTP\/1\.1 503/);
+    expect(JSON.parse(/\{.*\}/.exec(probeAnswer)![0])).toMatchObject({ ready: false });
+    probe.destroy();
+
+    // The request in flight completes in full.
+    const answer = await publish;
+    expect(answer).toEqual({ status: 200, body: { data: { publishPending: { published: rows, toId: rows } } } });
+    expect(await gw.exited).toBe(0);
+    const logs = gw.logs();
+    expect(
+      logs.find((l) => /draining/.test(l.msg)),
+      gw.output(),
+    ).toBeDefined();
+
+    // The subscriptions were completed by the server, not cut.
+    expect(await sseText).toMatch(/event: complete\s*\ndata:\s*\n/);
+    await wsDone;
+    expect(wsEvents[0]).toBe("complete");
+    await ws.dispose();
+
+    // The stores were closed after the HTTP server, in reverse order of opening, and nothing failed.
+    expect(logs.filter((l) => l.msg === "released").map((l) => l.step)).toEqual([
+      "http server",
+      "rabbitmq",
+      "mongodb",
+      "redis subscriber",
+      "redis",
+      "endput postgresql",
+      "source postgresql",
+    ]);
+    expect(logs.filter((l) => /release failed|unexpected error|timed out/.test(l.msg))).toEqual([]);
+    expect(await e.redis.get(cursorKey(e.config, "SYSTEM1"))).toBe(String(rows));
+    expect(await e.queueDepth(e.broker.topology.primary)).toBe(rows);
+  }, 180_000);
 });

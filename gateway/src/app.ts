@@ -8,7 +8,7 @@ import { usePrometheus } from "@graphql-yoga/plugin-prometheus";
 import DataLoader from "dataloader";
 import { type ExecutionArgs, GraphQLError, Kind, type OperationDefinitionNode } from "graphql";
 import { useServer } from "graphql-ws/use/ws";
-import { createYoga, type Plugin } from "graphql-yoga";
+import { createYoga, isAsyncIterable, type Plugin } from "graphql-yoga";
 import { WebSocketServer } from "ws";
 
 import type { LogDocument } from "../../common/attempt-log.ts";
@@ -18,14 +18,19 @@ import { type Check, runChecks } from "../../common/http-health.ts";
 import type { Context, Deps } from "./context.ts";
 import { createDashboardHandler } from "./dashboard.ts";
 import { DomainError } from "./errors.ts";
-import { depthLimitRule } from "./limits.ts";
+import { depthLimitRule, readBody, refuseTooLarge } from "./limits.ts";
 import { schema } from "./schema/index.ts";
 
 export interface Gateway {
   yoga: ReturnType<typeof createYoga<Record<string, never>, Context>>;
   server: http.Server;
-  /** Closes the HTTP and WebSocket servers (not the clients it was given). */
-  close(): Promise<void>;
+  /**
+   * Shuts the servers down in order: stops accepting connections and reports not ready, lets the
+   * requests and operations in flight finish (for at most `drainMs`, GATEWAY_DRAIN_TIMEOUT_MS by
+   * default), completes the subscriptions, then closes every connection. Leaves the clients it
+   * was given open: they are closed after it by whoever opened them.
+   */
+  close(drainMs?: number): Promise<void>;
 }
 
 function tokenMatches(expected: string, header: string | null | undefined): boolean {
@@ -76,8 +81,62 @@ function guard(deps: Deps, args: ExecutionArgs & { contextValue: Context }): voi
     throw new DomainError("UNAUTHENTICATED", "this operation needs the gateway token: send Authorization: Bearer <token>");
 }
 
+/** Polls `done` until it holds or the deadline passes; says whether it held. */
+async function until(done: () => boolean, deadline: number): Promise<boolean> {
+  while (!done()) {
+    if (Date.now() >= deadline) return false;
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+  return true;
+}
+
+/** Ends `source` as soon as `signal` aborts, without waiting for the value it is waiting on. */
+function untilAborted<T>(source: AsyncIterable<T>, signal: AbortSignal): AsyncIterableIterator<T> {
+  const iterator = source[Symbol.asyncIterator]();
+  let finished = false;
+  let onAbort = () => {};
+  const aborted = new Promise<IteratorResult<T>>((resolve) => {
+    onAbort = () => resolve({ done: true, value: undefined });
+    signal.addEventListener("abort", onAbort, { once: true });
+  });
+  const finish = (): IteratorResult<T> => {
+    if (!finished) {
+      finished = true;
+      signal.removeEventListener("abort", onAbort);
+      // Not awaited: an async generator's return() waits until its pending next() settles,
+      // which for an idle subscription is the next event.
+      void (async () => iterator.return?.())().catch(() => undefined);
+    }
+    return { done: true, value: undefined };
+  };
+  return {
+    [Symbol.asyncIterator]() {
+      return this;
+    },
+    async next() {
+      if (finished || signal.aborted) return finish();
+      const result = await Promise.race([iterator.next(), aborted]);
+      return result.done ? finish() : result;
+    },
+    async return() {
+      return finish();
+    },
+    async throw(err: unknown) {
+      finish();
+      throw err;
+    },
+  };
+}
+
+const json = { "content-type": "application/json; charset=utf-8" };
+
 export function createGateway(deps: Deps, extraChecks: Check[] = []): Gateway {
   const { config, logger } = deps;
+  // Aborted when shutdown reaches the subscriptions: each then ends with a complete message
+  // (SSE `event: complete`, graphql-ws `complete`) rather than a cut connection.
+  const stopping = new AbortController();
+  // Operations still executing, whether or not their client is still there to read the result.
+  let executing = 0;
 
   const yoga = createYoga<Record<string, never>, Context>({
     schema,
@@ -119,25 +178,24 @@ export function createGateway(deps: Deps, extraChecks: Check[] = []): Gateway {
         },
       } satisfies Plugin<Context>,
       {
-        onRequest({ request, endResponse, fetchAPI }) {
-          const length = Number(request.headers.get("content-length") ?? 0);
-          if (length > config.gateway.maxBodyBytes) {
-            endResponse(
-              new fetchAPI.Response(
-                JSON.stringify({
-                  errors: [
-                    {
-                      message: `request body exceeds ${config.gateway.maxBodyBytes} bytes`,
-                      extensions: { code: "PAYLOAD_TOO_LARGE" },
-                    },
-                  ],
-                }),
-                { status: 413, headers: { "content-type": "application/json" } },
-              ),
-            );
-          }
+        onExecute({ executeFn, setExecuteFn }) {
+          setExecuteFn(async (args) => {
+            executing++;
+            try {
+              return await executeFn(args);
+            } finally {
+              executing--;
+            }
+          });
         },
-      },
+        onSubscribe() {
+          return {
+            onSubscribeResult({ result, setResult }) {
+              if (isAsyncIterable(result)) setResult(untilAborted(result, stopping.signal));
+            },
+          };
+        },
+      } satisfies Plugin<Context>,
     ],
   });
 
@@ -158,25 +216,54 @@ export function createGateway(deps: Deps, extraChecks: Check[] = []): Gateway {
   ];
 
   const dashboard = createDashboardHandler({});
+  const maxBodyBytes = config.gateway.maxBodyBytes;
+  // Every request until its response closes, and whether it asked for a stream (SSE or
+  // multipart): a subscription answered that way lasts until it is completed.
+  const inFlight = new Map<http.ServerResponse, { streaming: boolean }>();
+  let draining = false;
   const server = http.createServer((req, res) => {
+    inFlight.set(res, { streaming: /text\/event-stream|multipart\/mixed/.test(req.headers.accept ?? "") });
+    res.once("close", () => inFlight.delete(res));
+    // While draining, every answer closes its connection: keep-alive clients reconnect elsewhere.
+    if (draining) res.setHeader("connection", "close");
     const path = (req.url ?? "/").split("?")[0];
     if (path === "/healthz") {
-      res.writeHead(200, { "content-type": "application/json" }).end(JSON.stringify({ status: "ok" }));
+      res.writeHead(200, json).end(JSON.stringify({ status: "ok" }));
       return;
     }
     if (path === "/readyz") {
-      void runChecks(checks).then((r) =>
-        res.writeHead(r.ready ? 200 : 503, { "content-type": "application/json" }).end(JSON.stringify(r)),
-      );
+      if (draining) res.writeHead(503, json).end(JSON.stringify({ ready: false, draining: true, checks: [] }));
+      else void runChecks(checks).then((r) => res.writeHead(r.ready ? 200 : 503, json).end(JSON.stringify(r)));
+      return;
+    }
+    if (draining) {
+      const message = "the gateway is shutting down";
+      res.writeHead(503, json).end(JSON.stringify({ errors: [{ message, extensions: { code: "SHUTTING_DOWN" } }] }));
       return;
     }
     if (dashboard(req, res)) return;
-    void yoga(req, res);
+    if (req.method === "GET" || req.method === "HEAD") {
+      void yoga(req, res);
+      return;
+    }
+    // The body is read here, bounded, before Yoga sees the request; Yoga takes a body
+    // already read from `req.body`, as it does behind Express-style body parsers.
+    void readBody(req, maxBodyBytes).then((read) => {
+      if (read.kind === "too-large") refuseTooLarge(req, res, maxBodyBytes);
+      else if (read.kind === "body") void yoga(Object.assign(req, { body: read.body }), res);
+    });
   });
 
   const wss = new WebSocketServer({ server, path: yoga.graphqlEndpoint, maxPayload: config.gateway.maxBodyBytes });
+  // graphql-ws keeps every operation in its connection's `subscriptions` until the last message
+  // for it is sent, queries and mutations too; only a subscription's entry holds its stream.
+  const wsConnections = new Set<{ subscriptions: Record<string, unknown> }>();
+  const wsOperations = (which: "all" | "not streaming") =>
+    [...wsConnections].reduce((n, c) => n + Object.values(c.subscriptions).filter((s) => which === "all" || s == null).length, 0);
   const wsServer = useServer(
     {
+      onConnect: (ctx) => void wsConnections.add(ctx),
+      onClose: (ctx) => void wsConnections.delete(ctx),
       // The envelop-wrapped execute/subscribe travel in rootValue (set in onSubscribe).
       execute: (args) => (args.rootValue as { execute: (a: unknown) => never }).execute(args),
       subscribe: (args) => (args.rootValue as { subscribe: (a: unknown) => never }).subscribe(args),
@@ -209,14 +296,46 @@ export function createGateway(deps: Deps, extraChecks: Check[] = []): Gateway {
     wss,
   );
 
+  async function drainAndClose(drainMs: number): Promise<void> {
+    const deadline = Date.now() + drainMs;
+    draining = true;
+    // No new connections; idle keep-alive connections close now, busy ones after their answer.
+    const serverClosed = new Promise<void>((resolve) => server.close(() => resolve()));
+    for (const res of inFlight.keys()) if (!res.headersSent) res.setHeader("connection", "close");
+    const requests = (which: "all" | "not streaming") =>
+      [...inFlight.values()].filter((r) => which === "all" || !r.streaming).length;
+    const busy = () => ({
+      requests: requests("all"),
+      executing,
+      wsOperations: wsOperations("all"),
+    });
+    logger.info({ ...busy(), drainMs }, "draining: not ready, no new connections");
+
+    // Subscriptions never finish by themselves: wait for everything else first.
+    await until(() => requests("not streaming") === 0 && executing === 0 && wsOperations("not streaming") === 0, deadline);
+    stopping.abort();
+    // Completing a subscription takes a moment: allowed even when the requests used up the drain time.
+    const drained = await until(
+      () => inFlight.size === 0 && executing === 0 && wsOperations("all") === 0,
+      Math.max(deadline, Date.now() + 1000),
+    );
+    if (!drained) logger.warn(busy(), "drain timed out: closing connections with work still in flight");
+
+    await wsServer.dispose(); // Close 1001 "Going away" to every WebSocket client.
+    await until(() => wss.clients.size === 0, Math.max(deadline, Date.now() + 1000));
+    for (const client of wss.clients) client.terminate();
+    server.closeAllConnections();
+    await serverClosed;
+    await yoga.dispose();
+  }
+
+  let closed: Promise<void> | undefined;
   return {
     yoga,
     server,
-    async close() {
-      await wsServer.dispose();
-      await new Promise<void>((resolve) => wss.close(() => resolve()));
-      server.closeAllConnections();
-      await new Promise<void>((resolve) => server.close(() => resolve()));
+    close(drainMs = config.gateway.drainTimeoutMs) {
+      closed ??= drainAndClose(drainMs);
+      return closed;
     },
   };
 }

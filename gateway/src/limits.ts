@@ -1,4 +1,7 @@
-// Rejects operations nested deeper than the configured limit, following fragments.
+// Request limits: operations nested deeper than the configured maximum (following
+// fragments), and request bodies larger than the configured number of bytes.
+import type { IncomingMessage, ServerResponse } from "node:http";
+
 import {
   type ASTNode,
   type FragmentDefinitionNode,
@@ -47,4 +50,64 @@ export function depthLimitRule(maxDepth: number): ValidationRule {
       },
     };
   };
+}
+
+export type BodyRead = { kind: "body"; body: Buffer } | { kind: "too-large" } | { kind: "aborted" };
+
+/**
+ * Reads a request body into memory, counting the bytes that actually arrive: a chunked body
+ * carries no Content-Length to check in advance. Stops keeping bytes as soon as the count
+ * passes `limit`; what follows is read and dropped (see `refuseTooLarge`).
+ */
+export function readBody(req: IncomingMessage, limit: number): Promise<BodyRead> {
+  return new Promise((resolve) => {
+    const declared = Number(req.headers["content-length"]);
+    if (declared > limit) {
+      resolve({ kind: "too-large" });
+      return;
+    }
+    let chunks: Buffer[] = [];
+    let received = 0;
+    let settled = false;
+    const settle = (result: () => BodyRead) => {
+      if (settled) return;
+      settled = true;
+      resolve(result());
+      chunks = [];
+    };
+    req.on("data", (chunk: Buffer) => {
+      if (settled) return;
+      received += chunk.length;
+      if (received > limit) settle(() => ({ kind: "too-large" }));
+      else chunks.push(chunk);
+    });
+    req.once("end", () => settle(() => ({ kind: "body", body: Buffer.concat(chunks, received) })));
+    req.on("error", () => settle(() => ({ kind: "aborted" })));
+    req.once("close", () => settle(() => ({ kind: "aborted" })));
+  });
+}
+
+// A client still sending when the 413 goes out must get to read it: closing the socket at once
+// would reset the connection and could discard the answer unread. The rest of the body is read
+// and dropped for a bounded while instead (a lingering close).
+const LINGER_MS = 5_000;
+const LINGER_BYTES = 64 * 1024 * 1024;
+
+/** Answers 413 with a GraphQL-style error, then drains what is left of the body within bounds. */
+export function refuseTooLarge(req: IncomingMessage, res: ServerResponse, limit: number): void {
+  res.writeHead(413, { "content-type": "application/json; charset=utf-8" }).end(
+    JSON.stringify({
+      errors: [{ message: `request body exceeds ${limit} bytes`, extensions: { code: "PAYLOAD_TOO_LARGE" } }],
+    }),
+  );
+  if (req.complete) return;
+  let dropped = 0;
+  const timer = setTimeout(() => req.socket.destroy(), LINGER_MS);
+  timer.unref();
+  req.on("data", (chunk: Buffer) => {
+    dropped += chunk.length;
+    if (dropped > LINGER_BYTES) req.socket.destroy();
+  });
+  req.once("close", () => clearTimeout(timer));
+  req.resume();
 }
