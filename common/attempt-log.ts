@@ -40,6 +40,9 @@ export interface LogDocument {
   consumerId: string;
 }
 
+/** A sweep may take at most 1/SWEEP_DUTY_FACTOR of the time between sweeps. */
+const SWEEP_DUTY_FACTOR = 50;
+
 export type RetentionMode = "ttl-index" | "sweeper";
 
 export interface LogFilter {
@@ -64,9 +67,10 @@ export interface AttemptLog {
   sweep(now?: Date): Promise<number>;
   /**
    * Sweeps on an interval while the server has no TTL index; `turn` says whether
-   * this process sweeps this time (one of several consumers is enough). Returns a stopper.
+   * this process sweeps this time (one of several consumers is enough), holding the turn for
+   * `holdMs`. The interval grows with the time a sweep takes. Returns a stopper.
    */
-  startSweeper(turn?: () => Promise<boolean>): () => void;
+  startSweeper(turn?: (holdMs: number) => Promise<boolean>): () => void;
   history(messageId: string): Promise<LogDocument[]>;
   historyForOrders(keys: { system: System; orderId: number }[]): Promise<LogDocument[]>;
   page(filter: LogFilter, first: number, afterId?: ObjectId): Promise<LogDocument[]>;
@@ -196,18 +200,35 @@ export function createAttemptLog(opts: { db: Db; config: Config; logger: Logger 
     },
     startSweeper(turn = async () => true) {
       if (mode !== "sweeper") return () => undefined;
-      let running = false;
-      const timer = setInterval(() => {
-        if (running) return;
-        running = true;
-        turn()
-          .then((mine) => (mine ? this.sweep() : 0))
-          .then((n) => n > 0 && logger.info({ deleted: n }, "expired attempt logs swept"))
-          .catch((err) => logger.warn({ err: errorMessage(err) }, "attempt log sweep failed"))
-          .finally(() => (running = false));
-      }, config.mongo.sweepIntervalMs);
-      timer.unref();
-      return () => clearInterval(timer);
+      let timer: NodeJS.Timeout | undefined;
+      let stopped = false;
+      const schedule = (delayMs: number) => {
+        if (stopped) return;
+        timer = setTimeout(() => void run(delayMs), delayMs);
+        timer.unref();
+      };
+      // On a server without TTL indexes a sweep reads the whole collection; stretching the
+      // interval to SWEEP_DUTY_FACTOR times the last sweep's duration bounds its share of the server.
+      const run = async (heldMs: number) => {
+        let next = config.mongo.sweepIntervalMs;
+        try {
+          if (await turn(heldMs)) {
+            const started = performance.now();
+            const n = await this.sweep();
+            const took = performance.now() - started;
+            next = Math.max(next, Math.round(took * SWEEP_DUTY_FACTOR));
+            if (n > 0) logger.info({ deleted: n, tookMs: Math.round(took), nextInMs: next }, "expired attempt logs swept");
+          }
+        } catch (err) {
+          logger.warn({ err: errorMessage(err) }, "attempt log sweep failed");
+        }
+        schedule(next);
+      };
+      schedule(config.mongo.sweepIntervalMs);
+      return () => {
+        stopped = true;
+        clearTimeout(timer);
+      };
     },
     async history(messageId) {
       const docs = await collection.find({ messageId }).toArray();

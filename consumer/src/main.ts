@@ -30,14 +30,8 @@ async function main(config: Config): Promise<void> {
   const retention = await log.ensureIndexes();
   logger.info({ retention, ttlSeconds: config.mongo.ttlSeconds }, "attempt log ready");
   // One sweep per interval across all consumers: the first to take the turn sweeps.
-  const sweepTurn = async () =>
-    (await redis.set(
-      sweepTurnKey(config),
-      config.consumer.id,
-      "PX",
-      Math.max(1000, config.mongo.sweepIntervalMs - 500),
-      "NX",
-    )) === "OK";
+  const sweepTurn = async (holdMs: number) =>
+    (await redis.set(sweepTurnKey(config), config.consumer.id, "PX", Math.max(1000, holdMs - 500), "NX")) === "OK";
   releasers.add("log sweeper", log.startSweeper(sweepTurn));
 
   const metrics = createConsumerMetrics();
