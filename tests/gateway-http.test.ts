@@ -163,6 +163,48 @@ describe("gateway over HTTP", () => {
     expect((await post({ query: "{ cursors { system } }" })).status).toBe(200);
   });
 
+  it("keeps reading a refused body to its end, so a client still sending never finds the connection closed", async () => {
+    const limit = 4096;
+    const e = await start({ GATEWAY_MAX_BODY_BYTES: String(limit) });
+    const { port } = e.gateway.server.address() as AddressInfo;
+    // A raw chunked request on a `Connection: close` connection: after the 413 has fully
+    // arrived the client sends 1 MiB more, then the last chunk.
+    const socket = net.connect(port, "127.0.0.1");
+    socket.setNoDelay(true);
+    let received = "";
+    let closedByServerAt: "before-last-chunk" | "after-last-chunk" | undefined;
+    let lastChunkSent = false;
+    const errors: string[] = [];
+    socket.on("data", (d: Buffer) => (received += d.toString()));
+    socket.on("end", () => (closedByServerAt ??= lastChunkSent ? "after-last-chunk" : "before-last-chunk"));
+    socket.on("error", (err) => errors.push(err.message));
+    await new Promise<void>((r) => socket.once("connect", () => r()));
+    const chunk = (text: string) => `${Buffer.byteLength(text).toString(16)}\r\n${text}\r\n`;
+    socket.write(
+      `POST /graphql HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-type: application/json\r\nconnection: close\r\ntransfer-encoding: chunked\r\n\r\n` +
+        chunk(`{"query":"{ cursors { system } } #${"x".repeat(2 * limit)}`),
+    );
+    await waitFor(
+      async () => received,
+      (r) => /PAYLOAD_TOO_LARGE"\}\}\]\}(\r\n0\r\n\r\n)?$/.test(r),
+    );
+    expect(received).toMatch(/^HTTP\/1\.1 413 /);
+    for (let i = 0; i < 16; i++) {
+      socket.write(chunk("z".repeat(64 * 1024)));
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    expect(closedByServerAt).toBeUndefined();
+    lastChunkSent = true;
+    socket.write(chunk('"}') + "0\r\n\r\n");
+    await waitFor(
+      async () => closedByServerAt,
+      (c) => c !== undefined,
+    );
+    expect(closedByServerAt).toBe("after-last-chunk");
+    expect(errors).toEqual([]);
+    socket.destroy();
+  });
+
   it("requires the token for mutations when one is set, and leaves reads open", async () => {
     const token = "s3cret-token-of-enough-length";
     const e = await start({ GATEWAY_TOKEN: token });

@@ -87,27 +87,44 @@ export function readBody(req: IncomingMessage, limit: number): Promise<BodyRead>
   });
 }
 
-// A client still sending when the 413 goes out must get to read it: closing the socket at once
-// would reset the connection and could discard the answer unread. The rest of the body is read
-// and dropped for a bounded while instead (a lingering close).
-const LINGER_MS = 5_000;
+// A client still sending when the 413 goes out must get to read it, and must not find the
+// connection gone while it writes (EPIPE): the answer is written at once, but the response is
+// ended, which lets the server close a non-keep-alive connection, only once the rest of the
+// body has been read and dropped. Bounded: a client that goes quiet for LINGER_IDLE_MS or
+// sends more than LINGER_BYTES more is cut off.
+const LINGER_IDLE_MS = 5_000;
 const LINGER_BYTES = 64 * 1024 * 1024;
 
 /** Answers 413 with a GraphQL-style error, then drains what is left of the body within bounds. */
 export function refuseTooLarge(req: IncomingMessage, res: ServerResponse, limit: number): void {
-  res.writeHead(413, { "content-type": "application/json; charset=utf-8" }).end(
-    JSON.stringify({
-      errors: [{ message: `request body exceeds ${limit} bytes`, extensions: { code: "PAYLOAD_TOO_LARGE" } }],
-    }),
-  );
-  if (req.complete) return;
+  const body = JSON.stringify({
+    errors: [{ message: `request body exceeds ${limit} bytes`, extensions: { code: "PAYLOAD_TOO_LARGE" } }],
+  });
+  res.writeHead(413, { "content-type": "application/json; charset=utf-8", "content-length": Buffer.byteLength(body) });
+  res.write(body);
+  let timer: NodeJS.Timeout | undefined;
+  const finish = () => {
+    clearTimeout(timer);
+    if (!res.writableEnded) res.end();
+  };
+  if (req.complete) return finish();
+  const cutOff = () => {
+    finish();
+    req.socket.destroy();
+  };
+  const idle = () => {
+    clearTimeout(timer);
+    timer = setTimeout(cutOff, LINGER_IDLE_MS);
+    timer.unref();
+  };
   let dropped = 0;
-  const timer = setTimeout(() => req.socket.destroy(), LINGER_MS);
-  timer.unref();
+  idle();
   req.on("data", (chunk: Buffer) => {
     dropped += chunk.length;
-    if (dropped > LINGER_BYTES) req.socket.destroy();
+    if (dropped > LINGER_BYTES) cutOff();
+    else idle();
   });
-  req.once("close", () => clearTimeout(timer));
+  req.once("end", finish);
+  req.once("close", finish);
   req.resume();
 }
