@@ -6,7 +6,7 @@ SHELL := bash
 NODE_BIN := $(shell scripts/ensure-node.sh)
 export PATH := $(if $(NODE_BIN),$(NODE_BIN):,)$(CURDIR)/node_modules/.bin:$(PATH)
 
-.PHONY: dashboard help install services services-down status migrate start start_with_logs stop clean test test-faults typecheck lint format schema bench
+.PHONY: dashboard help install services services-down status migrate start start_with_logs stop clean test test-quick test-faults typecheck lint format schema bench
 
 help: ## list the targets
 	@grep -E '^[a-z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -62,14 +62,17 @@ format: install ## rewrite files with prettier and eslint --fix
 schema: install ## print schema.graphql from the Pothos schema
 	@npm run -s schema:print
 
-test: install services ## typecheck, lint and run every test against the real services
+test: test-quick ## test-quick, then the fault-injection suite (about 10 more minutes)
+	@echo "[test] fault-injection suite"; npm run -s test:faults
+
+test-quick: install services ## typecheck, lint and run every test against the real services
 	@echo "[test] typecheck"; npm run -s typecheck
 	@echo "[test] lint"; npm run -s lint
 	@echo "[test] browser"; scripts/ensure-chromium.sh
 	@echo "[test] dashboard bundle"; npm run -s build:dashboard
 	@echo "[test] vitest"; npm run -s test
 
-test-faults: install services ## the fault-injection suite (kills, restarts, outages)
+test-faults: install services ## the fault-injection suite alone (kills, restarts, outages, load)
 	@npm run -s test:faults
 
 bench: install services migrate ## benchmarks: prints a table, writes bench/results/*.json
