@@ -52,6 +52,16 @@ async function dlqMessages(e: TestEnv) {
   });
 }
 
+/** Attempt 1 was retried once and attempt 2 succeeded, with one endput row. */
+async function expectOneRetryThenSuccess(e: TestEnv, msg: OrderMessage) {
+  const history = await e.log.history(msg.messageId);
+  expect(history.map((h) => [h.attempt, h.status])).toEqual([
+    [1, "RETRY_SCHEDULED"],
+    [2, "SUCCEEDED"],
+  ]);
+  expect(await e.endput.endputOrder.count()).toBe(1);
+}
+
 describe("end to end", () => {
   it("retries, dead-letters and sinks exactly the security_check = true orders", async () => {
     env = await createTestEnv({ RETRY_DELAY_MS: "300", MAX_ATTEMPTS: "5" });
@@ -165,12 +175,7 @@ describe("processing", () => {
     );
     await publishRaw(e, encodeMessage(msg), { [HEADERS.attempt]: 1 }, msg.messageId);
     await e.drained();
-    const history = await e.log.history(msg.messageId);
-    expect(history.map((h) => [h.attempt, h.status])).toEqual([
-      [1, "RETRY_SCHEDULED"],
-      [2, "SUCCEEDED"],
-    ]);
-    expect(await e.endput.endputOrder.count()).toBe(1);
+    await expectOneRetryThenSuccess(e, msg);
   });
 
   it("lets only the copy that claimed an attempt forward it, also after a redelivery", async () => {
@@ -193,12 +198,7 @@ describe("processing", () => {
     });
     await e.startConsumer({ CONSUMER_BATCH_SIZE: "1" });
     await e.drained();
-    const history = await e.log.history(msg.messageId);
-    expect(history.map((h) => [h.attempt, h.status])).toEqual([
-      [1, "RETRY_SCHEDULED"],
-      [2, "SUCCEEDED"],
-    ]);
-    expect(await e.endput.endputOrder.count()).toBe(1);
+    await expectOneRetryThenSuccess(e, msg);
     const events = await e.redis.hgetall(counterKey(e.config));
     expect(events).toEqual({ "SYSTEM1:RETRY_SCHEDULED": "1", "SYSTEM1:SUCCEEDED": "1" });
   });
