@@ -1,6 +1,9 @@
 // The AMQP topology, declared idempotently by whichever process connects first.
 // Delayed retries use TTL + dead-lettering (no broker plugin): a wait queue per
 // delay tier whose expired messages dead-letter back into the primary queue.
+// The wait queues are quorum queues with at-least-once dead-lettering: a classic
+// queue dead-letters at most once, and drops what expires while the primary is
+// not there to take it, as during a broker restart.
 import type { Channel } from "amqplib";
 
 import type { Config } from "./config.ts";
@@ -28,7 +31,7 @@ export function makeTopology(config: Config): Topology {
   const { delayMs, backoff, maxDelayMs, maxAttempts } = config.retry;
   const delayFor = (failedAttempt: number) => backoffs[backoff](failedAttempt, delayMs, Math.max(maxDelayMs, delayMs));
   const tiers = [...new Set(Array.from({ length: Math.max(1, maxAttempts - 1) }, (_, i) => delayFor(i + 1)))];
-  const waitName = (ms: number) => `${p}.orders.wait.${ms}ms`;
+  const waitName = (ms: number) => `${p}.orders.retry.${ms}ms`;
   return {
     exchange: `${p}.orders`,
     routingKey: "order",
@@ -58,10 +61,12 @@ export async function assertTopology(
     await channel.assertQueue(wait.name, {
       durable: true,
       arguments: {
-        "x-queue-type": "classic",
+        "x-queue-type": "quorum",
         "x-message-ttl": wait.delayMs,
         "x-dead-letter-exchange": "",
         "x-dead-letter-routing-key": topology.primary,
+        "x-dead-letter-strategy": "at-least-once",
+        "x-overflow": "reject-publish",
       },
     });
   }

@@ -110,10 +110,10 @@ describe("backoff and topology", () => {
 
   it("declares one wait queue per distinct delay", () => {
     const fixed = makeTopology(readConfig({ RETRY_DELAY_MS: "10000", MAX_ATTEMPTS: "5" }));
-    expect(fixed.waitQueues).toEqual([{ name: "tentativa.orders.wait.10000ms", delayMs: 10000 }]);
+    expect(fixed.waitQueues).toEqual([{ name: "tentativa.orders.retry.10000ms", delayMs: 10000 }]);
     const exp = makeTopology(readConfig({ RETRY_DELAY_MS: "100", MAX_ATTEMPTS: "5", RETRY_BACKOFF: "exponential" }));
     expect(exp.waitQueues.map((w) => w.delayMs)).toEqual([100, 200, 400, 800]);
-    expect(exp.waitQueueFor(3)).toBe("tentativa.orders.wait.400ms");
+    expect(exp.waitQueueFor(3)).toBe("tentativa.orders.retry.400ms");
   });
 });
 

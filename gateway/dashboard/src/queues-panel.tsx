@@ -5,11 +5,11 @@ import type { Polled } from "./use-poll.ts";
 
 type Kind = "primary" | "wait" | "dead-letter" | "other";
 
-/** Names follow common/topology.ts: <prefix>.orders.primary, <prefix>.orders.wait.<ms>ms, <prefix>.orders.dlq. */
+/** Names follow common/topology.ts: <prefix>.orders.primary, <prefix>.orders.retry.<ms>ms, <prefix>.orders.dlq. */
 export function queueKind(name: string): Kind {
   if (name.endsWith(".primary")) return "primary";
   if (name.endsWith(".dlq")) return "dead-letter";
-  if (/\.wait\.\d+ms$/.test(name)) return "wait";
+  if (/\.retry\.\d+ms$/.test(name)) return "wait";
   return "other";
 }
 
