@@ -225,6 +225,30 @@ describe("publishPending", () => {
     expect(bad.errors?.[0]?.extensions?.code).toBe("BAD_USER_INPUT");
   });
 
+  it("stops at a row that breaks the message contract without moving the cursor, and publishes it once fixed", async () => {
+    await env.gql(SEED, { system: "SYSTEM1", count: 10 });
+    await env.gql(PUBLISH, { system: "SYSTEM1" });
+    await drainPrimary();
+    // Ids 11..14; the contract wants a product of at least one character.
+    const db = env.sources.SYSTEM1;
+    await db.order.createMany({
+      data: ["kept", "kept", "", "kept"].map((product) => ({ product, price: "3.00", securityCheck: true })),
+    });
+
+    const failed = await env.gql(PUBLISH, { system: "SYSTEM1" });
+    expect(failed.errors?.[0]?.extensions?.code).toBe("INTERNAL_SERVER_ERROR");
+    expect(await env.redis.get(cursorKey(env.config, "SYSTEM1"))).toBe("10");
+
+    await db.order.update({ where: { id: 13 }, data: { product: "fixed" } });
+    const fixed = await env.gql(PUBLISH, { system: "SYSTEM1" });
+    expect(fixed.data).toMatchObject({ publishPending: { published: 4, fromId: 11, toId: 14, cursor: 14 } });
+    // Rows sent before the failure go out again with the same message ids; the consumer deduplicates them.
+    const msgs = await drainPrimary();
+    expect(new Set(msgs.map((m) => m.message.source.orderId))).toEqual(new Set([11, 12, 13, 14]));
+    expect(msgs.find((m) => m.message.source.orderId === 13)?.message.order.product).toBe("fixed");
+    for (const m of msgs) expect(m.messageId).toBe(m.message.messageId);
+  });
+
   it("keeps publishing after a channel error closes the publish channel", async () => {
     // Publishing to an exchange that does not exist makes the broker close the channel.
     await expect(env.broker.publish("no-such-exchange", "x", Buffer.from("{}"), {})).rejects.toThrow();
