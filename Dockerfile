@@ -19,9 +19,14 @@ COPY prisma ./prisma
 COPY scripts ./scripts
 RUN npx tsx scripts/prisma.ts generate && npx vite build --config gateway/dashboard/vite.config.ts
 
-# Set only after npm ci: with NODE_ENV=production npm would skip dev dependencies.
+# Set only after npm ci: with NODE_ENV=production npm would skip dev dependencies. Two malloc
+# arenas instead of eight per core: the helper threads reuse freed memory rather than each keeping
+# its own (a few MB of the gateway's peak, BENCHMARKS.md).
 ENV NODE_ENV=production \
-  NPM_CONFIG_UPDATE_NOTIFIER=false
+  NPM_CONFIG_UPDATE_NOTIFIER=false \
+  MALLOC_ARENA_MAX=2
 
 EXPOSE 4000 9464
-CMD ["npx", "tsx", "gateway/src/main.ts"]
+# node itself rather than npx: no npm process beside it, and signals reach the gateway. The heap
+# limits are the ones scripts/start.sh uses (BENCHMARKS.md, gateway memory while publishing).
+CMD ["node", "--max-semi-space-size=8", "--max-old-space-size=128", "--import", "tsx", "gateway/src/main.ts"]

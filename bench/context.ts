@@ -63,6 +63,7 @@ export function createContext(world: World, options: Options): BenchContext {
       const child = await startChild({
         name: `gateway-${s.name}`,
         script: "gateway/src/main.ts",
+        nodeArgs: options.gatewayNodeArgs,
         env: { ...s.overrides, GATEWAY_HOST: "127.0.0.1", GATEWAY_PORT: String(port), ...options.gatewayEnv },
         port,
         logDir: outDir,

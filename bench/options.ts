@@ -28,6 +28,8 @@ export interface Options {
   /** Extra settings for every consumer child, e.g. CONSUMER_BATCH_SIZE=1000 (experiments). */
   consumerEnv: Record<string, string>;
   gatewayEnv: Record<string, string>;
+  /** Node's arguments for the gateway children instead of the shipped ones (experiments). */
+  gatewayNodeArgs: string[] | undefined;
   label: string | undefined;
   /** Keep the run's databases, queues and keys (for inspection). */
   keep: boolean;
@@ -60,6 +62,8 @@ const USAGE = `usage: npm run bench -- [options]
   --profile               add a happy-path run with --cpu-prof and a batch-step timing
   --consumer-env K=V      setting for the consumer children (repeatable)
   --gateway-env K=V       setting for the gateway children (repeatable)
+  --gateway-node-args A   node's arguments for the gateway children instead of the shipped
+                          ones, e.g. "--max-old-space-size=128 --import tsx" (experiments)
   --label TEXT            stored in the JSON (names an experiment)
   --keep                  do not drop the run's databases, queues and keys`;
 
@@ -98,6 +102,7 @@ const VALUE_FLAGS = new Set([
   "only",
   "skip",
   "label",
+  "gateway-node-args",
 ]);
 
 export function parseOptions(argv: string[]): Options {
@@ -151,6 +156,7 @@ export function parseOptions(argv: string[]): Options {
     steps,
     consumerEnv: Object.fromEntries(repeated["consumer-env"]!.map(keyValue)),
     gatewayEnv: Object.fromEntries(repeated["gateway-env"]!.map(keyValue)),
+    gatewayNodeArgs: values.get("gateway-node-args")?.trim().split(/\s+/).filter(Boolean),
     label: values.get("label"),
     keep: booleans.has("keep"),
   };

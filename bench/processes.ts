@@ -1,7 +1,7 @@
-// The shipped processes as children: `node --import tsx gateway/src/main.ts` and
-// `node --import tsx consumer/src/main.ts`, each with the scenario's settings in
-// its environment, its output in a log file, and stopped with SIGTERM so it
-// shuts down (and writes its CPU profile) the way it does in production.
+// The shipped processes as children, launched the way scripts/start.sh and the
+// Dockerfile launch them (LAUNCH), each with the scenario's settings in its
+// environment, its output in a log file, and stopped with SIGTERM so it shuts
+// down (and writes its CPU profile) the way it does in production.
 import { type ChildProcess, spawn } from "node:child_process";
 import fs from "node:fs";
 import net from "node:net";
@@ -12,6 +12,20 @@ import { environment } from "../common/config.ts";
 import { sleep } from "./progress.ts";
 
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
+
+export type Script = "gateway/src/main.ts" | "consumer/src/main.ts";
+
+/**
+ * How each process is launched: keep it equal to scripts/start.sh and the Dockerfile. The gateway's
+ * heap limits and malloc arenas are measured in BENCHMARKS.md (gateway memory while publishing).
+ */
+export const LAUNCH: Record<Script, { nodeArgs: readonly string[]; env: Record<string, string> }> = {
+  "gateway/src/main.ts": {
+    nodeArgs: ["--max-semi-space-size=8", "--max-old-space-size=128", "--import", "tsx"],
+    env: { MALLOC_ARENA_MAX: "2" },
+  },
+  "consumer/src/main.ts": { nodeArgs: ["--import", "tsx"], env: {} },
+};
 
 export interface Child {
   name: string;
@@ -45,7 +59,9 @@ function tail(file: string, lines = 15): string {
 
 export async function startChild(opts: {
   name: string;
-  script: "gateway/src/main.ts" | "consumer/src/main.ts";
+  script: Script;
+  /** Replaces LAUNCH[script].nodeArgs (experiments). */
+  nodeArgs?: readonly string[];
   env: Record<string, string | undefined>;
   port: number;
   logDir: string;
@@ -58,7 +74,7 @@ export async function startChild(opts: {
   fs.mkdirSync(opts.logDir, { recursive: true });
   const logFile = path.join(opts.logDir, `${opts.name}.log`);
   const out = fs.openSync(logFile, "a");
-  const args = ["--import", "tsx"];
+  const args = [...(opts.nodeArgs ?? LAUNCH[opts.script].nodeArgs)];
   if (opts.cpuProfDir) {
     fs.mkdirSync(opts.cpuProfDir, { recursive: true });
     args.push("--cpu-prof", "--cpu-prof-dir", opts.cpuProfDir, "--cpu-prof-name", `${opts.name}.cpuprofile`);
@@ -66,7 +82,7 @@ export async function startChild(opts: {
   args.push(opts.script);
   const child = spawn(process.execPath, args, {
     cwd: ROOT,
-    env: { ...environment(), ...opts.env },
+    env: { ...environment(), ...LAUNCH[opts.script].env, ...opts.env },
     stdio: ["ignore", out, out],
   });
   fs.closeSync(out);

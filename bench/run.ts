@@ -12,7 +12,7 @@ import { createContext } from "./context.ts";
 import { type CpuUsage, describeCores, OTHER, REAPED } from "./machine.ts";
 import { ISSUE_SIZES, type Options, parseOptions, type Step, UsageError } from "./options.ts";
 import { type PipelineResult, type PublishOnlyResult, runPipeline, runPublishOnly } from "./pipeline.ts";
-import { killChildren, ROOT } from "./processes.ts";
+import { killChildren, LAUNCH, ROOT } from "./processes.ts";
 import { formatSummary, type ProfileSummary, summarise } from "./profile.ts";
 import { fmt, progress } from "./progress.ts";
 import { rawBroker, type RawResult } from "./raw-broker.ts";
@@ -55,6 +55,12 @@ function scaledNotes(o: Options): string[] {
   note(["publish"], "rows published without a consumer", o.publishRows, ISSUE_SIZES.publishRows, budget);
   note(["read", "log-growth"], "attempt-log documents", o.logDocs, ISSUE_SIZES.logDocs, budget);
   return notes;
+}
+
+function launchLine(o: Options): string {
+  const { nodeArgs, env } = LAUNCH["gateway/src/main.ts"];
+  const vars = Object.entries(env).map(([k, v]) => `${k}=${v} `);
+  return `${vars.join("")}node ${(o.gatewayNodeArgs ?? nodeArgs).join(" ")} gateway/src/main.ts`;
 }
 
 const ratio = (a: number, b: number) => (b > 0 ? a / b : NaN);
@@ -415,6 +421,7 @@ async function main(): Promise<number> {
       `${os.availableParallelism()} cores, node ${process.version}${options.quick ? ", --quick" : ""}`,
     ...(Object.keys(options.consumerEnv).length ? [`consumer settings: ${JSON.stringify(options.consumerEnv)}`] : []),
     ...(Object.keys(options.gatewayEnv).length ? [`gateway settings: ${JSON.stringify(options.gatewayEnv)}`] : []),
+    `gateway launched as: ${launchLine(options)}`,
     "",
     table,
     "",

@@ -41,8 +41,12 @@ run() { # name colour command...
   echo $! >"$RUN/$name.pid"
 }
 
+# The gateway's heap limits and malloc arenas keep it under 200 MB while it publishes a million
+# rows (BENCHMARKS.md, gateway memory while publishing); bench/processes.ts and the Dockerfile
+# launch it the same way.
+GATEWAY_NODE_FLAGS=(--max-semi-space-size=8 --max-old-space-size=128)
 run consumer 36 node --import tsx consumer/src/main.ts
-run gateway 35 node --import tsx gateway/src/main.ts
+run gateway 35 env MALLOC_ARENA_MAX=2 node "${GATEWAY_NODE_FLAGS[@]}" --import tsx gateway/src/main.ts
 
 stopping=0
 shutdown() {
