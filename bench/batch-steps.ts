@@ -1,9 +1,11 @@
 // Where a happy-path batch spends its time: replays the consumer's per-batch
-// work (decode, Redis done-mark check, endput createMany, attempt-log
-// insertMany, Redis events + counters pipeline) with the same clients on the
-// same services, timing each step, plus variants the consumer could adopt. The
+// work (decode, Redis attempt claims, endput insert, attempt-log insertMany,
+// Redis events + counters pipeline) with the same clients on the
+// same services, timing each step, plus variants to compare it with. The
 // round trips per batch are fixed (one per step), so the step times say which
 // store bounds the consumer.
+import { randomUUID } from "node:crypto";
+
 import { createAttemptLog, type LogDocument } from "../common/attempt-log.ts";
 import { type Config } from "../common/config.ts";
 import { encodeMessage, HEADERS, type System } from "../common/contract.ts";
@@ -12,18 +14,19 @@ import { counterKey, doneKey } from "../common/keys.ts";
 import { createLogger } from "../common/logger.ts";
 import { createEndputClient, createMongo, createRedis } from "../common/stores.ts";
 import { decide } from "../consumer/src/decide.ts";
+import { claimAttempts, deliveryLogFields, insertEndputRows } from "../consumer/src/records.ts";
 import { orderMessageId } from "../gateway/src/services/message-id.ts";
 import { fmt, progress } from "./progress.ts";
 
-export const STEP_NAMES = ["decode", "redis mget", "endput", "log insertMany", "redis pipeline"] as const;
+export const STEP_NAMES = ["decode", "redis claim", "endput", "log insertMany", "redis pipeline"] as const;
 type StepName = (typeof STEP_NAMES)[number];
 
 /**
- * as-shipped: the consumer's order (endput createMany, then the log, then Redis).
+ * as-shipped: the consumer's order (endput as one INSERT … SELECT unnest(…), then the log, then Redis).
  * parallel: endput and log writes at once (both idempotent, both before the ack).
- * unnest: endput as one INSERT … SELECT unnest(…) ON CONFLICT DO NOTHING through $executeRaw.
+ * createMany: endput through Prisma's createMany (skipDuplicates), the consumer's earlier write.
  */
-export const VARIANTS = ["as-shipped", "parallel", "unnest", "unnest+parallel"] as const;
+export const VARIANTS = ["as-shipped", "parallel", "createMany", "createMany+parallel"] as const;
 export type Variant = (typeof VARIANTS)[number];
 
 export interface StepTiming {
@@ -86,21 +89,16 @@ export async function batchSteps(
           if (o.kind !== "SUCCEEDED") throw new Error(`unexpected outcome ${o.kind}`);
           return o.delivery;
         });
-        await time("redis mget", () =>
-          redis.mget(deliveries.map((d) => doneKey(config, d.message.messageId, d.round, d.attempt))),
+        await time("redis claim", () =>
+          claimAttempts(
+            redis,
+            deliveries.map((d) => doneKey(config, d.message.messageId, d.round, d.attempt)),
+            deliveries.map(() => randomUUID()),
+          ),
         );
         const writeEndput: () => Promise<unknown> =
-          variant === "unnest" || variant === "unnest+parallel"
-            ? () => {
-                const m = deliveries.map((d) => d.message);
-                return endput.$executeRaw`
-                  insert into orders (source_system, source_order_id, message_id, product, price, security_check, attempts)
-                  select * from unnest(${m.map((x) => x.source.system)}::source_system[], ${m.map((x) => x.source.orderId)}::int[],
-                    ${m.map((x) => x.messageId)}::uuid[], ${m.map((x) => x.order.product)}::text[], ${m.map((x) => x.order.price)}::numeric[],
-                    ${m.map((x) => x.order.securityCheck)}::boolean[], ${deliveries.map((d) => d.attempt)}::int[])
-                  on conflict (source_system, source_order_id) do nothing`;
-              }
-            : () =>
+          variant === "createMany" || variant === "createMany+parallel"
+            ? () =>
                 endput.endputOrder.createMany({
                   data: deliveries.map(({ message, attempt }) => ({
                     sourceSystem: message.source.system,
@@ -112,10 +110,11 @@ export async function batchSteps(
                     attempts: attempt,
                   })),
                   skipDuplicates: true,
-                });
+                })
+            : () => insertEndputRows(endput, deliveries);
         const now = new Date();
-        const docs: LogDocument[] = deliveries.map(({ message, attempt, round }) => ({
-          messageId: message.messageId,
+        const docs: LogDocument[] = deliveries.map((d) => ({
+          messageId: d.message.messageId,
           status: "SUCCEEDED",
           maxAttempts: config.retry.maxAttempts,
           processedAt: now,
@@ -124,15 +123,9 @@ export async function batchSteps(
           durationMs: 1,
           consumerId: "bench-steps",
           error: null,
-          round,
-          attempt,
-          requiredAttempts: message.requiredAttempts,
-          system: message.source.system,
-          orderId: message.source.orderId,
-          source: { ...message.source, publishedAt: new Date(message.publishedAt) },
-          order: message.order,
+          ...deliveryLogFields(d),
         }));
-        if (variant === "parallel" || variant === "unnest+parallel")
+        if (variant === "parallel" || variant === "createMany+parallel")
           await Promise.all([time("endput", writeEndput), time("log insertMany", () => log.insert(docs))]);
         else {
           await time("endput", writeEndput);

@@ -396,7 +396,7 @@ async function main(): Promise<number> {
           const runs = [
             ...VARIANTS.map((variant) => ({ variant, size: 250 })),
             { variant: "as-shipped" as const, size: 1000 },
-            { variant: "unnest+parallel" as const, size: 1000 },
+            { variant: "parallel" as const, size: 1000 },
           ];
           const steps = await batchSteps(s.config, runs, options.quick ? 5000 : 20000);
           results.profile = { run, summaries, steps };

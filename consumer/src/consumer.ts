@@ -31,6 +31,7 @@ import type { Logger } from "../../common/logger.ts";
 import type { EndputClient } from "../../common/stores.ts";
 import { decide, type Outcome } from "./decide.ts";
 import type { ConsumerMetrics } from "./metrics.ts";
+import { claimAttempts, deliveryLogFields, insertEndputRows } from "./records.ts";
 
 export interface Consumer {
   start(): void;
@@ -52,24 +53,6 @@ interface Item {
   receivedAt: number;
 }
 
-/** How long a claim outlives its attempt: later copies of it are recognised for this long. */
-const CLAIM_TTL_SECONDS = 24 * 3600;
-// Claims each key for its copy unless another copy holds it; 1 = this copy owns the attempt.
-const CLAIM_SCRIPT = `
-local out = {}
-for i, key in ipairs(KEYS) do
-  local copy = ARGV[i + 1]
-  local owner = redis.call('GET', key)
-  if not owner then
-    redis.call('SET', key, copy, 'EX', ARGV[1])
-    out[i] = 1
-  elseif owner == copy then
-    out[i] = 1
-  else
-    out[i] = 0
-  end
-end
-return out`;
 const MAX_REASON_LENGTH = 200;
 
 class ChannelGone extends Error {}
@@ -268,29 +251,20 @@ export function createConsumer(deps: {
     const keyed = unique.filter((i) => i.key);
     if (keyed.length > 0) {
       const owned = await durably(ch, "redis-claim", () =>
-        redis.eval(CLAIM_SCRIPT, keyed.length, ...keyed.map((i) => i.key!), CLAIM_TTL_SECONDS, ...keyed.map((i) => i.copy)),
+        claimAttempts(
+          redis,
+          keyed.map((i) => i.key!),
+          keyed.map((i) => i.copy),
+        ),
       );
-      (owned as number[]).forEach((o, idx) => o !== 1 && (keyed[idx]!.duplicate = true));
+      owned.forEach((mine, idx) => !mine && (keyed[idx]!.duplicate = true));
     }
     const live = items.filter((i) => !i.duplicate);
 
     const successes = live.filter((i) => i.outcome.kind === "SUCCEEDED");
     if (successes.length > 0) {
       const rows = successes.map(({ outcome }) => (outcome as Extract<Outcome, { kind: "SUCCEEDED" }>).delivery);
-      const m = rows.map((d) => d.message);
-      // One statement per batch; a row already there (a redelivery) is left as it is.
-      await durably(
-        ch,
-        "endput",
-        () => endput.$executeRaw`
-          insert into orders (source_system, source_order_id, message_id, product, price, security_check, attempts)
-          select * from unnest(
-            ${m.map((x) => x.source.system)}::source_system[], ${m.map((x) => x.source.orderId)}::int[],
-            ${m.map((x) => x.messageId)}::uuid[], ${m.map((x) => x.order.product)}::text[],
-            ${m.map((x) => x.order.price)}::numeric[], ${m.map((x) => x.order.securityCheck)}::boolean[],
-            ${rows.map((d) => d.attempt)}::int[])
-          on conflict (source_system, source_order_id) do nothing`,
-      );
+      await durably(ch, "endput", () => insertEndputRows(endput, rows));
     }
 
     const forwards = live.filter((i) => i.outcome.kind !== "SUCCEEDED");
@@ -417,17 +391,7 @@ export function createConsumer(deps: {
         order: null,
       };
     }
-    const { message, attempt, round } = outcome.delivery;
-    return {
-      ...common,
-      round,
-      attempt,
-      requiredAttempts: message.requiredAttempts,
-      system: message.source.system,
-      orderId: message.source.orderId,
-      source: { ...message.source, publishedAt: new Date(message.publishedAt) },
-      order: message.order,
-    };
+    return { ...common, ...deliveryLogFields(outcome.delivery) };
   }
 
   function toEvent(item: Item, now: Date): ProcessingEvent {
