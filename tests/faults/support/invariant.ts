@@ -6,10 +6,12 @@
 //   - each Redis cursor equals the highest id of its source table.
 import type { ConsumeMessage } from "amqplib";
 import pg from "pg";
+import { expect } from "vitest";
 
 import { HEADERS, type System, SYSTEMS } from "../../../common/contract.ts";
 import { orderMessageId } from "../../../gateway/src/services/message-id.ts";
 import { URLS } from "./fault-services.ts";
+import type { ScenarioReport } from "./report.ts";
 import type { World } from "./world.ts";
 
 export interface DrainOptions {
@@ -296,4 +298,14 @@ export async function checkInvariant(world: World, opts: { expectedRejected?: nu
     duplicated,
     problems,
   };
+}
+
+/** Checks the invariant (timed in the report), records it and asserts nothing was lost or duplicated. */
+export async function expectInvariantHolds(world: World, report: ScenarioReport): Promise<InvariantResult> {
+  const result = await report.time("invariant", () => checkInvariant(world));
+  report.invariant(result);
+  expect(result.problems).toEqual([]);
+  expect(result.lost).toBe(0);
+  expect(result.duplicated).toBe(0);
+  return result;
 }
