@@ -62,10 +62,11 @@ const schema = z.object({
   CONSUMER_PORT: int(0, 65535).default(9464),
   MAX_MESSAGE_BYTES: int(256, 128 * 1024 * 1024).default(64 * 1024),
 
-  GATEWAY_HOST: z.string().min(1).default("0.0.0.0"),
+  GATEWAY_HOST: z.string().min(1).default("127.0.0.1"),
   GATEWAY_PORT: int(0, 65535).default(4000),
   GATEWAY_TOKEN: z.string().min(16, { error: "must be at least 16 characters" }).optional(),
   GATEWAY_TOKEN_READS: bool.default(false),
+  GATEWAY_ALLOW_ANONYMOUS: bool.default(false),
   GATEWAY_MAX_BODY_BYTES: int(1024).default(1024 * 1024),
   GATEWAY_MAX_DEPTH: int(2, 100).default(12),
   GATEWAY_DRAIN_TIMEOUT_MS: int(0, 600_000).default(10_000),
@@ -132,6 +133,7 @@ function build(e: z.output<typeof schema>) {
       port: e.GATEWAY_PORT,
       token: e.GATEWAY_TOKEN,
       tokenReads: e.GATEWAY_TOKEN_READS,
+      allowAnonymous: e.GATEWAY_ALLOW_ANONYMOUS,
       maxBodyBytes: e.GATEWAY_MAX_BODY_BYTES,
       maxDepth: e.GATEWAY_MAX_DEPTH,
       drainTimeoutMs: e.GATEWAY_DRAIN_TIMEOUT_MS,
@@ -151,6 +153,9 @@ function deepFreeze<T>(o: T): T {
   return Object.freeze(o);
 }
 
+// Booleans read an empty value as false; every other setting reads it as unset.
+const EMPTY_IS_FALSE = new Set(["GATEWAY_TOKEN_READS", "GATEWAY_ALLOW_ANONYMOUS", "LOG_PRETTY"]);
+
 /**
  * Reads the configuration from the environment; `overrides` win over it (tests
  * use them for unique queue names and key prefixes). Throws a ConfigError that
@@ -160,7 +165,7 @@ export function readConfig(overrides: Partial<Record<keyof Env, string>> = {}): 
   const raw: Record<string, string | undefined> = {};
   for (const key of Object.keys(schema.shape)) {
     const value = (overrides as Record<string, string | undefined>)[key] ?? process.env[key];
-    raw[key] = value === "" && key !== "GATEWAY_TOKEN_READS" && key !== "LOG_PRETTY" ? undefined : value;
+    raw[key] = value === "" && !EMPTY_IS_FALSE.has(key) ? undefined : value;
   }
   const parsed = schema.safeParse(raw);
   if (!parsed.success) {

@@ -7,6 +7,9 @@ import { fileURLToPath } from "node:url";
 import { describe, expect, it } from "vitest";
 import { parse } from "yaml";
 
+import { type Env, readConfig } from "../common/config.ts";
+import { anonymousExposure } from "../gateway/src/exposure.ts";
+
 interface Service {
   image?: string;
   build?: string | { context?: string; dockerfile?: string };
@@ -219,6 +222,10 @@ describe("compose.yaml", () => {
       }
     }
     expect(env(service("gateway")).GATEWAY_HOST).toBe("0.0.0.0");
+    // Listening beyond loopback, the gateway only starts with a token (or an explicit opt-out).
+    const gateway = readConfig(env(service("gateway")) as Partial<Record<keyof Env, string>>).gateway;
+    expect(anonymousExposure(gateway)).toBeUndefined();
+    expect(gateway.token).toBeDefined();
   });
 
   it("sets only variables that common/config.ts knows", () => {

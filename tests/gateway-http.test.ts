@@ -1,5 +1,6 @@
 // The gateway over real HTTP: GraphiQL, health, limits, the token and shutdown.
 import { type ChildProcess, spawn } from "node:child_process";
+import { once } from "node:events";
 import http from "node:http";
 import net, { type AddressInfo } from "node:net";
 import path from "node:path";
@@ -326,6 +327,30 @@ describe("gateway shutdown", () => {
         .map((l) => JSON.parse(l) as { msg: string; step?: string });
     return { port, url, exited, output: () => output, logs };
   }
+
+  it("refuses to start on a non-loopback address without a token, and starts when anonymous access is allowed", async () => {
+    const refused = spawn(process.execPath, ["--import", "tsx", "gateway/src/main.ts"], {
+      cwd: root,
+      stdio: ["ignore", "pipe", "pipe"],
+      env: { ...environment(), GATEWAY_HOST: "0.0.0.0", GATEWAY_PORT: "0", GATEWAY_TOKEN: "", GATEWAY_ALLOW_ANONYMOUS: "" },
+    });
+    child = refused;
+    let stderr = "";
+    refused.stderr.on("data", (d: Buffer) => (stderr += d.toString()));
+    const [code] = (await once(refused, "exit")) as [number | null];
+    expect(code, stderr).toBe(1);
+    expect(stderr).toMatch(/GATEWAY_HOST=0\.0\.0\.0 is not a loopback address and GATEWAY_TOKEN is not set/);
+
+    const e = (env = await createTestEnv());
+    const allowed = await spawnGateway(e, { GATEWAY_HOST: "0.0.0.0", GATEWAY_ALLOW_ANONYMOUS: "true" });
+    const seeded = await fetch(`${allowed.url}/graphql`, {
+      method: "POST",
+      headers: json,
+      body: JSON.stringify({ query: "mutation { seedOrders(system: SYSTEM1, count: 2) { inserted } }" }),
+    });
+    expect(await seeded.json()).toEqual({ data: { seedOrders: { inserted: 2 } } });
+    expect(allowed.logs().some((l) => /GATEWAY_ALLOW_ANONYMOUS=true/.test(l.msg))).toBe(true);
+  });
 
   it("on SIGTERM finishes the request in flight, completes subscriptions, then closes the stores and exits 0", async () => {
     const rows = 30_000;

@@ -3,18 +3,23 @@ import { once } from "node:events";
 
 import { createAttemptLog } from "../../common/attempt-log.ts";
 import { createBroker } from "../../common/broker.ts";
-import type { Config } from "../../common/config.ts";
+import { type Config, ConfigError } from "../../common/config.ts";
 import { errorMessage } from "../../common/errors.ts";
 import { createReleasers, onShutdownSignal } from "../../common/lifecycle.ts";
 import { createLogger } from "../../common/logger.ts";
 import { runMain } from "../../common/run-main.ts";
 import { createEndputClient, createMongo, createRedis, createSourceClients } from "../../common/stores.ts";
 import { createGateway } from "./app.ts";
+import { anonymousExposure, isLoopback } from "./exposure.ts";
 import { createGatewayMetrics } from "./metrics.ts";
 import { createEventsPubSub } from "./pubsub.ts";
 
 async function main(config: Config): Promise<void> {
+  const exposure = anonymousExposure(config.gateway);
+  if (exposure) throw new ConfigError([exposure]);
   const logger = createLogger(config, "gateway");
+  if (!config.gateway.token && !isLoopback(config.gateway.host))
+    logger.warn({ host: config.gateway.host }, "GATEWAY_ALLOW_ANONYMOUS=true: anyone who reaches the gateway can run mutations");
   const releasers = createReleasers(logger);
 
   const sources = createSourceClients(config);
