@@ -42,6 +42,8 @@ export function isConnectivityError(err: unknown): boolean {
   if (!(err instanceof Error)) return false;
   const code = (err as { code?: unknown }).code;
   if (typeof code === "string" && /^(ECONN|ETIMEDOUT|EPIPE|ENOTFOUND|P1001|P1002|P1017|57P01)/.test(code)) return true;
+  // ioredis gives up on a command after maxRetriesPerRequest reconnections with this error.
+  if (err.name === "MaxRetriesPerRequestError") return true;
   return CONNECTIVITY.test(err.message) || err.name === "MongoServerSelectionError" || err.name === "MongoNetworkError";
 }
 
