@@ -14,6 +14,7 @@ interface Service {
   image?: string;
   build?: string | { context?: string; dockerfile?: string };
   command?: string | string[];
+  volumes?: string[];
   environment?: Record<string, string | number | boolean | null> | string[];
   ports?: (string | number | { published?: string | number; target?: string | number })[];
   healthcheck?: { test?: string | string[]; disable?: boolean };
@@ -24,7 +25,10 @@ const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
 const read = (file: string) => readFileSync(path.join(root, file), "utf8");
 
 // Compose honours YAML merge keys (`<<: *app-env`); the yaml package only when asked.
-const compose = parse(read("compose.yaml"), { merge: true }) as { services?: Record<string, Service> };
+const compose = parse(read("compose.yaml"), { merge: true }) as {
+  services?: Record<string, Service>;
+  volumes?: Record<string, unknown>;
+};
 const services = compose.services ?? {};
 const names = Object.keys(services);
 
@@ -101,6 +105,16 @@ describe("compose.yaml", () => {
     expect(published(service(name)).get(host)).toBe(container);
     const others = names.filter((n) => n !== name && published(service(n)).has(host));
     expect(others, `host port ${host} is also published by`).toEqual([]);
+  });
+
+  it("runs Redis with an fsynced append-only file on a volume", () => {
+    const redis = service("redis");
+    expect(words(redis.command)).toMatch(/--appendonly yes/);
+    expect(words(redis.command)).toMatch(/--appendfsync (everysec|always)/);
+    const volumes = redis.volumes ?? [];
+    expect(volumes.map((v) => v.split(":")[1])).toContain("/data");
+    const named = volumes.map((v) => v.split(":")[0]!);
+    for (const v of named) expect(Object.keys(compose.volumes ?? {})).toContain(v);
   });
 
   it("names the database each PostgreSQL service creates", () => {

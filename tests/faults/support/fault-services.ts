@@ -1,6 +1,7 @@
 // The fault suite's own set of backing services: a separate data folder and
 // ports, so restarting or stopping them never touches the developer's services.
 import { execFile } from "node:child_process";
+import fs from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 
@@ -31,11 +32,20 @@ export const ENDPUT_DATABASE = "endput";
 
 export type Service = "postgres" | "redis" | "rabbitmq" | "mongo";
 
+const FAULT_SERVICES_DIR = path.join(ROOT, ".local", "faults");
+
+/** SIGKILLs a fault-set service that keeps a pid file (no shutdown, no flush); returns the pid. */
+export function killService(service: "redis"): number {
+  const pid = Number(fs.readFileSync(path.join(FAULT_SERVICES_DIR, "run", `${service}.pid`), "utf8").trim());
+  process.kill(pid, "SIGKILL");
+  return pid;
+}
+
 /** Runs scripts/services.sh against the fault set; resolves with its combined output. */
 export function services(action: "up" | "down" | "status" | "start" | "stop" | "restart", service?: Service): Promise<string> {
   const env = {
     ...environment(),
-    SERVICES_DIR: path.join(ROOT, ".local", "faults"),
+    SERVICES_DIR: FAULT_SERVICES_DIR,
     PG_PORT: String(PORTS.postgres),
     REDIS_PORT: String(PORTS.redis),
     AMQP_PORT: String(PORTS.amqp),
