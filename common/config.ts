@@ -44,6 +44,7 @@ const schema = z.object({
 
   MONGO_URL: url(["mongodb", "mongodb+srv"]).default("mongodb://127.0.0.1:27017"),
   MONGO_DATABASE: name.default("pipeline"),
+  MONGO_MAX_POOL_SIZE: int(1, 1000).default(20),
   LOG_TTL_SECONDS: int(1).default(7 * 24 * 3600),
   LOG_RETENTION: z.enum(["auto", "ttl-index", "sweeper"]).default("auto"),
   LOG_SWEEP_INTERVAL_MS: int(100).default(60_000),
@@ -108,6 +109,7 @@ function build(e: z.output<typeof schema>) {
     mongo: {
       url: e.MONGO_URL,
       database: e.MONGO_DATABASE,
+      maxPoolSize: e.MONGO_MAX_POOL_SIZE,
       ttlSeconds: e.LOG_TTL_SECONDS,
       retention: e.LOG_RETENTION,
       sweepIntervalMs: e.LOG_SWEEP_INTERVAL_MS,

@@ -37,6 +37,9 @@ export function createRedis(config: Config, name: string): Redis {
 
 export function createMongo(config: Config): MongoClient {
   return new MongoClient(config.mongo.url, {
+    // Operations beyond this wait in the driver: FerretDB stalls for good when more operations
+    // than its PostgreSQL pool holds (pool_max_conns) reach it at once.
+    maxPoolSize: config.mongo.maxPoolSize,
     serverSelectionTimeoutMS: 5000,
     connectTimeoutMS: 5000,
     appName: "tentativa",

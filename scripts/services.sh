@@ -193,8 +193,10 @@ mongo_up() {
     bin=$(ferretdb_bin)
     log=$LOCAL/logs/ferretdb.log
     pg_up
+    # FerretDB's default pool (50) stalls for good once that many operations wait on it; each
+    # process caps its own client at MONGO_MAX_POOL_SIZE, so this is room for several of them.
     nohup "$bin" -listen "127.0.0.1:$MONGO_PORT" -handler postgresql \
-      -postgresql-url "postgres://postgres@127.0.0.1:$PG_PORT/ferretdb" >"$log" 2>&1 &
+      -postgresql-url "postgres://postgres@127.0.0.1:$PG_PORT/ferretdb?pool_max_conns=150" >"$log" 2>&1 &
     echo $! >"$RUN/mongo.pid"
   fi
   wait_for "MongoDB-compatible server" 30 "$log" mongo_ready
