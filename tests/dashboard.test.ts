@@ -284,6 +284,14 @@ describe("dashboard in a browser", () => {
     // Failed loads show in the page, not the console (the browser logs the 400 responses themselves).
     expect(pageErrors.filter((m) => !m.includes("status of 400"))).toEqual([]);
     await page.screenshot({ path: path.join(SCREENSHOTS, "04-degraded.png"), fullPage: true });
+
+    // The header's GraphiQL link opens GraphiQL from this gateway, in a new tab.
+    const [graphiql] = await Promise.all([
+      page.context().waitForEvent("page"),
+      page.getByRole("link", { name: "GraphiQL" }).click(),
+    ]);
+    await graphiql.locator(".graphiql-execute-button").waitFor({ timeout: 60_000 });
+    expect(graphiql.url()).toBe(new URL("/graphql", page.url()).href);
   });
 });
 

@@ -3,7 +3,9 @@
 // all from @graphql-yoga/render-graphiql), and its Content-Security-Policy refuses anything else.
 import { createHash } from "node:crypto";
 import type http from "node:http";
+import { createRequire } from "node:module";
 import { promisify } from "node:util";
+import { Worker } from "node:worker_threads";
 import { gzip } from "node:zlib";
 
 import type { GraphiQLOptions, Plugin } from "graphql-yoga";
@@ -31,13 +33,13 @@ subscription ProcessingEvents { processingEvents(system: SYSTEM1) { messageId or
 
 function defaultQuery(tokenRequired: boolean): string {
   const lines = [
-    "# tentativa's API tour. To run one operation, put the cursor",
-    "# in it and press Ctrl-Enter, or pick it by name from the",
-    "# run button. ProcessingEvents streams over WebSocket until",
-    "# stopped; MessageHistory wants a messageId from",
-    "# DeadLetteredMessages.",
+    "# tentativa's API tour. To run one operation, put",
+    "# the cursor in it and press Ctrl-Enter, or pick it",
+    "# by name from the run button. ProcessingEvents",
+    "# streams over WebSocket until stopped; MessageHistory",
+    "# wants a messageId from DeadLetteredMessages.",
   ];
-  if (tokenRequired) lines.push("#", "# Mutations need this gateway's token: replace <token>", "# in the Headers tab below.");
+  if (tokenRequired) lines.push("#", "# Mutations need this gateway's token: replace", "# <token> in the Headers tab below.");
   return `${lines.join("\n")}\n\n${API_TOUR}`;
 }
 
@@ -101,9 +103,38 @@ const BOOT = `"use strict";
 const gzipAsync = promisify(gzip);
 let loading: Promise<Assets> | undefined;
 
-/** Loaded on first use: the bundle is about 9 MB, and a gateway nobody opens GraphiQL on never needs it. */
+type Bundle = Record<"css" | "js" | "favicon" | "editorWorkerService" | "jsonWorker" | "graphqlWorker", Buffer>;
+
+// The bundle is a module of string constants, about 9 MB. Imported here, it would stay in the
+// gateway's heap for good, with its source text beside it (several times that under tsx): a
+// short-lived worker imports it and hands back the bytes alone.
+const BUNDLE_READER = `
+const { parentPort, workerData } = require("node:worker_threads");
+const bundle = require(workerData.file);
+const bytes = {};
+for (const name of workerData.names) bytes[name] = new TextEncoder().encode(bundle[name]);
+parentPort.postMessage(bytes, Object.values(bytes).map((b) => b.buffer));
+`;
+
+function readBundle(): Promise<Bundle> {
+  const file = createRequire(import.meta.url).resolve("@graphql-yoga/render-graphiql/graphiql");
+  const names = ["css", "js", "favicon", "editorWorkerService", "jsonWorker", "graphqlWorker"];
+  return new Promise((resolve, reject) => {
+    const worker = new Worker(BUNDLE_READER, { eval: true, execArgv: [], workerData: { file, names } });
+    worker.once("message", (bytes: Record<string, Uint8Array>) => {
+      const bundle = Object.fromEntries(
+        Object.entries(bytes).map(([k, b]) => [k, Buffer.from(b.buffer, b.byteOffset, b.byteLength)]),
+      );
+      resolve(bundle as Bundle);
+    });
+    worker.once("error", reject);
+    worker.once("exit", (code) => reject(new Error(`GraphiQL's bundle reader exited with code ${code}`)));
+  });
+}
+
+/** Loaded on first use: a gateway nobody opens GraphiQL on never reads the bundle. */
 function loadAssets(): Promise<Assets> {
-  loading ??= import("@graphql-yoga/render-graphiql/graphiql").then((m) => {
+  loading ??= readBundle().then((m) => {
     const byName = new Map<string, Asset>();
     const add = (stem: string, ext: string, type: string, body: Buffer): string => {
       const hash = createHash("sha256").update(body).digest("hex");
@@ -112,24 +143,26 @@ function loadAssets(): Promise<Assets> {
       return `${GRAPHIQL_ASSETS_PATH}${name}`;
     };
     const js = "text/javascript; charset=utf-8";
-    const icon = /^data:([^;,]+);base64,(.*)$/s.exec(m.favicon);
+    const icon = /^data:([^;,]+);base64,(.*)$/s.exec(m.favicon.toString());
     return {
       byName,
       urls: {
-        css: add("graphiql", "css", "text/css; charset=utf-8", Buffer.from(m.css)),
-        js: add("graphiql", "js", js, Buffer.from(m.js)),
+        css: add("graphiql", "css", "text/css; charset=utf-8", m.css),
+        js: add("graphiql", "js", js, m.js),
         boot: add("boot", "js", js, Buffer.from(BOOT)),
         favicon: icon
           ? add("favicon", "ico", icon[1]!, Buffer.from(icon[2]!, "base64"))
           : add("favicon", "svg", "image/svg+xml", Buffer.from(FALLBACK_ICON)),
         workers: {
-          editorWorkerService: add("editor.worker", "js", js, Buffer.from(m.editorWorkerService)),
-          json: add("json.worker", "js", js, Buffer.from(m.jsonWorker)),
-          graphql: add("graphql.worker", "js", js, Buffer.from(m.graphqlWorker)),
+          editorWorkerService: add("editor.worker", "js", js, m.editorWorkerService),
+          json: add("json.worker", "js", js, m.jsonWorker),
+          graphql: add("graphql.worker", "js", js, m.graphqlWorker),
         },
       },
     };
   });
+  // A failed read is tried again by the next request rather than remembered.
+  loading.catch(() => (loading = undefined));
   return loading;
 }
 
