@@ -4,13 +4,15 @@ import fs from "node:fs";
 import path from "node:path";
 
 import { Kind, parse, validate } from "graphql";
+import { createClient } from "graphql-ws";
 import type { Page } from "playwright-core";
 import { afterEach, beforeAll, describe, expect, it } from "vitest";
+import WebSocket from "ws";
 
 import { eventsTopic } from "../common/events.ts";
 import { API_TOUR, GRAPHIQL_CSP } from "../gateway/src/graphiql.ts";
 import { schema } from "../gateway/src/schema/index.ts";
-import { type BrowserSession, listen, openBrowser, poll } from "./support/browser.ts";
+import { type BrowserSession, closeServer, listen, openBrowser, poll } from "./support/browser.ts";
 import { createTestEnv, type TestEnv } from "./support/env.ts";
 
 const ROOT = path.resolve(import.meta.dirname, "..");
@@ -29,6 +31,42 @@ describe("the API tour", () => {
   it("is the one the README shows", () => {
     const readme = fs.readFileSync(path.join(ROOT, "README.md"), "utf8");
     expect(readme).toContain(`\`\`\`graphql\n${API_TOUR}\`\`\``);
+  });
+});
+
+describe("GraphiQL's WebSocket operations", () => {
+  it("carry the token in each operation's extensions.headers, which the gateway accepts", { timeout: 60_000 }, async () => {
+    const token = "graphiql-ws-token-0123456789";
+    const env = await createTestEnv({ GATEWAY_TOKEN: token, GATEWAY_TOKEN_READS: "true" });
+    const base = await listen(env.gateway.server);
+    // As GraphiQL's client does: no connection parameters, the Headers tab in the extensions.
+    const client = createClient({ url: `${base.replace("http", "ws")}/graphql`, webSocketImpl: WebSocket, retryAttempts: 0 });
+    const run = (headers: Record<string, string>) =>
+      new Promise<{ data?: unknown; errors?: readonly { extensions?: Record<string, unknown> }[] }>((resolve, reject) => {
+        client.subscribe(
+          { query: "query Cursors { cursors { system pending } }", extensions: { headers } },
+          { next: resolve, error: reject, complete: () => undefined },
+        );
+      });
+    try {
+      const answered = await run({ Authorization: `Bearer ${token}` });
+      expect(answered).toEqual({
+        data: {
+          cursors: [
+            { system: "SYSTEM1", pending: 0 },
+            { system: "SYSTEM2", pending: 0 },
+          ],
+        },
+      });
+      // A wrong token is refused (the gateway closes the socket with the reason).
+      await expect(run({ Authorization: "Bearer <token>" })).rejects.toMatchObject({
+        reason: expect.stringContaining("gateway token"),
+      });
+    } finally {
+      await client.dispose();
+      await closeServer(env.gateway.server).catch(() => undefined);
+      await env.cleanup();
+    }
   });
 });
 
@@ -125,6 +163,12 @@ describe("GraphiQL in a browser", () => {
     env = await createTestEnv({ GATEWAY_TOKEN: token });
     await env.startConsumer();
     const { page, pageErrors, outside, cspViolations } = await openGraphiQL(env);
+    // CSRF prevention wants a header on requests a browser sends without a preflight: GraphiQL
+    // sends none of those, only JSON POSTs (preflighted cross-site) and the WebSocket.
+    const graphqlMethods = new Set<string>();
+    page.on("request", (r) => {
+      if (new URL(r.url()).pathname === "/graphql" && !r.isNavigationRequest()) graphqlMethods.add(r.method());
+    });
 
     // Where the token goes, shown with a placeholder: the page never carries the token itself.
     expect(await headersEditorText(page)).toContain('"Authorization": "Bearer <token>"');
@@ -162,6 +206,7 @@ describe("GraphiQL in a browser", () => {
     await page.locator(".graphiql-execute-button").click();
     await poll(() => executeButtonLabel(page)).toMatch(/^Execute query/);
 
+    expect([...graphqlMethods]).toEqual(["POST"]);
     expect(outside).toEqual([]);
     expect(await cspViolations()).toEqual([]);
     expect(pageErrors).toEqual([]);

@@ -18,7 +18,13 @@ import { type Check, runChecks } from "../../common/http-health.ts";
 import type { Context, Deps } from "./context.ts";
 import { createDashboardHandler } from "./dashboard.ts";
 import { DomainError } from "./errors.ts";
-import { createGraphiQLAssetsHandler, graphiqlOptions, renderGraphiQL, useGraphiQLPolicy } from "./graphiql.ts";
+import {
+  createGraphiQLAssetsHandler,
+  graphiqlOptions,
+  headerFromExtensions,
+  renderGraphiQL,
+  useGraphiQLPolicy,
+} from "./graphiql.ts";
 import { depthLimitRule, readBody, refuseTooLarge } from "./limits.ts";
 import { schema } from "./schema/index.ts";
 
@@ -273,7 +279,9 @@ export function createGateway(deps: Deps, extraChecks: Check[] = []): Gateway {
       subscribe: (args) => (args.rootValue as { subscribe: (a: unknown) => never }).subscribe(args),
       onSubscribe: async (ctx, _id, params) => {
         const headers = new Headers();
-        const auth = (ctx.connectionParams?.authorization ?? ctx.connectionParams?.Authorization) as string | undefined;
+        const auth =
+          ((ctx.connectionParams?.authorization ?? ctx.connectionParams?.Authorization) as string | undefined) ??
+          headerFromExtensions(params.extensions, "authorization");
         if (auth) headers.set("authorization", auth);
         const request = new Request(`http://localhost${yoga.graphqlEndpoint}`, { method: "POST", headers });
         const {

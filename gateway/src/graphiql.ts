@@ -208,6 +208,17 @@ export function useGraphiQLPolicy(): Plugin {
   };
 }
 
+/**
+ * A header GraphiQL sends with an operation over WebSocket: its Headers tab travels in the
+ * operation's `extensions.headers`, never in the connection parameters.
+ */
+export function headerFromExtensions(extensions: Record<string, unknown> | null | undefined, name: string): string | undefined {
+  const headers = extensions?.headers;
+  if (!headers || typeof headers !== "object") return undefined;
+  const entry = Object.entries(headers).find(([k]) => k.toLowerCase() === name);
+  return typeof entry?.[1] === "string" ? entry[1] : undefined;
+}
+
 export type GraphiQLAssetsHandler = (req: http.IncomingMessage, res: http.ServerResponse) => boolean;
 
 /**
