@@ -3,14 +3,14 @@
 import { execFileSync } from "node:child_process";
 import fs from "node:fs";
 import http from "node:http";
-import type { AddressInfo } from "node:net";
 import os from "node:os";
 import path from "node:path";
 
-import { type BrowserContext, chromium, type Locator, type Page } from "playwright-core";
+import type { Locator, Page } from "playwright-core";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 
 import { createDashboardHandler } from "../gateway/src/dashboard.ts";
+import { type BrowserSession, closeServer, listen, openBrowser, poll } from "./support/browser.ts";
 import { countTrue, createTestEnv, type TestEnv } from "./support/env.ts";
 
 const ROOT = path.resolve(import.meta.dirname, "..");
@@ -18,29 +18,6 @@ const DASHBOARD = path.join(ROOT, "gateway/dashboard");
 const DIST = path.join(DASHBOARD, "dist");
 const VITE_CONFIG = path.join(DASHBOARD, "vite.config.ts");
 const SCREENSHOTS = path.join(ROOT, "test-output/dashboard");
-const CHROMIUM = "/usr/bin/chromium";
-const CHROMIUM_ARGS = [
-  "--headless",
-  "--no-sandbox",
-  "--disable-gpu",
-  "--disable-quic",
-  "--disable-background-networking",
-  "--disable-component-update",
-  "--disable-sync",
-  "--no-first-run",
-];
-
-async function listen(server: http.Server): Promise<string> {
-  server.listen(0, "127.0.0.1");
-  await new Promise((r) => server.once("listening", r));
-  return `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
-}
-
-async function closeServer(server: http.Server): Promise<void> {
-  server.closeAllConnections();
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-}
-
 describe("dashboard handler", () => {
   let dir = "";
   let server: http.Server;
@@ -140,8 +117,7 @@ describe("dashboard handler", () => {
 describe("dashboard in a browser", () => {
   const token = "dashboard-test-token-0123456789";
   let env: TestEnv | undefined;
-  let context: BrowserContext | undefined;
-  let userDataDir = "";
+  let browser: BrowserSession | undefined;
 
   beforeAll(() => {
     if (bundleIsStale())
@@ -153,9 +129,8 @@ describe("dashboard in a browser", () => {
   });
 
   afterEach(async () => {
-    await context?.close().catch(() => undefined);
-    context = undefined;
-    if (userDataDir) fs.rmSync(userDataDir, { recursive: true, force: true });
+    await browser?.close();
+    browser = undefined;
     await env?.cleanup();
     env = undefined;
   });
@@ -163,19 +138,8 @@ describe("dashboard in a browser", () => {
   /** Serves the dashboard from the env's gateway and opens it in a fresh chromium profile. */
   async function openDashboard(e: TestEnv, prepare?: (page: Page) => Promise<unknown>) {
     const base = await listen(e.gateway.server);
-    userDataDir = fs.mkdtempSync(path.join(os.tmpdir(), "dashboard-chromium-"));
-    context = await chromium.launchPersistentContext(userDataDir, {
-      executablePath: CHROMIUM,
-      headless: true,
-      args: CHROMIUM_ARGS,
-      viewport: { width: 1440, height: 1100 },
-    });
-    const page = context.pages()[0] ?? (await context.newPage());
-    const pageErrors: string[] = [];
-    page.on("pageerror", (err) => pageErrors.push(err.message));
-    page.on("console", (msg) => {
-      if (msg.type() === "error") pageErrors.push(msg.text());
-    });
+    browser = await openBrowser("dashboard");
+    const { page, pageErrors } = browser;
     await prepare?.(page);
     await page.goto(`${base}/`);
     return { page, pageErrors };
@@ -320,6 +284,14 @@ describe("dashboard in a browser", () => {
     // Failed loads show in the page, not the console (the browser logs the 400 responses themselves).
     expect(pageErrors.filter((m) => !m.includes("status of 400"))).toEqual([]);
     await page.screenshot({ path: path.join(SCREENSHOTS, "04-degraded.png"), fullPage: true });
+
+    // The header's GraphiQL link opens GraphiQL from this gateway, in a new tab.
+    const [graphiql] = await Promise.all([
+      page.context().waitForEvent("page"),
+      page.getByRole("link", { name: "GraphiQL" }).click(),
+    ]);
+    await graphiql.locator(".graphiql-execute-button").waitFor({ timeout: 60_000 });
+    expect(graphiql.url()).toBe(new URL("/graphql", page.url()).href);
   });
 });
 
@@ -335,11 +307,6 @@ function bundleIsStale(): boolean {
   ];
   const newest = Math.max(...sources.map((f) => fs.statSync(f).mtimeMs));
   return newest > fs.statSync(built).mtimeMs;
-}
-
-/** Polls generously: the machine may be busy with other suites. */
-function poll<T>(fn: () => Promise<T>) {
-  return expect.poll(fn, { timeout: 30_000, interval: 100 });
 }
 
 function toast(page: Page, text: string): Locator {

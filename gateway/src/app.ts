@@ -18,6 +18,13 @@ import { type Check, runChecks } from "../../common/http-health.ts";
 import type { Context, Deps } from "./context.ts";
 import { createDashboardHandler } from "./dashboard.ts";
 import { DomainError } from "./errors.ts";
+import {
+  createGraphiQLAssetsHandler,
+  graphiqlOptions,
+  headerFromExtensions,
+  renderGraphiQL,
+  useGraphiQLPolicy,
+} from "./graphiql.ts";
 import { depthLimitRule, readBody, refuseTooLarge } from "./limits.ts";
 import { schema } from "./schema/index.ts";
 
@@ -142,7 +149,8 @@ export function createGateway(deps: Deps, extraChecks: Check[] = []): Gateway {
     schema,
     graphqlEndpoint: "/graphql",
     landingPage: false,
-    graphiql: { title: "tentativa", subscriptionsProtocol: "WS" },
+    graphiql: graphiqlOptions(config),
+    renderGraphiQL,
     logging: false,
     maskedErrors: {
       maskError(error, message) {
@@ -171,6 +179,7 @@ export function createGateway(deps: Deps, extraChecks: Check[] = []): Gateway {
       // bodies) must carry x-graphql-yoga-csrf; JSON POSTs are always preflighted.
       useCSRFPrevention({ requestHeaders: ["x-graphql-yoga-csrf"] }),
       usePrometheus({ endpoint: "/metrics", registry: deps.metrics.registry }),
+      useGraphiQLPolicy(),
       useAuth(deps),
       {
         onValidate({ addValidationRule }) {
@@ -216,6 +225,7 @@ export function createGateway(deps: Deps, extraChecks: Check[] = []): Gateway {
   ];
 
   const dashboard = createDashboardHandler({});
+  const graphiqlAssets = createGraphiQLAssetsHandler();
   const maxBodyBytes = config.gateway.maxBodyBytes;
   // Every request until its response closes, and whether it asked for a stream (SSE or
   // multipart): a subscription answered that way lasts until it is completed.
@@ -241,7 +251,7 @@ export function createGateway(deps: Deps, extraChecks: Check[] = []): Gateway {
       res.writeHead(503, json).end(JSON.stringify({ errors: [{ message, extensions: { code: "SHUTTING_DOWN" } }] }));
       return;
     }
-    if (dashboard(req, res)) return;
+    if (dashboard(req, res) || graphiqlAssets(req, res)) return;
     if (req.method === "GET" || req.method === "HEAD") {
       void yoga(req, res);
       return;
@@ -269,7 +279,9 @@ export function createGateway(deps: Deps, extraChecks: Check[] = []): Gateway {
       subscribe: (args) => (args.rootValue as { subscribe: (a: unknown) => never }).subscribe(args),
       onSubscribe: async (ctx, _id, params) => {
         const headers = new Headers();
-        const auth = (ctx.connectionParams?.authorization ?? ctx.connectionParams?.Authorization) as string | undefined;
+        const auth =
+          ((ctx.connectionParams?.authorization ?? ctx.connectionParams?.Authorization) as string | undefined) ??
+          headerFromExtensions(params.extensions, "authorization");
         if (auth) headers.set("authorization", auth);
         const request = new Request(`http://localhost${yoga.graphqlEndpoint}`, { method: "POST", headers });
         const {
