@@ -3,7 +3,7 @@ import type { Channel } from "amqplib";
 import pg from "pg";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 
-import { HEADERS, type OrderMessage } from "../common/contract.ts";
+import { CONTRACT_VERSION, HEADERS, type OrderMessage } from "../common/contract.ts";
 import { cursorKey } from "../common/keys.ts";
 import { createTestEnv, type TestEnv, waitFor } from "./support/env.ts";
 
@@ -99,6 +99,7 @@ describe("publishPending", () => {
       expect(m.persistent).toBe(true);
       expect(m.messageId).toBe(m.message.messageId);
       expect(m.headers[HEADERS.attempt]).toBe(1);
+      expect(m.headers[HEADERS.contractVersion]).toBe(CONTRACT_VERSION);
       expect(m.message.order).toEqual({ product: row.product, price: row.price.toFixed(2), securityCheck: row.securityCheck });
       // The seed's rule: true orders need 1..5 attempts, false orders 6.
       const expected = row.securityCheck ? [1, 2, 3, 4, 5] : [6];

@@ -14,6 +14,7 @@ import type { Broker } from "../../../common/broker.ts";
 import type { Config } from "../../../common/config.ts";
 import {
   CONTENT_TYPE,
+  contractHeaders,
   encodeMessage,
   HEADERS,
   type OrderMessage,
@@ -138,7 +139,7 @@ function createEncoder(system: System, maxAttempts: number, random: (() => numbe
   const publishedAt = new Date().toISOString();
   const timestamp = Math.floor(Date.now() / 1000);
   // One object for the batch: neither the broker nor amqplib writes to the headers it is given.
-  const headers = { [HEADERS.attempt]: 1, [HEADERS.round]: 0, "x-system": system };
+  const headers = { ...contractHeaders(), [HEADERS.attempt]: 1, [HEADERS.round]: 0, "x-system": system };
   let checked = false;
   return (row: Row): { body: Buffer; options: Options.Publish } => {
     const messageId = orderMessageId(system, row.id);
