@@ -212,6 +212,63 @@ describe("publishPending", () => {
     }
   });
 
+  it("pipelineStats counts the rows published, not the cursor: gaps, deleted rows and a republish", async () => {
+    const STATS = `{ pipelineStats { systems { system sourceRows published inFlight } } }`;
+    const stats = async () => {
+      const r = await env.gql<{
+        pipelineStats: { systems: { system: string; sourceRows: number; published: number; inFlight: number }[] };
+      }>(STATS);
+      expect(r.errors).toBeUndefined();
+      return r.data!.pipelineStats.systems.find((s) => s.system === "SYSTEM1")!;
+    };
+    const client = new pg.Client({ connectionString: env.config.databases.system1 });
+    await client.connect();
+    try {
+      await env.gql(SEED, { system: "SYSTEM1", count: 5 });
+      // A rolled-back insert burns ids 6..8; a deleted row leaves 2 out.
+      await client.query("begin");
+      await client.query(
+        "insert into orders (product, price, security_check) select 'gone', 1.00, true from generate_series(1, 3)",
+      );
+      await client.query("rollback");
+      await env.gql(SEED, { system: "SYSTEM1", count: 5 });
+      await client.query("delete from orders where id = 2");
+
+      const r = await env.gql(PUBLISH, { system: "SYSTEM1" });
+      expect(r.data).toMatchObject({ publishPending: { published: 9, fromId: 1, toId: 13, cursor: 13 } });
+      expect(await stats()).toEqual({ system: "SYSTEM1", sourceRows: 9, published: 9, inFlight: 9 });
+
+      // A republish sends the rows again but they were published already: the count stays.
+      await env.gql(`mutation { resetCursor(system: SYSTEM1, to: 0) { lastPublishedId } }`);
+      const again = await env.gql(PUBLISH, { system: "SYSTEM1" });
+      expect(again.data).toMatchObject({ publishPending: { published: 9, cursor: 13 } });
+      expect(await stats()).toEqual({ system: "SYSTEM1", sourceRows: 9, published: 9, inFlight: 9 });
+
+      await env.gql(SEED, { system: "SYSTEM1", count: 2 });
+      await env.gql(PUBLISH, { system: "SYSTEM1" });
+      expect(await stats()).toEqual({ system: "SYSTEM1", sourceRows: 11, published: 11, inFlight: 11 });
+      expect(await drainPrimary()).toHaveLength(20);
+    } finally {
+      await client.end();
+    }
+  });
+
+  it("counts a cursor recorded before the published count as the rows up to it", async () => {
+    await env.gql(SEED, { system: "SYSTEM2", count: 5 });
+    await env.sources.SYSTEM2.order.delete({ where: { id: 1 } });
+    await env.redis.set(cursorKey(env.config, "SYSTEM2"), "3");
+    const published = async () => {
+      const r = await env.gql<{ pipelineStats: { systems: { system: string; published: number }[] } }>(
+        `{ pipelineStats { systems { system published } } }`,
+      );
+      return r.data!.pipelineStats.systems.find((s) => s.system === "SYSTEM2")!.published;
+    };
+    expect(await published()).toBe(2);
+    const r = await env.gql(PUBLISH, { system: "SYSTEM2" });
+    expect(r.data).toMatchObject({ publishPending: { published: 2, fromId: 4, toId: 5 } });
+    expect(await published()).toBe(4);
+  });
+
   it("resetCursor republishes with the same message ids", async () => {
     await env.gql(SEED, { system: "SYSTEM1", count: 20 });
     await env.gql(PUBLISH, { system: "SYSTEM1" });

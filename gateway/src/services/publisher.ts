@@ -26,7 +26,7 @@ import type { Logger } from "../../../common/logger.ts";
 import type { SourceClient } from "../../../common/stores.ts";
 import { asDomainError, badInput, using } from "../errors.ts";
 import type { GatewayMetrics } from "../metrics.ts";
-import type { Cursors } from "./cursors.ts";
+import type { Cursors, PublishedMark, PublishLock } from "./cursors.ts";
 import { fractionOf, orderMessageId } from "./message-id.ts";
 
 export interface PublishResult {
@@ -69,6 +69,7 @@ export async function publishPending(deps: {
   const lock = await cursors.lock(system);
   try {
     let cursor = await cursors.get(system);
+    let { highWater } = await markOf(lock, source, cursor);
     let published = 0;
     let fromId: number | null = null;
     let waiting = false;
@@ -108,7 +109,11 @@ export async function publishPending(deps: {
         throw asDomainError(err);
       }
       const last = rows[ready - 1]!.id;
-      await lock.setCursor(last);
+      // A row at or below the high-water mark was counted when it was first published.
+      let fresh = 0;
+      for (let i = 0; i < ready; i++) if (rows[i]!.id > highWater) fresh++;
+      await lock.advance(last, fresh);
+      highWater = Math.max(highWater, last);
       deps.metrics?.published.inc({ system }, ready);
       deps.metrics?.publishBatches.inc({ system });
       fromId ??= rows[0]!.id;
@@ -124,6 +129,19 @@ export async function publishPending(deps: {
   } finally {
     await lock.release();
   }
+}
+
+/**
+ * The published mark, recorded on first use where a cursor predates it: every row up to the
+ * cursor that is still in the source counts as published.
+ */
+async function markOf(lock: PublishLock, source: SourceClient, cursor: number): Promise<PublishedMark> {
+  const mark = await lock.mark();
+  if (mark) return mark;
+  const count = cursor === 0 ? 0 : await using("postgresql", () => source.order.count({ where: { id: { lte: cursor } } }));
+  const initial = { count, highWater: cursor };
+  await lock.initMark(initial);
+  return initial;
 }
 
 const orderSchema = orderMessageSchema.shape.order;
