@@ -194,6 +194,59 @@ describe("publishPending", () => {
     }
   });
 
+  it("never skips a row whose id was drawn before its transaction had an xid", async () => {
+    const url = env.config.databases.system1;
+    const client = () => new pg.Client({ connectionString: url });
+    const [admin, gate, slow, fast] = [client(), client(), client(), client()];
+    for (const c of [admin, gate, slow, fast]) await c.connect();
+    try {
+      await env.gql(SEED, { system: "SYSTEM1", count: 5 });
+      // A BEFORE INSERT trigger runs after the id default drew its value and before the row is
+      // written, which is when the transaction gets its xid. It reports whether it has one, then
+      // waits for an advisory lock the test holds.
+      await admin.query(`create function hold_slow() returns trigger language plpgsql as $$
+        begin
+          if new.product = 'slow' then
+            raise notice 'id=% xid=%', new.id, coalesce(pg_current_xact_id_if_assigned()::text, 'none');
+            perform pg_advisory_xact_lock(7013);
+          end if;
+          return new;
+        end $$`);
+      await admin.query("create trigger hold_slow before insert on orders for each row execute function hold_slow()");
+      await gate.query("select pg_advisory_lock(7013)");
+      // A nextval that WAL-logs the sequence gives its transaction an xid; one drawn here (id 6, never
+      // used) leaves the next ones unlogged, and the trigger's report proves it.
+      await admin.query("select nextval(pg_get_serial_sequence('orders', 'id'))");
+      const drawn = new Promise<string>((resolve) => slow.once("notice", (n: { message?: string }) => resolve(n.message ?? "")));
+      await slow.query("begin");
+      const inserting = slow.query("insert into orders (product, price, security_check) values ('slow', 1.00, true)");
+      expect(await drawn).toBe("id=7 xid=none");
+      const early = await fast.query<{ id: number }>(
+        "insert into orders (product, price, security_check) values ('early', 2.00, true) returning id",
+      );
+      expect(early.rows[0]!.id).toBe(8);
+
+      const held = await env.gql(PUBLISH, { system: "SYSTEM1" });
+      expect(held.data).toMatchObject({ publishPending: { published: 5, toId: 5, cursor: 5, waitingOnTransactions: true } });
+
+      // The row is written now and the transaction has an xid, younger than id 8's: still held.
+      await gate.query("select pg_advisory_unlock(7013)");
+      await inserting;
+      const stillHeld = await env.gql(PUBLISH, { system: "SYSTEM1" });
+      expect(stillHeld.data).toMatchObject({ publishPending: { published: 0, cursor: 5, waitingOnTransactions: true } });
+
+      await slow.query("commit");
+      const r = await env.gql(PUBLISH, { system: "SYSTEM1" });
+      expect(r.data).toMatchObject({
+        publishPending: { published: 2, fromId: 7, toId: 8, cursor: 8, waitingOnTransactions: false },
+      });
+      const ids = (await drainPrimary()).map((m) => m.message.source.orderId);
+      expect(ids).toEqual([1, 2, 3, 4, 5, 7, 8]);
+    } finally {
+      for (const c of [gate, slow, fast, admin]) await c.end().catch(() => undefined);
+    }
+  });
+
   it("is not held back by a transaction open in another database of the same server", async () => {
     const other = new pg.Client({ connectionString: env.config.databases.system2 });
     await other.connect();
