@@ -1,14 +1,13 @@
 // The Redis cursor per system (the highest source id whose message the broker
 // confirmed), the count of rows published, and the per-system publish lock that
 // serialises publishers.
-import { randomUUID } from "node:crypto";
-
 import type { Redis } from "ioredis";
 
 import type { Config } from "../../../common/config.ts";
 import type { System } from "../../../common/contract.ts";
 import { cursorKey, publishedKey, publishLockKey } from "../../../common/keys.ts";
 import { DomainError, using } from "../errors.ts";
+import { tryLock } from "./redis-lock.ts";
 
 // Only the holder of the lock may move the cursor or release the lock.
 const SET_IF_HOLDER = `if redis.call('get', KEYS[1]) == ARGV[1] then redis.call('set', KEYS[2], ARGV[2]) return 1 else return 0 end`;
@@ -25,8 +24,6 @@ const INIT_IF_HOLDER = `if redis.call('get', KEYS[1]) ~= ARGV[1] then return 0 e
 redis.call('hsetnx', KEYS[2], 'count', ARGV[2])
 redis.call('hsetnx', KEYS[2], 'highWater', ARGV[3])
 return 1`;
-const RELEASE_IF_HOLDER = `if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end`;
-const EXTEND_IF_HOLDER = `if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('pexpire', KEYS[1], ARGV[2]) else return 0 end`;
 
 /** What was published: rows confirmed at least once, and the highest id ever published. */
 export interface PublishedMark {
@@ -60,36 +57,24 @@ export function createCursors(redis: Redis, config: Config) {
   }
 
   async function lock(system: System): Promise<PublishLock> {
-    const key = publishLockKey(config, system);
-    const token = randomUUID();
-    const ttl = config.gateway.publishLockTtlMs;
-    const ok = await using("redis", () => redis.set(key, token, "PX", ttl, "NX"));
-    if (ok !== "OK") {
+    const held = await tryLock(redis, publishLockKey(config, system), config.gateway.publishLockTtlMs);
+    if (!held) {
       throw new DomainError(
         "PUBLISH_IN_PROGRESS",
         `${system} is already being published or reset by another request; try again when it finishes`,
         { system },
       );
     }
-    // Keep the lock alive while the holder works; it expires by itself if the holder dies.
-    const keepAlive = setInterval(
-      () => {
-        redis.eval(EXTEND_IF_HOLDER, 1, key, token, String(ttl)).catch(() => undefined);
-      },
-      Math.max(250, Math.floor(ttl / 3)),
-    );
-    keepAlive.unref();
+    const { key, token } = held;
     const lost = () =>
       new DomainError("PUBLISH_IN_PROGRESS", `lost the ${system} publish lock; another publisher took over`, { system });
     return {
       async setCursor(value) {
-        const held = await using("redis", () =>
-          redis.eval(SET_IF_HOLDER, 2, key, cursorKey(config, system), token, String(value)),
-        );
-        if (held !== 1) throw lost();
+        const ok = await using("redis", () => redis.eval(SET_IF_HOLDER, 2, key, cursorKey(config, system), token, String(value)));
+        if (ok !== 1) throw lost();
       },
       async advance(value, fresh) {
-        const held = await using("redis", () =>
+        const ok = await using("redis", () =>
           redis.eval(
             ADVANCE_IF_HOLDER,
             3,
@@ -101,19 +86,16 @@ export function createCursors(redis: Redis, config: Config) {
             String(fresh),
           ),
         );
-        if (held !== 1) throw lost();
+        if (ok !== 1) throw lost();
       },
       mark: () => published(system),
       async initMark(mark) {
-        const held = await using("redis", () =>
+        const ok = await using("redis", () =>
           redis.eval(INIT_IF_HOLDER, 2, key, publishedKey(config, system), token, String(mark.count), String(mark.highWater)),
         );
-        if (held !== 1) throw lost();
+        if (ok !== 1) throw lost();
       },
-      async release() {
-        clearInterval(keepAlive);
-        await redis.eval(RELEASE_IF_HOLDER, 1, key, token).catch(() => undefined);
-      },
+      release: () => held.release(),
     };
   }
 
