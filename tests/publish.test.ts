@@ -247,6 +247,34 @@ describe("publishPending", () => {
     }
   });
 
+  it("passes a dead gap while a transaction only reads the sequence, and stops at it while one drew from it", async () => {
+    const url = env.config.databases.system1;
+    const reader = new pg.Client({ connectionString: url });
+    const drawer = new pg.Client({ connectionString: url });
+    await reader.connect();
+    await drawer.connect();
+    try {
+      await env.gql(SEED, { system: "SYSTEM1", count: 2 });
+      await drawer.query("select nextval(pg_get_serial_sequence('orders', 'id'))"); // id 3, never used
+      await env.gql(SEED, { system: "SYSTEM1", count: 2 });
+      // An open transaction that drew id 6 and wrote nothing yet may still insert any id it draws.
+      await drawer.query("begin");
+      await drawer.query("select nextval(pg_get_serial_sequence('orders', 'id'))");
+      const held = await env.gql(PUBLISH, { system: "SYSTEM1" });
+      expect(held.data).toMatchObject({ publishPending: { published: 2, toId: 2, waitingOnTransactions: true } });
+      await drawer.query("rollback");
+      // A reader of the sequence (a dump, say) draws nothing.
+      await reader.query("begin");
+      await reader.query("select last_value from orders_id_seq");
+      const r = await env.gql(PUBLISH, { system: "SYSTEM1" });
+      expect(r.data).toMatchObject({ publishPending: { published: 2, fromId: 4, toId: 5, waitingOnTransactions: false } });
+      await reader.query("rollback");
+    } finally {
+      await reader.end();
+      await drawer.end();
+    }
+  });
+
   it("is not held back by a transaction open in another database of the same server", async () => {
     const other = new pg.Client({ connectionString: env.config.databases.system2 });
     await other.connect();

@@ -54,7 +54,8 @@ interface Row {
 /**
  * Up to `take` rows after the cursor, and what is known about the ids missing between them.
  * The order of the three reads is what makes a gap judgement sound: the sequence's last value,
- * then the transactions holding the sequence, then the rows (the snapshot).
+ * then the transactions holding the sequence, then the rows (the snapshot). Only nextval's lock
+ * counts: a reader of the sequence (pg_dump, say) draws nothing.
  */
 async function readAfter(source: SourceClient, cursor: number, take: number) {
   return using("postgresql", async () => {
@@ -62,7 +63,8 @@ async function readAfter(source: SourceClient, cursor: number, take: number) {
       select pg_sequence_last_value(pg_get_serial_sequence('orders', 'id')::regclass)::text as drawn`;
     const [{ drawing }] = await source.$queryRaw<[{ drawing: number }]>`
       select count(*)::int as drawing from pg_locks
-      where locktype = 'relation' and relation = pg_get_serial_sequence('orders', 'id')::regclass
+      where locktype = 'relation' and mode = 'RowExclusiveLock'
+        and relation = pg_get_serial_sequence('orders', 'id')::regclass
         and database = (select oid from pg_database where datname = current_database())
         and pid is distinct from pg_backend_pid()`;
     const rows = await source.$queryRaw<Row[]>`
