@@ -1,5 +1,14 @@
 // The message both systems publish and the consumer processes. Validated at
 // both ends: the gateway never sends what the consumer would reject.
+//
+// Evolution: the body is read leniently (fields a reader does not know are
+// ignored, and forwarded untouched with the raw bytes), so adding an optional
+// field keeps the version. A change a reader must understand to process the
+// message correctly bumps CONTRACT_VERSION, a major version carried in the
+// x-contract-version header; a consumer rejects a major it does not know. A
+// message without the header is version 1, the contract before it had one. The
+// version is a header rather than a body field so that the body this version
+// sends is exactly what consumers of the unversioned, strict contract accept.
 import { createHash, randomUUID } from "node:crypto";
 
 import { z } from "zod";
@@ -20,17 +29,28 @@ export const HEADERS = {
   consumerId: "x-consumer-id",
   /** Unique per published copy: a redelivery keeps it, a republish or a forward gets a new one. */
   copyId: "x-copy-id",
+  /** The message contract's major version (absent: 1). */
+  contractVersion: "x-contract-version",
 } as const;
+
+/** The major version of the contract this code writes and reads. */
+export const CONTRACT_VERSION = 1;
+
+/** The headers that say which contract a message follows. */
+export function contractHeaders(): Record<string, unknown> {
+  return { [HEADERS.contractVersion]: CONTRACT_VERSION };
+}
 
 export const PRICE_PATTERN = /^\d{1,10}\.\d{2}$/;
 
-export const orderMessageSchema = z.strictObject({
+// z.object strips the keys it does not know: a newer publisher's extra fields are ignored.
+export const orderMessageSchema = z.object({
   messageId: z.uuid(),
-  source: z.strictObject({
+  source: z.object({
     system: z.enum(SYSTEMS),
     orderId: z.number().int().positive().max(2_147_483_647),
   }),
-  order: z.strictObject({
+  order: z.object({
     product: z.string().min(1).max(200),
     price: z.string().regex(PRICE_PATTERN, { error: "price must be a decimal string with two places" }),
     securityCheck: z.boolean(),
@@ -77,6 +97,15 @@ function positiveIntHeader(headers: Record<string, unknown>, name: string, requi
   return n;
 }
 
+function contractVersionOf(headers: Record<string, unknown>): number {
+  const raw = headers[HEADERS.contractVersion];
+  if (raw === undefined || raw === null) return 1;
+  const v = typeof raw === "number" ? raw : typeof raw === "string" && /^\d+$/.test(raw) ? Number(raw) : NaN;
+  if (!Number.isSafeInteger(v) || v < 1)
+    throw new InvalidMessageError(`header ${HEADERS.contractVersion} is not a valid version`);
+  return v;
+}
+
 /** Turns raw delivery bytes and headers into a message; throws InvalidMessageError with the reason. */
 export function decodeDelivery(content: Buffer, headers: Record<string, unknown> | undefined, maxBytes: number): DecodedDelivery {
   if (content.length > maxBytes)
@@ -84,6 +113,11 @@ export function decodeDelivery(content: Buffer, headers: Record<string, unknown>
   const h = headers ?? {};
   const attempt = positiveIntHeader(h, HEADERS.attempt, true);
   const round = positiveIntHeader(h, HEADERS.round, false);
+  const version = contractVersionOf(h);
+  if (version !== CONTRACT_VERSION)
+    throw new InvalidMessageError(
+      `contract version ${version} is not supported: this consumer reads version ${CONTRACT_VERSION}`,
+    );
   let json: unknown;
   try {
     json = JSON.parse(content.toString("utf8"));

@@ -3,9 +3,16 @@ import type { Config } from "./config.ts";
 import type { System } from "./contract.ts";
 
 export const cursorKey = (c: Config, system: System) => `${c.redis.prefix}:cursor:${system}`;
+/**
+ * Hash per system: `count`, the source rows the broker confirmed at least once, and `highWater`,
+ * the highest id ever published. Moved together with the cursor, in one script.
+ */
+export const publishedKey = (c: Config, system: System) => `${c.redis.prefix}:published:${system}`;
 export const publishLockKey = (c: Config, system: System) => `${c.redis.prefix}:publish-lock:${system}`;
 export const doneKey = (c: Config, messageId: string, round: number, attempt: number) =>
   `${c.redis.prefix}:done:${messageId}:${round}:${attempt}`;
+/** Held by the gateway that walks the dead-letter queue (a peek, a dry run, a redrive). */
+export const deadLetterScanLockKey = (c: Config) => `${c.redis.prefix}:dlq-scan-lock`;
 /** Hash of `${system}:${status}` -> attempts logged with that outcome. */
 export const counterKey = (c: Config) => `${c.redis.prefix}:counters`;
 /** Held by the consumer that sweeps expired attempt logs during one sweep interval. */

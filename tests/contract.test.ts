@@ -1,7 +1,10 @@
 import { describe, expect, it } from "vitest";
+import { z } from "zod";
 
 import { readConfig } from "../common/config.ts";
 import {
+  CONTRACT_VERSION,
+  contractHeaders,
   copyIdOf,
   decodeDelivery,
   encodeMessage,
@@ -47,10 +50,57 @@ describe("message contract", () => {
       headers(1),
       /source.system/,
     ],
-    ["extra field", Buffer.from(JSON.stringify({ ...message, extra: 1 })), headers(1), /order contract/],
     ["too large", Buffer.alloc(5000, 32), headers(1), /exceeds the 4096-byte maximum/],
   ])("rejects %s with a reason", (_name, body, h, reason) => {
     const outcome = decide(body, h, opts);
+    expect(outcome.kind).toBe("REJECTED");
+    expect(outcome.kind === "REJECTED" && outcome.error).toMatch(reason);
+  });
+});
+
+describe("contract evolution", () => {
+  // The contract as consumers read it before it had a version: strict, every field required.
+  const unversioned = z.strictObject({
+    messageId: z.uuid(),
+    source: z.strictObject({ system: z.enum(["SYSTEM1", "SYSTEM2"]), orderId: z.number().int().positive() }),
+    order: z.strictObject({ product: z.string().min(1), price: z.string(), securityCheck: z.boolean() }),
+    requiredAttempts: z.number().int().min(1),
+    publishedAt: z.iso.datetime(),
+  });
+  const versioned = (v: unknown, attempt = 1) => ({ [HEADERS.attempt]: attempt, [HEADERS.contractVersion]: v });
+
+  it("old to new: a message without a version is read as version 1", () => {
+    const d = decodeDelivery(Buffer.from(JSON.stringify(message)), headers(1), 4096);
+    expect(d).toEqual({ message, attempt: 1, round: 0 });
+    expect(decide(Buffer.from(JSON.stringify(message)), headers(3), opts).kind).toBe("SUCCEEDED");
+  });
+
+  it("new to old: what this version sends is still read by a consumer of the unversioned contract", () => {
+    const body = JSON.parse(encodeMessage(message).toString()) as unknown;
+    expect(unversioned.safeParse(body).success).toBe(true);
+    expect(contractHeaders()).toEqual({ [HEADERS.contractVersion]: CONTRACT_VERSION });
+    expect(CONTRACT_VERSION).toBe(1);
+  });
+
+  it("reads a message from a newer publisher of the same major version, ignoring the fields it does not know", () => {
+    const newer = {
+      ...message,
+      channel: "web",
+      source: { ...message.source, region: "eu" },
+      order: { ...message.order, currency: "EUR" },
+    };
+    const d = decodeDelivery(Buffer.from(JSON.stringify(newer)), versioned(1, 2), 4096);
+    expect(d).toEqual({ message, attempt: 2, round: 0 });
+    expect(decide(Buffer.from(JSON.stringify(newer)), versioned("1", 3), opts).kind).toBe("SUCCEEDED");
+  });
+
+  it.each([
+    [2, /contract version 2 is not supported: this consumer reads version 1/],
+    [99, /contract version 99 is not supported/],
+    ["two", /header x-contract-version is not a valid version/],
+    [0, /header x-contract-version is not a valid version/],
+  ])("rejects contract version %o with a clear reason", (v, reason) => {
+    const outcome = decide(encodeMessage(message), versioned(v), opts);
     expect(outcome.kind).toBe("REJECTED");
     expect(outcome.kind === "REJECTED" && outcome.error).toMatch(reason);
   });

@@ -3,7 +3,7 @@ import type { Channel } from "amqplib";
 import pg from "pg";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 
-import { HEADERS, type OrderMessage } from "../common/contract.ts";
+import { CONTRACT_VERSION, HEADERS, type OrderMessage } from "../common/contract.ts";
 import { cursorKey } from "../common/keys.ts";
 import { createTestEnv, type TestEnv, waitFor } from "./support/env.ts";
 
@@ -99,6 +99,7 @@ describe("publishPending", () => {
       expect(m.persistent).toBe(true);
       expect(m.messageId).toBe(m.message.messageId);
       expect(m.headers[HEADERS.attempt]).toBe(1);
+      expect(m.headers[HEADERS.contractVersion]).toBe(CONTRACT_VERSION);
       expect(m.message.order).toEqual({ product: row.product, price: row.price.toFixed(2), securityCheck: row.securityCheck });
       // The seed's rule: true orders need 1..5 attempts, false orders 6.
       const expected = row.securityCheck ? [1, 2, 3, 4, 5] : [6];
@@ -193,6 +194,87 @@ describe("publishPending", () => {
     }
   });
 
+  it("never skips a row whose id was drawn before its transaction had an xid", async () => {
+    const url = env.config.databases.system1;
+    const client = () => new pg.Client({ connectionString: url });
+    const [admin, gate, slow, fast] = [client(), client(), client(), client()];
+    for (const c of [admin, gate, slow, fast]) await c.connect();
+    try {
+      await env.gql(SEED, { system: "SYSTEM1", count: 5 });
+      // A BEFORE INSERT trigger runs after the id default drew its value and before the row is
+      // written, which is when the transaction gets its xid. It reports whether it has one, then
+      // waits for an advisory lock the test holds.
+      await admin.query(`create function hold_slow() returns trigger language plpgsql as $$
+        begin
+          if new.product = 'slow' then
+            raise notice 'id=% xid=%', new.id, coalesce(pg_current_xact_id_if_assigned()::text, 'none');
+            perform pg_advisory_xact_lock(7013);
+          end if;
+          return new;
+        end $$`);
+      await admin.query("create trigger hold_slow before insert on orders for each row execute function hold_slow()");
+      await gate.query("select pg_advisory_lock(7013)");
+      // A nextval that WAL-logs the sequence gives its transaction an xid; one drawn here (id 6, never
+      // used) leaves the next ones unlogged, and the trigger's report proves it.
+      await admin.query("select nextval(pg_get_serial_sequence('orders', 'id'))");
+      const drawn = new Promise<string>((resolve) => slow.once("notice", (n: { message?: string }) => resolve(n.message ?? "")));
+      await slow.query("begin");
+      const inserting = slow.query("insert into orders (product, price, security_check) values ('slow', 1.00, true)");
+      expect(await drawn).toBe("id=7 xid=none");
+      const early = await fast.query<{ id: number }>(
+        "insert into orders (product, price, security_check) values ('early', 2.00, true) returning id",
+      );
+      expect(early.rows[0]!.id).toBe(8);
+
+      const held = await env.gql(PUBLISH, { system: "SYSTEM1" });
+      expect(held.data).toMatchObject({ publishPending: { published: 5, toId: 5, cursor: 5, waitingOnTransactions: true } });
+
+      // The row is written now and the transaction has an xid, younger than id 8's: still held.
+      await gate.query("select pg_advisory_unlock(7013)");
+      await inserting;
+      const stillHeld = await env.gql(PUBLISH, { system: "SYSTEM1" });
+      expect(stillHeld.data).toMatchObject({ publishPending: { published: 0, cursor: 5, waitingOnTransactions: true } });
+
+      await slow.query("commit");
+      const r = await env.gql(PUBLISH, { system: "SYSTEM1" });
+      expect(r.data).toMatchObject({
+        publishPending: { published: 2, fromId: 7, toId: 8, cursor: 8, waitingOnTransactions: false },
+      });
+      const ids = (await drainPrimary()).map((m) => m.message.source.orderId);
+      expect(ids).toEqual([1, 2, 3, 4, 5, 7, 8]);
+    } finally {
+      for (const c of [gate, slow, fast, admin]) await c.end().catch(() => undefined);
+    }
+  });
+
+  it("passes a dead gap while a transaction only reads the sequence, and stops at it while one drew from it", async () => {
+    const url = env.config.databases.system1;
+    const reader = new pg.Client({ connectionString: url });
+    const drawer = new pg.Client({ connectionString: url });
+    await reader.connect();
+    await drawer.connect();
+    try {
+      await env.gql(SEED, { system: "SYSTEM1", count: 2 });
+      await drawer.query("select nextval(pg_get_serial_sequence('orders', 'id'))"); // id 3, never used
+      await env.gql(SEED, { system: "SYSTEM1", count: 2 });
+      // An open transaction that drew id 6 and wrote nothing yet may still insert any id it draws.
+      await drawer.query("begin");
+      await drawer.query("select nextval(pg_get_serial_sequence('orders', 'id'))");
+      const held = await env.gql(PUBLISH, { system: "SYSTEM1" });
+      expect(held.data).toMatchObject({ publishPending: { published: 2, toId: 2, waitingOnTransactions: true } });
+      await drawer.query("rollback");
+      // A reader of the sequence (a dump, say) draws nothing.
+      await reader.query("begin");
+      await reader.query("select last_value from orders_id_seq");
+      const r = await env.gql(PUBLISH, { system: "SYSTEM1" });
+      expect(r.data).toMatchObject({ publishPending: { published: 2, fromId: 4, toId: 5, waitingOnTransactions: false } });
+      await reader.query("rollback");
+    } finally {
+      await reader.end();
+      await drawer.end();
+    }
+  });
+
   it("is not held back by a transaction open in another database of the same server", async () => {
     const other = new pg.Client({ connectionString: env.config.databases.system2 });
     await other.connect();
@@ -209,6 +291,63 @@ describe("publishPending", () => {
     } finally {
       await other.end();
     }
+  });
+
+  it("pipelineStats counts the rows published, not the cursor: gaps, deleted rows and a republish", async () => {
+    const STATS = `{ pipelineStats { systems { system sourceRows published inFlight } } }`;
+    const stats = async () => {
+      const r = await env.gql<{
+        pipelineStats: { systems: { system: string; sourceRows: number; published: number; inFlight: number }[] };
+      }>(STATS);
+      expect(r.errors).toBeUndefined();
+      return r.data!.pipelineStats.systems.find((s) => s.system === "SYSTEM1")!;
+    };
+    const client = new pg.Client({ connectionString: env.config.databases.system1 });
+    await client.connect();
+    try {
+      await env.gql(SEED, { system: "SYSTEM1", count: 5 });
+      // A rolled-back insert burns ids 6..8; a deleted row leaves 2 out.
+      await client.query("begin");
+      await client.query(
+        "insert into orders (product, price, security_check) select 'gone', 1.00, true from generate_series(1, 3)",
+      );
+      await client.query("rollback");
+      await env.gql(SEED, { system: "SYSTEM1", count: 5 });
+      await client.query("delete from orders where id = 2");
+
+      const r = await env.gql(PUBLISH, { system: "SYSTEM1" });
+      expect(r.data).toMatchObject({ publishPending: { published: 9, fromId: 1, toId: 13, cursor: 13 } });
+      expect(await stats()).toEqual({ system: "SYSTEM1", sourceRows: 9, published: 9, inFlight: 9 });
+
+      // A republish sends the rows again but they were published already: the count stays.
+      await env.gql(`mutation { resetCursor(system: SYSTEM1, to: 0) { lastPublishedId } }`);
+      const again = await env.gql(PUBLISH, { system: "SYSTEM1" });
+      expect(again.data).toMatchObject({ publishPending: { published: 9, cursor: 13 } });
+      expect(await stats()).toEqual({ system: "SYSTEM1", sourceRows: 9, published: 9, inFlight: 9 });
+
+      await env.gql(SEED, { system: "SYSTEM1", count: 2 });
+      await env.gql(PUBLISH, { system: "SYSTEM1" });
+      expect(await stats()).toEqual({ system: "SYSTEM1", sourceRows: 11, published: 11, inFlight: 11 });
+      expect(await drainPrimary()).toHaveLength(20);
+    } finally {
+      await client.end();
+    }
+  });
+
+  it("counts a cursor recorded before the published count as the rows up to it", async () => {
+    await env.gql(SEED, { system: "SYSTEM2", count: 5 });
+    await env.sources.SYSTEM2.order.delete({ where: { id: 1 } });
+    await env.redis.set(cursorKey(env.config, "SYSTEM2"), "3");
+    const published = async () => {
+      const r = await env.gql<{ pipelineStats: { systems: { system: string; published: number }[] } }>(
+        `{ pipelineStats { systems { system published } } }`,
+      );
+      return r.data!.pipelineStats.systems.find((s) => s.system === "SYSTEM2")!.published;
+    };
+    expect(await published()).toBe(2);
+    const r = await env.gql(PUBLISH, { system: "SYSTEM2" });
+    expect(r.data).toMatchObject({ publishPending: { published: 2, fromId: 4, toId: 5 } });
+    expect(await published()).toBe(4);
   });
 
   it("resetCursor republishes with the same message ids", async () => {

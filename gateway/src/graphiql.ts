@@ -27,7 +27,7 @@ query MessageHistory { messageHistory(messageId: "…") { round attempt status e
 query Orders { orders(system: SYSTEM1, first: 20) { totalCount edges { node { id securityCheck history { attempt status } } } } }
 query EndputOrders { endputOrders(system: SYSTEM1, first: 20) { totalCount edges { node { sourceOrderId attempts } } } }
 query DeadLetters { deadLetters(first: 20) { messageId system orderId reason attempts } }
-mutation RedriveDryRun { redriveDeadLetters(system: SYSTEM1, reason: "max-attempts", dryRun: true) { matched moved dryRun } }
+mutation RedriveDryRun { redriveDeadLetters(system: SYSTEM1, reason: "max-attempts", dryRun: true) { matched moved alreadyRedriven dryRun } }
 subscription ProcessingEvents { processingEvents(system: SYSTEM1) { messageId orderId attempt status at } }
 `;
 

@@ -65,7 +65,16 @@ describe("5. gateway crash during publish", () => {
       toId: ORDERS,
     });
 
+    // The tail published twice is counted once: published is rows, and nothing is left in flight.
     await report.time("drain", () => waitDrained(w));
+    const stats = await w.gql<{ pipelineStats: { systems: { system: string; published: number; inFlight: number }[] } }>(
+      `{ pipelineStats { systems { system published inFlight } } }`,
+    );
+    expect(stats.data?.pipelineStats.systems.find((s) => s.system === "SYSTEM1")).toEqual({
+      system: "SYSTEM1",
+      published: ORDERS,
+      inFlight: 0,
+    });
     const duplicates = await duplicatesSeen(consumer);
     report.detail("duplicateDeliveriesSeenByConsumer", duplicates);
     report.note(`killed at cursor ${cursorAtKill}; the consumer acked ${duplicates} re-published deliveries as already handled`);

@@ -29,7 +29,11 @@ const DeadLetter = builder.objectRef<Letter>("DeadLetter").implement({
 const RedriveResult = builder.objectRef<Result>("RedriveResult").implement({
   fields: (t) => ({
     matched: t.exposeInt("matched"),
-    moved: t.exposeInt("moved"),
+    moved: t.exposeInt("moved", { description: "Published back to the primary queue as a new round" }),
+    alreadyRedriven: t.exposeInt("alreadyRedriven", {
+      description:
+        "Copies whose round had been redriven already by a redrive that stopped before acking them: acked without a new round (a dry run only counts them)",
+    }),
     dryRun: t.exposeBoolean("dryRun"),
   }),
 });
@@ -39,7 +43,8 @@ builder.queryField("deadLetters", (t) =>
     type: [DeadLetter],
     description: "The oldest dead letters, without consuming them",
     args: { first: t.arg.int() },
-    resolve: (_root, args, ctx) => peekDeadLetters(ctx.broker, boundedFirst(args.first)),
+    resolve: (_root, args, ctx) =>
+      peekDeadLetters({ broker: ctx.broker, redis: ctx.redis, config: ctx.config, first: boundedFirst(args.first) }),
   }),
 );
 

@@ -36,7 +36,7 @@ const PublishResult = builder.objectRef<Result>("PublishResult").implement({
     toId: t.exposeInt("toId", { nullable: true }),
     cursor: t.exposeInt("cursor"),
     waitingOnTransactions: t.exposeBoolean("waitingOnTransactions", {
-      description: "True when rows were held back because an older transaction on the source was still open",
+      description: "True when rows were held back at a gap in the ids that a transaction still open on the source may fill",
     }),
   }),
 });

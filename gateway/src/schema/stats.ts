@@ -28,10 +28,12 @@ const SystemStats = builder.objectRef<PerSystem>("SystemStats").implement({
   fields: (t) => ({
     system: t.field({ type: SystemEnum, resolve: (s) => s.system }),
     sourceRows: t.exposeInt("sourceRows"),
-    published: t.exposeInt("published", { description: "The cursor: the highest source id published" }),
+    published: t.exposeInt("published", {
+      description: "Source rows the broker confirmed at least once (a republish after resetCursor does not count a row again)",
+    }),
     succeeded: t.exposeInt("succeeded"),
     deadLettered: t.exposeInt("deadLettered", { description: "Dead-lettered and not redriven since" }),
-    inFlight: t.exposeInt("inFlight"),
+    inFlight: t.exposeInt("inFlight", { description: "published - succeeded - deadLettered" }),
     endputRows: t.exposeInt("endputRows"),
     attempts: t.field({ type: [StatusCount], description: "Attempts logged, by outcome", resolve: (s) => s.attempts }),
   }),

@@ -2,19 +2,29 @@
 //
 // Both walk the DLQ with basic.get and manual acks on a private channel: what is
 // not taken stays unacked and goes back to the queue, in order, when the channel
-// closes. A redriven message is published to the primary queue as a new round
-// (attempt 1), confirmed by the broker, logged, and only then acked off the DLQ:
-// a crash in between leaves it in the DLQ (and at worst redriven twice), never lost.
+// closes. Messages one walk holds are invisible to another, so every walk holds
+// the DLQ scan lock (and waits for it): a peek, a dry run or a redrive never
+// counts while another holds part of the queue.
+//
+// A redriven copy of round r is published to the primary queue as round r+1
+// (attempt 1), confirmed by the broker, logged as a REDRIVEN entry of round r+1,
+// and only then acked off the DLQ; its history is released (left to expire) only
+// after the broker has processed the ack. A crash before the ack leaves round r
+// in the DLQ with its history retained and the REDRIVEN entry as the durable
+// record that it was redriven: the next redrive acks that copy without another
+// round (tests/redrive.test.ts, "acks a copy a gateway already redrove ...").
 import type { Channel, GetMessage } from "amqplib";
+import type { Redis } from "ioredis";
 
 import type { AttemptLog, LogDocument } from "../../../common/attempt-log.ts";
 import type { Broker } from "../../../common/broker.ts";
 import type { Config } from "../../../common/config.ts";
 import { HEADERS, orderMessageSchema, type System } from "../../../common/contract.ts";
 import { eventsTopic, type ProcessingEvent } from "../../../common/events.ts";
-import { counterKey } from "../../../common/keys.ts";
+import { counterKey, deadLetterScanLockKey } from "../../../common/keys.ts";
 import type { Logger } from "../../../common/logger.ts";
-import { badInput, using } from "../errors.ts";
+import { badInput, DomainError, using } from "../errors.ts";
+import { waitForLock } from "./redis-lock.ts";
 
 export interface DeadLetter {
   messageId: string;
@@ -37,11 +47,15 @@ export interface RedriveFilter {
 export interface RedriveResult {
   matched: number;
   moved: number;
+  /** Copies whose round had been redriven already (a redrive that died before acking them): acked, not moved. */
+  alreadyRedriven: number;
   dryRun: boolean;
 }
 
 /** The DLQ holds at most this many messages unacked at once while scanning. */
 const SCAN_PREFETCH_LIMIT = 100_000;
+/** How long a walk of the DLQ waits for the one in progress before giving up. */
+const SCAN_WAIT_MS = 10_000;
 
 function describe(msg: GetMessage): DeadLetter {
   const h = msg.properties.headers ?? {};
@@ -77,16 +91,39 @@ async function scan(channel: Channel, queue: string, visit: (msg: GetMessage) =>
   }
 }
 
-export async function peekDeadLetters(broker: Broker, first: number): Promise<DeadLetter[]> {
-  return using("rabbitmq", () =>
-    broker.withChannel(async (ch) => {
-      const out: DeadLetter[] = [];
-      await scan(ch, broker.topology.dlq, async (msg) => {
-        out.push(describe(msg));
-        return out.length < first;
-      });
-      return out;
-    }),
+/** Runs a walk of the DLQ under the scan lock, waiting for the walk in progress. */
+async function exclusively<T>(redis: Redis, config: Config, walk: () => Promise<T>): Promise<T> {
+  const lock = await waitForLock(redis, deadLetterScanLockKey(config), config.gateway.publishLockTtlMs, SCAN_WAIT_MS);
+  if (!lock)
+    throw new DomainError(
+      "DEAD_LETTERS_BUSY",
+      `another request has been reading the dead-letter queue for over ${SCAN_WAIT_MS / 1000} s; try again when it finishes`,
+    );
+  try {
+    return await walk();
+  } finally {
+    await lock.release();
+  }
+}
+
+export async function peekDeadLetters(deps: {
+  broker: Broker;
+  redis: Redis;
+  config: Config;
+  first: number;
+}): Promise<DeadLetter[]> {
+  const { broker, redis, config, first } = deps;
+  return exclusively(redis, config, () =>
+    using("rabbitmq", () =>
+      broker.withChannel(async (ch) => {
+        const out: DeadLetter[] = [];
+        await scan(ch, broker.topology.dlq, async (msg) => {
+          out.push(describe(msg));
+          return out.length < first;
+        });
+        return out;
+      }),
+    ),
   );
 }
 
@@ -94,9 +131,11 @@ export async function redriveDeadLetters(deps: {
   filter: RedriveFilter;
   broker: Broker;
   log: AttemptLog;
-  redis: import("ioredis").Redis;
+  redis: Redis;
   config: Config;
   logger: Logger;
+  /** Runs between logging a redrive and acking its DLQ copy (tests stop a redrive there). */
+  beforeAck?: (messageId: string) => Promise<void>;
 }): Promise<RedriveResult> {
   const { filter, broker, log, redis, config, logger } = deps;
   const dryRun = filter.dryRun ?? false;
@@ -108,40 +147,59 @@ export async function redriveDeadLetters(deps: {
   const { primary, exchange, routingKey, dlq } = broker.topology;
   let matched = 0;
   let moved = 0;
+  let alreadyRedriven = 0;
   const started = new Date();
+  // Acked off the DLQ: their histories are released once the broker has processed the acks.
+  const acked: string[] = [];
 
-  await using("rabbitmq", () =>
-    broker.withChannel(async (ch) => {
-      await scan(ch, dlq, async (msg) => {
-        const d = describe(msg);
-        const hit =
-          (!filter.system || d.system === filter.system) &&
-          (!filter.reason || d.reason === filter.reason || d.reason.startsWith(`${filter.reason}:`)) &&
-          (!ids || ids.has(d.messageId.toLowerCase()));
-        if (!hit) return true;
-        matched++;
-        if (!dryRun) {
-          const headers: Record<string, unknown> = { ...(msg.properties.headers ?? {}) };
-          for (const k of [HEADERS.deadReason, HEADERS.deadAttempts, HEADERS.deadAt, HEADERS.consumerId, "x-death"])
-            delete headers[k];
-          const round = d.round + 1;
-          headers[HEADERS.attempt] = 1;
-          headers[HEADERS.round] = round;
-          await broker.publish(exchange, routingKey, msg.content, {
-            persistent: true,
-            contentType: msg.properties.contentType,
-            messageId: msg.properties.messageId,
-            timestamp: Math.floor(Date.now() / 1000),
-            type: msg.properties.type,
-            headers,
+  await exclusively(redis, config, () =>
+    using("rabbitmq", () =>
+      broker.withChannel(async (ch) => {
+        try {
+          await scan(ch, dlq, async (msg) => {
+            const d = describe(msg);
+            const hit =
+              (!filter.system || d.system === filter.system) &&
+              (!filter.reason || d.reason === filter.reason || d.reason.startsWith(`${filter.reason}:`)) &&
+              (!ids || ids.has(d.messageId.toLowerCase()));
+            if (!hit) return true;
+            matched++;
+            const round = d.round + 1;
+            if (await wasRedriven(log, d, round)) {
+              alreadyRedriven++;
+              if (!dryRun) {
+                ch.ack(msg);
+                acked.push(d.messageId);
+              }
+              return matched < limit;
+            }
+            if (!dryRun) {
+              const headers: Record<string, unknown> = { ...(msg.properties.headers ?? {}) };
+              for (const k of [HEADERS.deadReason, HEADERS.deadAttempts, HEADERS.deadAt, HEADERS.consumerId, "x-death"])
+                delete headers[k];
+              headers[HEADERS.attempt] = 1;
+              headers[HEADERS.round] = round;
+              await broker.publish(exchange, routingKey, msg.content, {
+                persistent: true,
+                contentType: msg.properties.contentType,
+                messageId: msg.properties.messageId,
+                timestamp: Math.floor(Date.now() / 1000),
+                type: msg.properties.type,
+                headers,
+              });
+              await recordRedrive(log, redis, config, d, round);
+              await deps.beforeAck?.(d.messageId);
+              ch.ack(msg);
+              acked.push(d.messageId);
+              moved++;
+            }
+            return matched < limit;
           });
-          await recordRedrive(log, redis, config, d, round);
-          ch.ack(msg);
-          moved++;
+        } finally {
+          await releaseAcked(ch, log, logger, dlq, acked);
         }
-        return matched < limit;
-      });
-    }),
+      }),
+    ),
   );
 
   await log.collection.db
@@ -152,16 +210,46 @@ export async function redriveDeadLetters(deps: {
       filter: { ...filter, messageIds: filter.messageIds ? [...filter.messageIds] : null },
       matched,
       moved,
+      alreadyRedriven,
       dryRun,
       queue: primary,
     })
     .catch((err) => logger.warn({ err: (err as Error).message }, "could not record the redrive"));
-  logger.info({ filter, matched, moved, dryRun }, "dead letters redriven");
-  return { matched, moved, dryRun };
+  logger.info({ filter, matched, moved, alreadyRedriven, dryRun }, "dead letters redriven");
+  return { matched, moved, alreadyRedriven, dryRun };
 }
 
-/** A REDRIVEN entry opens the new round in the message's history; the history may expire again. */
-async function recordRedrive(log: AttemptLog, redis: import("ioredis").Redis, config: Config, d: DeadLetter, round: number) {
+/**
+ * Whether this copy's round was redriven already: its REDRIVEN entry is the durable record,
+ * kept as long as the copy is in the DLQ (its history is released only after the ack).
+ */
+async function wasRedriven(log: AttemptLog, d: DeadLetter, round: number): Promise<boolean> {
+  // A copy without a message id cannot be told from another one.
+  if (!d.messageId) return false;
+  const found = await log.collection.findOne({ messageId: d.messageId, round, attempt: 0, status: "REDRIVEN" });
+  return found !== null;
+}
+
+/**
+ * Releases the histories of the copies acked off the DLQ, once the broker has processed the
+ * acks (a synchronous method on the same channel answers after them). A crash before this point
+ * leaves those histories retained, never one of a message still in the DLQ released.
+ */
+async function releaseAcked(ch: Channel, log: AttemptLog, logger: Logger, dlq: string, acked: string[]): Promise<void> {
+  if (acked.length === 0) return;
+  try {
+    await ch.checkQueue(dlq);
+  } catch (err) {
+    logger.warn({ err: (err as Error).message, messages: acked.length }, "acks not confirmed; histories stay retained");
+    return;
+  }
+  await log
+    .release(acked)
+    .catch((err) => logger.warn({ err: (err as Error).message, messages: acked.length }, "could not release redriven histories"));
+}
+
+/** A REDRIVEN entry opens the new round in the message's history and records that the round before was redriven. */
+async function recordRedrive(log: AttemptLog, redis: Redis, config: Config, d: DeadLetter, round: number) {
   const now = new Date();
   const doc: LogDocument = {
     messageId: d.messageId,
@@ -182,7 +270,8 @@ async function recordRedrive(log: AttemptLog, redis: import("ioredis").Redis, co
     consumerId: "gateway",
   };
   await log.insert([doc]);
-  await log.release([d.messageId]);
+  // The round before is still in the DLQ until the ack: the whole history, this entry too, stays.
+  await log.retain([d.messageId]);
   const event: ProcessingEvent = {
     messageId: d.messageId,
     system: d.system,

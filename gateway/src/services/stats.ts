@@ -1,6 +1,6 @@
 // Pipeline statistics: queue depths from the broker, attempt counts from the
-// consumers' Redis counters, and a per-system reconciliation of source,
-// cursor, sink and dead letters.
+// consumers' Redis counters, and a per-system reconciliation of source rows,
+// rows published, sink and dead letters.
 import type { Redis } from "ioredis";
 
 import type { Broker } from "../../../common/broker.ts";
@@ -60,10 +60,15 @@ export async function pipelineStats(deps: {
 
   const systems = await Promise.all(
     SYSTEMS.map(async (system): Promise<SystemStats> => {
-      const [sourceRows, published] = await Promise.all([
+      const [sourceRows, mark, cursor] = await Promise.all([
         using("postgresql", () => sources[system].order.count()),
+        cursors.published(system),
         cursors.get(system),
       ]);
+      // Without a mark (a cursor from before the count existed) the rows up to the cursor were published.
+      const published =
+        mark?.count ??
+        (cursor === 0 ? 0 : await using("postgresql", () => sources[system].order.count({ where: { id: { lte: cursor } } })));
       const endputRows = endputBySystem.find((r) => r.sourceSystem === system)?._count._all ?? 0;
       const deadLettered = Math.max(0, count(system, "DEAD_LETTERED") - count(system, "REDRIVEN"));
       return {

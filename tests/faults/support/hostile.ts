@@ -57,7 +57,7 @@ const WRONG_TYPES: ((o: OrderMessage) => unknown)[] = [
   (o) => ({ ...o, order: { ...o.order, product: "" } }),
   (o) => ({ ...o, order: null }),
   (o) => ({ ...o, publishedAt: "yesterday" }),
-  (o) => ({ ...o, extra: true }),
+  (o) => ({ ...o, requiredAttempts: null }),
   (o) => {
     const { source: _source, ...rest } = o;
     return rest;
