@@ -212,7 +212,7 @@ describe("compose.yaml", () => {
       }
       expect(new URL(e.REDIS_URL ?? "missing:").hostname, `${name} REDIS_URL`).toBe("redis");
       expect(new URL(e.MONGO_URL ?? "missing:").hostname, `${name} MONGO_URL`).toBe("mongo");
-      for (const key of ["AMQP_URL", "AMQP_MANAGEMENT_URL"]) {
+      for (const key of ["AMQP_URL"]) {
         const url = new URL(e[key] ?? "missing:");
         expect(url.hostname, `${name} ${key}`).toBe("rabbitmq");
         expect([url.username, url.password], `${name} ${key} credentials`).toEqual([

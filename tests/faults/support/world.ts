@@ -71,7 +71,6 @@ export async function createWorld(scenario: string, overrides: EnvOverrides = {}
     REDIS_URL: URLS.redis,
     REDIS_PREFIX: `faults-${id}`,
     AMQP_URL: URLS.amqp,
-    AMQP_MANAGEMENT_URL: URLS.management,
     AMQP_PREFIX: `faults-${id}`,
     MONGO_URL: URLS.mongo,
     // The fault set's FerretDB keeps its data in this set's PostgreSQL.
