@@ -3,6 +3,8 @@
 # and a MongoDB wire-protocol server (mongod when installed, FerretDB otherwise).
 #
 #   scripts/services.sh up|down|status|restart SERVICE|stop SERVICE|start SERVICE
+#   scripts/services.sh amqp-urls      AMQP_URL for every RabbitMQ node
+#   scripts/services.sh toxiproxy-bin  path of Toxiproxy's server (built on first use)
 #
 # Idempotent: `up` starts what is not running and leaves the rest alone. Data lives
 # under .local/ (wiped by `make clean`). Ports can be moved with PG_PORT, REDIS_PORT,
@@ -31,6 +33,7 @@ RABBITMQ_MGMT_PORT=${RABBITMQ_MGMT_PORT:-15672}
 RABBITMQ_EPMD_PORT=${RABBITMQ_EPMD_PORT:-$((AMQP_PORT - 1000))}
 MONGO_PORT=${MONGO_PORT:-27017}
 FERRETDB_VERSION=v1.24.2
+TOXIPROXY_VERSION=v2.5.0
 PG_DATABASES=(system1 system2 endput ferretdb)
 
 say() { printf '[services] %s\n' "$*" >&2; }
@@ -202,6 +205,7 @@ cluster_env() { # node-index
   export RABBITMQ_MNESIA_BASE=$dir/mnesia
   export RABBITMQ_LOG_BASE=$dir/log
   export RABBITMQ_CONFIG_FILE=$dir/rabbitmq
+  export RABBITMQ_ADVANCED_CONFIG_FILE=$dir/advanced.config
   export RABBITMQ_ENABLED_PLUGINS_FILE=$dir/enabled_plugins
   export RABBITMQ_PID_FILE=$dir/rabbit.pid
 }
@@ -245,6 +249,10 @@ vm_memory_high_watermark.relative = 0.2
 disk_free_limit.absolute = 200MB
 cluster_partition_handling = pause_minority
 CONF
+  # A wait queue's at-least-once dead-letter worker that starts on a new leader before the
+  # primary queue has one waits for confirms that never come, and resends only after this
+  # timeout (3 minutes by default in 3.10): retries stall that long after a leader is killed.
+  echo '[{rabbit, [{dead_letter_worker_publisher_confirm_timeout, 10000}]}].' >"$dir/advanced.config"
   (cluster_env "$i" && cd "$dir" && exec nohup "$RABBIT_BIN/rabbitmq-server" >"$log" 2>&1) &
 }
 
@@ -282,9 +290,12 @@ cluster_down() {
   local i pid
   for i in $(seq 1 "$RABBITMQ_NODES"); do
     cluster_ctl "$i" -q shutdown >/dev/null 2>&1 || true
-    # A node that does not answer (killed, paused) is ended through its pid file.
+    # A node that does not answer (paused, hung) is ended through its pid file, if that pid
+    # is still this node's Erlang VM.
     pid=$(cat "$(cluster_base)/rq$i/rabbit.pid" 2>/dev/null || true)
-    if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then kill -9 "$pid" 2>/dev/null || true; fi
+    if [ -n "$pid" ] && tr '\0' '\n' <"/proc/$pid/environ" 2>/dev/null | grep -qx "RABBITMQ_MNESIA_BASE=$(cluster_base)/rq$i/mnesia"; then
+      kill -9 "$pid" 2>/dev/null || true
+    fi
   done
   # The cluster's own port mapper; the default one on 4369 is never touched.
   (export ERL_EPMD_PORT=$RABBITMQ_EPMD_PORT && epmd -kill >/dev/null 2>&1) || true
@@ -350,6 +361,21 @@ mongo_down() {
   fi
 }
 
+# ---------------------------------------------------------------- Toxiproxy (network faults in the fault suite)
+toxiproxy_bin() {
+  local bin=$ROOT/.local/bin/toxiproxy-server tmp
+  if [ -x "$bin" ]; then echo "$bin"; return; fi
+  command -v go >/dev/null || fail "Go (to build Toxiproxy) is not on PATH"
+  say "building Toxiproxy $TOXIPROXY_VERSION from the Go module proxy (first run only)"
+  mkdir -p "$ROOT/.local/bin" "$LOCAL/logs"
+  tmp=$(mktemp -d)
+  GOBIN=$tmp go install "github.com/Shopify/toxiproxy/v2/cmd/server@$TOXIPROXY_VERSION" >"$LOCAL/logs/toxiproxy-build.log" 2>&1 ||
+    fail "building Toxiproxy failed" "$LOCAL/logs/toxiproxy-build.log"
+  mv "$tmp/server" "$bin"
+  rmdir "$tmp"
+  echo "$bin"
+}
+
 # ---------------------------------------------------------------- commands
 status_line() { # name url ready-fn [args...]
   local name=$1 url=$2
@@ -403,6 +429,7 @@ case "${1:-}" in
     ;;
   status) status ;;
   amqp-urls) cluster_urls ;;
+  toxiproxy-bin) toxiproxy_bin ;;
   start) one up "${2:?service}" ;;
   stop) one down "${2:?service}" ;;
   restart)
@@ -410,7 +437,7 @@ case "${1:-}" in
     one up "$2"
     ;;
   *)
-    echo "usage: $0 up|down|status|amqp-urls|start SERVICE|stop SERVICE|restart SERVICE" >&2
+    echo "usage: $0 up|down|status|amqp-urls|toxiproxy-bin|start SERVICE|stop SERVICE|restart SERVICE" >&2
     exit 2
     ;;
 esac
