@@ -3,6 +3,12 @@ SHELL := bash
 .SHELLFLAGS := -euo pipefail -c
 .DEFAULT_GOAL := help
 
+# CLUSTER=1 (make services, start, stop, status): RabbitMQ as a cluster of three nodes on
+# 5682-5684 (management 15682-15684) instead of one node on 5672; the pipeline connects to all.
+ifeq ($(CLUSTER),1)
+export RABBITMQ_NODES := 3
+endif
+
 NODE_BIN := $(shell scripts/ensure-node.sh)
 export PATH := $(if $(NODE_BIN),$(NODE_BIN):,)$(CURDIR)/node_modules/.bin:$(PATH)
 
@@ -22,7 +28,7 @@ common/prisma/.generated: node_modules/.installed prisma/source/schema.prisma pr
 
 install: node_modules/.installed common/prisma/.generated ## install dependencies and generate the Prisma clients
 
-services: ## start PostgreSQL, Redis, RabbitMQ and the Mongo-compatible server
+services: ## start PostgreSQL, Redis, RabbitMQ (CLUSTER=1: three nodes) and the Mongo-compatible server
 	@scripts/services.sh up
 
 services-down: ## stop the local services

@@ -1,6 +1,8 @@
 // One AMQP connection per process that reconnects by itself. Publishing while
 // the broker is down fails fast with a DependencyError instead of buffering, so
-// callers never mistake an unsent message for a sent one.
+// callers never mistake an unsent message for a sent one. With several nodes
+// (a cluster, AMQP_URL as a list) a lost or refused connection moves on to the
+// next node at once; the backoff starts only when every node refused.
 import amqp, { type Channel, type ChannelModel, type ConfirmChannel, type Options } from "amqplib";
 
 import type { Config } from "./config.ts";
@@ -60,18 +62,37 @@ export function createBroker(opts: { config: Config; logger: Logger; name: strin
     return ch;
   }
 
-  function connect(role: string): Promise<ChannelModel> {
-    const url = new URL(config.broker.url);
+  const urls = config.broker.urls;
+  // The node the main connection uses (or tries next): an index into urls.
+  let node = 0;
+
+  function connect(role: string, index: number): Promise<ChannelModel> {
+    const url = new URL(urls[index % urls.length]!);
     url.searchParams.set("heartbeat", url.searchParams.get("heartbeat") ?? "10");
     return amqp.connect(url.toString(), {
       noDelay: true,
+      // A node that is partitioned away accepts nothing: give up on it and try the next.
+      timeout: CONNECT_TIMEOUT_MS,
       clientProperties: { connection_name: `${opts.name}${role}@${process.pid}` },
     });
   }
 
+  /** Any live node, starting with the one the main connection uses. */
+  async function connectAny(role: string): Promise<ChannelModel> {
+    let last: unknown;
+    for (let i = 0; i < urls.length; i++) {
+      try {
+        return await connect(role, node + i);
+      } catch (err) {
+        last = err;
+      }
+    }
+    throw last;
+  }
+
   /** The management connection, opened on first use and again after it is lost. */
   function adminConnection(): Promise<ChannelModel> {
-    admin ??= connect("-admin").then(
+    admin ??= connectAny("-admin").then(
       (conn) => {
         conn.on("error", (err: Error) => logger.warn({ err: errorMessage(err) }, "rabbitmq management connection error"));
         conn.on("close", () => (admin = undefined));
@@ -86,7 +107,7 @@ export function createBroker(opts: { config: Config; logger: Logger; name: strin
   }
 
   async function connectOnce(): Promise<void> {
-    const conn = await connect("");
+    const conn = await connect("", node);
     conn.on("error", (err: Error) => logger.warn({ err: errorMessage(err) }, "rabbitmq connection error"));
     const ch = await openPublisher(conn);
     await assertTopology(ch, topology, config, { waitQueues: opts.waitQueues ?? false });
@@ -98,7 +119,9 @@ export function createBroker(opts: { config: Config; logger: Logger; name: strin
         publisher = undefined;
       }
       if (!closing) {
-        logger.warn("rabbitmq connection lost; reconnecting");
+        // The node went away (or dropped us): the next node is the likelier to answer.
+        if (urls.length > 1) node = (node + 1) % urls.length;
+        logger.warn({ next: nodeName(urls[node]!) }, "rabbitmq connection lost; reconnecting");
         void loop();
       }
     });
@@ -110,20 +133,27 @@ export function createBroker(opts: { config: Config; logger: Logger; name: strin
     if (looping) return;
     looping = true;
     let delay = 100;
+    let failed = 0;
     try {
       while (!closing) {
         try {
           await connectOnce();
-          logger.info({ primary: topology.primary }, "rabbitmq connected");
+          logger.info({ primary: topology.primary, node: nodeName(urls[node]!) }, "rabbitmq connected");
           resolveReady();
           return;
         } catch (err) {
           if (connection) await connection.close().catch(() => undefined);
           connection = undefined;
           publisher = undefined;
-          logger.warn({ err: errorMessage(err), retryInMs: delay }, "rabbitmq connect failed");
-          await sleep(delay, abort.signal);
-          delay = Math.min(delay * 2, 5000);
+          const tried = nodeName(urls[node]!);
+          node = (node + 1) % urls.length;
+          // Every node refused in turn: back off before the next round.
+          const wait = ++failed % urls.length === 0 ? delay : 0;
+          logger.warn({ err: errorMessage(err), node: tried, retryInMs: wait }, "rabbitmq connect failed");
+          if (wait > 0) {
+            await sleep(wait, abort.signal);
+            delay = Math.min(delay * 2, 5000);
+          }
         }
       }
     } finally {
@@ -193,6 +223,14 @@ export function createBroker(opts: { config: Config; logger: Logger; name: strin
       await Promise.all([conn?.close().catch(() => undefined), management?.then((c) => c.close()).catch(() => undefined)]);
     },
   };
+}
+
+const CONNECT_TIMEOUT_MS = 5000;
+
+/** host:port of a node's URL, for logs (never the credentials). */
+export function nodeName(url: string): string {
+  const u = new URL(url);
+  return `${u.hostname}:${u.port || (u.protocol === "amqps:" ? 5671 : 5672)}`;
 }
 
 // AMQP 0-9-1 transactions (class tx, id 90). amqplib speaks these methods but has no API for them.

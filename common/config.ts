@@ -13,17 +13,29 @@ const int = (min: number, max = Number.MAX_SAFE_INTEGER) =>
 const bool = z
   .enum(["true", "false", "1", "0", "yes", "no", ""], { error: "must be true or false" })
   .transform((v) => v === "true" || v === "1" || v === "yes");
+const isUrl = (v: string, protocols: string[]) => {
+  try {
+    return protocols.includes(new URL(v).protocol.replace(/:$/, ""));
+  } catch {
+    return false;
+  }
+};
 const url = (protocols: string[]) =>
-  z.string().refine(
-    (v) => {
-      try {
-        return protocols.includes(new URL(v).protocol.replace(/:$/, ""));
-      } catch {
-        return false;
-      }
-    },
-    { error: `must be a URL with scheme ${protocols.join(" or ")}` },
-  );
+  z.string().refine((v) => isUrl(v, protocols), { error: `must be a URL with scheme ${protocols.join(" or ")}` });
+/** Comma-separated URLs (the nodes of a cluster), each checked; one problem names every bad entry. */
+const urlList = (protocols: string[]) =>
+  z.string().transform((v, ctx) => {
+    const list = v.split(",").map((u) => u.trim());
+    const bad = list.flatMap((u, i) =>
+      u === ""
+        ? [`node ${i + 1} is empty`]
+        : isUrl(u, protocols)
+          ? []
+          : [`node ${i + 1} (${JSON.stringify(u)}) must be a URL with scheme ${protocols.join(" or ")}`],
+    );
+    if (bad.length > 0) ctx.addIssue({ code: "custom", message: bad.join("; "), input: v });
+    return list;
+  });
 const name = z.string().regex(/^[a-zA-Z0-9_.-]{1,64}$/, { error: "must be 1-64 letters, digits, '.', '_' or '-'" });
 
 const pg = url(["postgres", "postgresql"]);
@@ -37,10 +49,9 @@ const schema = z.object({
   REDIS_URL: url(["redis", "rediss"]).default("redis://127.0.0.1:6379"),
   REDIS_PREFIX: name.default("tentativa"),
 
-  AMQP_URL: url(["amqp", "amqps"]).default("amqp://guest:guest@127.0.0.1:5672"),
-  AMQP_MANAGEMENT_URL: url(["http", "https"]).default("http://guest:guest@127.0.0.1:15672"),
+  AMQP_URL: urlList(["amqp", "amqps"]).default(["amqp://guest:guest@127.0.0.1:5672"]),
   AMQP_PREFIX: name.default("tentativa"),
-  AMQP_QUEUE_TYPE: z.enum(["classic", "quorum"]).default("classic"),
+  AMQP_QUEUE_TYPE: z.enum(["classic", "quorum"]).optional(),
 
   MONGO_URL: url(["mongodb", "mongodb+srv"]).default("mongodb://127.0.0.1:27017"),
   MONGO_DATABASE: name.default("pipeline"),
@@ -101,10 +112,13 @@ function build(e: z.output<typeof schema>) {
     },
     redis: { url: e.REDIS_URL, prefix: e.REDIS_PREFIX },
     broker: {
-      url: e.AMQP_URL,
-      managementUrl: e.AMQP_MANAGEMENT_URL,
+      /** Every node the processes may connect to; they take the next one when theirs goes away. */
+      urls: e.AMQP_URL,
+      /** The first node, for tools that talk to one broker. */
+      url: e.AMQP_URL[0]!,
       prefix: e.AMQP_PREFIX,
-      queueType: e.AMQP_QUEUE_TYPE,
+      // A cluster's queues must survive the loss of a node: quorum queues unless told otherwise.
+      queueType: e.AMQP_QUEUE_TYPE ?? (e.AMQP_URL.length > 1 ? "quorum" : "classic"),
     },
     mongo: {
       url: e.MONGO_URL,

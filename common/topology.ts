@@ -56,7 +56,8 @@ export async function assertTopology(
     arguments: { "x-queue-type": config.broker.queueType },
   });
   await channel.bindQueue(topology.primary, topology.exchange, topology.routingKey);
-  await channel.assertQueue(topology.dlq, { durable: true, arguments: { "x-queue-type": "classic" } });
+  // On a cluster (quorum by default) the DLQ too must outlive the node that leads it.
+  await channel.assertQueue(topology.dlq, { durable: true, arguments: { "x-queue-type": config.broker.queueType } });
   for (const wait of opts.waitQueues ? topology.waitQueues : []) {
     await channel.assertQueue(wait.name, {
       durable: true,

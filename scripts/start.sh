@@ -27,6 +27,12 @@ if [ "${1:-}" = stop ]; then
 fi
 
 export LOG_PRETTY=${LOG_PRETTY:-true}
+# With a local cluster (RABBITMQ_NODES > 1, make start CLUSTER=1), both processes know every node.
+if [ "${RABBITMQ_NODES:-1}" -gt 1 ] && [ -z "${AMQP_URL:-}" ]; then
+  export AMQP_URL
+  AMQP_URL=$(scripts/services.sh amqp-urls)
+fi
+if [ "${RABBITMQ_NODES:-1}" -gt 1 ]; then RABBITMQ_UI=${RABBITMQ_MGMT_PORT:-15682}; else RABBITMQ_UI=${RABBITMQ_MGMT_PORT:-15672}; fi
 # With FerretDB (no mongod), let the processes add the log's lookup indexes on its backend.
 if ! command -v mongod >/dev/null; then
   export FERRETDB_POSTGRESQL_URL=${FERRETDB_POSTGRESQL_URL:-postgresql://postgres:postgres@127.0.0.1:${PG_PORT:-5432}/ferretdb}
@@ -61,7 +67,7 @@ trap shutdown INT TERM
 
 cat <<TXT
 [start] GraphiQL:        http://localhost:${GATEWAY_PORT:-4000}/graphql
-[start] RabbitMQ UI:     http://localhost:15672 (guest/guest)
+[start] RabbitMQ UI:     http://localhost:$RABBITMQ_UI (guest/guest)
 [start] consumer health: http://localhost:${CONSUMER_PORT:-9464}/readyz  metrics: /metrics
 [start] Ctrl-C stops both.
 TXT

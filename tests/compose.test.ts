@@ -12,6 +12,9 @@ import { anonymousExposure } from "../gateway/src/exposure.ts";
 
 interface Service {
   image?: string;
+  hostname?: string;
+  profiles?: string[];
+  configs?: (string | { source: string; target?: string })[];
   build?: string | { context?: string; dockerfile?: string };
   command?: string | string[];
   volumes?: string[];
@@ -28,6 +31,7 @@ const read = (file: string) => readFileSync(path.join(root, file), "utf8");
 const compose = parse(read("compose.yaml"), { merge: true }) as {
   services?: Record<string, Service>;
   volumes?: Record<string, unknown>;
+  configs?: Record<string, { content?: string; file?: string }>;
 };
 const services = compose.services ?? {};
 const names = Object.keys(services);
@@ -35,6 +39,10 @@ const names = Object.keys(services);
 const APPS = ["gateway", "consumer"] as const;
 const INFRA = ["system1-db", "system2-db", "endput-db", "redis", "rabbitmq", "mongo"];
 const ONE_SHOT = ["migrate"];
+const RABBIT_NODES = ["rabbitmq", "rabbitmq-2", "rabbitmq-3"];
+
+/** Each URL of a setting (AMQP_URL lists every node of the cluster). */
+const urlsOf = (value: string) => value.split(",").map((v) => v.trim());
 
 function service(name: string): Service {
   const s = services[name];
@@ -97,6 +105,10 @@ describe("compose.yaml", () => {
     [6379, "redis", 6379],
     [5672, "rabbitmq", 5672],
     [15672, "rabbitmq", 15672],
+    [5673, "rabbitmq-2", 5672],
+    [15673, "rabbitmq-2", 15672],
+    [5674, "rabbitmq-3", 5672],
+    [15674, "rabbitmq-3", 15672],
     [27017, "mongo", 27017],
     [8081, "mongo-express", 8081],
     [4000, "gateway", 4000],
@@ -193,9 +205,9 @@ describe("compose.yaml", () => {
 
   it("points every URL of the app services at a service of this file", () => {
     for (const name of [...APPS, ...ONE_SHOT]) {
-      for (const [key, value] of Object.entries(env(service(name)))) {
-        if (!/^[a-z][a-z0-9+.-]*:\/\//i.test(value)) continue;
-        const url = new URL(value);
+      for (const [key, value] of Object.entries(env(service(name))).flatMap(([k, v]) => urlsOf(v).map((u) => [k, u]))) {
+        if (!/^[a-z][a-z0-9+.-]*:\/\//i.test(value!)) continue;
+        const url = new URL(value!);
         expect(names, `${name} ${key}=${value}`).toContain(url.hostname);
         if (url.port) {
           const containerPorts = [...published(service(url.hostname)).values()];
@@ -226,20 +238,52 @@ describe("compose.yaml", () => {
       }
       expect(new URL(e.REDIS_URL ?? "missing:").hostname, `${name} REDIS_URL`).toBe("redis");
       expect(new URL(e.MONGO_URL ?? "missing:").hostname, `${name} MONGO_URL`).toBe("mongo");
-      for (const key of ["AMQP_URL", "AMQP_MANAGEMENT_URL"]) {
-        const url = new URL(e[key] ?? "missing:");
-        expect(url.hostname, `${name} ${key}`).toBe("rabbitmq");
-        expect([url.username, url.password], `${name} ${key} credentials`).toEqual([
+      // Every node of the cluster profile, node 1 first.
+      const amqp = urlsOf(e.AMQP_URL ?? "missing:").map((u) => new URL(u));
+      expect(
+        amqp.map((u) => u.hostname),
+        `${name} AMQP_URL`,
+      ).toEqual(RABBIT_NODES);
+      for (const url of amqp)
+        expect([url.username, url.password], `${name} AMQP_URL credentials`).toEqual([
           rabbit.RABBITMQ_DEFAULT_USER,
           rabbit.RABBITMQ_DEFAULT_PASS,
         ]);
-      }
     }
     expect(env(service("gateway")).GATEWAY_HOST).toBe("0.0.0.0");
     // Listening beyond loopback, the gateway only starts with a token (or an explicit opt-out).
     const gateway = readConfig(env(service("gateway")) as Partial<Record<keyof Env, string>>).gateway;
     expect(anonymousExposure(gateway)).toBeUndefined();
     expect(gateway.token).toBeDefined();
+  });
+
+  it("runs nodes 2 and 3 of a RabbitMQ cluster in the cluster profile, joining node 1", () => {
+    const nodes = RABBIT_NODES.map((n) => service(n));
+    expect(service("rabbitmq").profiles, "node 1 runs in every profile").toBeUndefined();
+    for (const [i, node] of nodes.entries()) {
+      const name = RABBIT_NODES[i]!;
+      // The node name is rabbit@<hostname>: the hostname must be fixed and match the peer list.
+      expect(node.hostname, `${name} hostname`).toBe(name);
+      expect(node.image, `${name} image`).toBe(nodes[0]!.image);
+      expect(env(node), `${name} user and cookie`).toEqual(env(nodes[0]!));
+      const cookie = /-setcookie\s+(\S+)/.exec(env(node).RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS ?? "")?.[1];
+      expect(cookie, `${name} shares an Erlang cookie`).toBeTruthy();
+      // The health check's CLI needs the same cookie to reach its node.
+      expect(words(node.healthcheck?.test)).toContain(`--erlang-cookie ${cookie}`);
+      if (i === 0) continue;
+      expect(node.profiles, `${name} profiles`).toEqual(["cluster"]);
+      expect(dependsOn(node), `${name} starts after node 1`).toEqual({ rabbitmq: "service_healthy" });
+      const mounted = (node.configs ?? []).map((c) => (typeof c === "string" ? { source: c, target: `/${c}` } : c));
+      const conf = mounted.find((c) => c.target?.startsWith("/etc/rabbitmq/conf.d/"));
+      expect(conf, `${name} mounts a cluster config into conf.d`).toBeDefined();
+      const content = compose.configs?.[conf!.source]?.content ?? "";
+      expect(content).toMatch(/^cluster_formation\.peer_discovery_backend\s*=\s*classic_config$/m);
+      const peers = [...content.matchAll(/^cluster_formation\.classic_config\.nodes\.\d+\s*=\s*(\S+)$/gm)].map((m) => m[1]);
+      expect(peers).toEqual(RABBIT_NODES.map((n) => `rabbit@${n}`));
+    }
+    // The apps see a list of nodes, so they declare quorum queues.
+    for (const app of APPS)
+      expect(readConfig(env(service(app)) as Partial<Record<keyof Env, string>>).broker.queueType).toBe("quorum");
   });
 
   it("sets only variables that common/config.ts knows", () => {

@@ -44,6 +44,29 @@ describe("configuration", () => {
     expect(() => readConfig({ AMQP_QUEUE_TYPE: "stream" })).toThrow(/AMQP_QUEUE_TYPE/);
   });
 
+  it("reads AMQP_URL as a list of nodes, checks each, and defaults a cluster to quorum queues", () => {
+    const one = readConfig({ AMQP_URL: "amqp://u:p@10.0.0.1:5672" });
+    expect(one.broker.urls).toEqual(["amqp://u:p@10.0.0.1:5672"]);
+    expect(one.broker.queueType).toBe("classic");
+    const three = readConfig({ AMQP_URL: "amqp://a:5672, amqp://b:5672,amqps://c:5671" });
+    expect(three.broker.urls).toEqual(["amqp://a:5672", "amqp://b:5672", "amqps://c:5671"]);
+    expect(three.broker.queueType).toBe("quorum");
+    // An explicit type wins over the default.
+    expect(readConfig({ AMQP_URL: "amqp://a,amqp://b", AMQP_QUEUE_TYPE: "classic" }).broker.queueType).toBe("classic");
+    let caught: unknown;
+    try {
+      readConfig({ AMQP_URL: "amqp://a:5672,http://b:15672,," });
+    } catch (err) {
+      caught = err;
+    }
+    expect(caught).toBeInstanceOf(ConfigError);
+    const { problems } = caught as ConfigError;
+    expect(problems).toHaveLength(1);
+    expect(problems[0]).toContain("AMQP_URL");
+    expect(problems[0]).toContain('node 2 ("http://b:15672") must be a URL with scheme amqp or amqps');
+    expect(problems[0]).toContain("node 3 is empty");
+  });
+
   it("documents every setting in .env.example", () => {
     const example = readFileSync(new URL("../.env.example", import.meta.url), "utf8");
     const documented = new Set([...example.matchAll(/^#?\s*([A-Z][A-Z0-9_]+)=/gm)].map((m) => m[1]));

@@ -6,7 +6,7 @@ import path from "node:path";
 import { MongoClient } from "mongodb";
 
 import { migrate } from "../../scripts/prisma.ts";
-import { LOG_DIR, OUTPUT_DIR, services, URLS } from "./support/fault-services.ts";
+import { clusterServices, LOG_DIR, OUTPUT_DIR, services, URLS } from "./support/fault-services.ts";
 import { killLeftovers } from "./support/processes.ts";
 import { formatTable, readRows, ROWS_DIR } from "./support/report.ts";
 
@@ -48,5 +48,7 @@ export async function teardown(): Promise<void> {
     if (lines.length) console.log(`${r.scenario}. ${r.title}:\n  - ${lines.join("\n  - ")}`);
   }
   console.log(`report: ${path.relative(process.cwd(), path.join(OUTPUT_DIR, "report.json"))}`);
+  // The cluster scenarios stop their cluster; this catches one they left after a failure.
+  await clusterServices("stop").catch(() => undefined);
   await services("down");
 }

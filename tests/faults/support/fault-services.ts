@@ -28,36 +28,83 @@ export const URLS = {
 
 export { pgUrl };
 
+/** The fault set's three-node RabbitMQ cluster (scripts/services.sh with RABBITMQ_NODES=3). */
+export const CLUSTER = {
+  nodes: [1, 2, 3] as const,
+  amqpPort: 5782,
+  managementPort: 15782,
+  nodeName: (i: number) => `rq${i}@localhost`,
+  amqp: (i: number) => `amqp://guest:guest@127.0.0.1:${5782 + i - 1}`,
+  management: (i: number) => `http://127.0.0.1:${15782 + i - 1}`,
+  pidFile: (i: number) => path.join(ROOT, ".local", "faults", "rabbitmq-cluster", `rq${i}`, "rabbit.pid"),
+} as const;
+
+export const clusterUrls = (order: number[] = [1, 2, 3]) => order.map((i) => CLUSTER.amqp(i));
+
 export const ENDPUT_DATABASE = "endput";
 
 export type Service = "postgres" | "redis" | "rabbitmq" | "mongo";
 
 const FAULT_SERVICES_DIR = path.join(ROOT, ".local", "faults");
 
-/** SIGKILLs a fault-set service that keeps a pid file (no shutdown, no flush); returns the pid. */
-export function killService(service: "redis"): number {
-  const pid = Number(fs.readFileSync(path.join(FAULT_SERVICES_DIR, "run", `${service}.pid`), "utf8").trim());
+/** SIGKILLs the process a pid file names (no shutdown, no flush); returns the pid. */
+function killByPidFile(file: string): number {
+  const pid = Number(fs.readFileSync(file, "utf8").trim());
   process.kill(pid, "SIGKILL");
   return pid;
 }
 
+/** SIGKILLs a fault-set service that keeps a pid file; returns the pid. */
+export function killService(service: "redis"): number {
+  return killByPidFile(path.join(FAULT_SERVICES_DIR, "run", `${service}.pid`));
+}
+
+type Action = "up" | "down" | "status" | "start" | "stop" | "restart" | "toxiproxy-bin";
+
 /** Runs scripts/services.sh against the fault set; resolves with its combined output. */
-export function services(action: "up" | "down" | "status" | "start" | "stop" | "restart", service?: Service): Promise<string> {
+export function services(action: Action, service?: Service): Promise<string> {
+  return run(
+    {
+      AMQP_PORT: String(PORTS.amqp),
+      RABBITMQ_MGMT_PORT: String(PORTS.management),
+    },
+    service ? [action, service] : [action],
+  );
+}
+
+/** Starts (or restarts the missing nodes of) the fault set's cluster, or stops every node of it. */
+export function clusterServices(action: "start" | "stop"): Promise<string> {
+  return run({ RABBITMQ_NODES: "3", AMQP_PORT: String(CLUSTER.amqpPort), RABBITMQ_MGMT_PORT: String(CLUSTER.managementPort) }, [
+    action,
+    "rabbitmq",
+  ]);
+}
+
+/** SIGKILLs one cluster node (the Erlang VM, by its pid file); resolves with the pid. */
+export function killClusterNode(i: number): number {
+  return killByPidFile(CLUSTER.pidFile(i));
+}
+
+/** The path of Toxiproxy's server, built from the Go module proxy on first use. */
+export async function toxiproxyBinary(): Promise<string> {
+  const out = await run({}, ["toxiproxy-bin"], true);
+  return out.trim().split("\n").pop()!;
+}
+
+function run(more: Record<string, string>, args: string[], stdoutOnly = false): Promise<string> {
   const env = {
     ...environment(),
     SERVICES_DIR: FAULT_SERVICES_DIR,
     PG_PORT: String(PORTS.postgres),
     REDIS_PORT: String(PORTS.redis),
-    AMQP_PORT: String(PORTS.amqp),
-    RABBITMQ_MGMT_PORT: String(PORTS.management),
     MONGO_PORT: String(PORTS.mongo),
+    ...more,
   };
-  const args = service ? [action, service] : [action];
   return new Promise((resolve, reject) => {
-    execFile(path.join(ROOT, "scripts", "services.sh"), args, { cwd: ROOT, env, timeout: 180_000 }, (err, stdout, stderr) => {
+    execFile(path.join(ROOT, "scripts", "services.sh"), args, { cwd: ROOT, env, timeout: 300_000 }, (err, stdout, stderr) => {
       const out = `${stdout}${stderr}`;
       if (err) reject(new Error(`services.sh ${args.join(" ")} failed: ${err.message}\n${out}`));
-      else resolve(out);
+      else resolve(stdoutOnly ? stdout : out);
     });
   });
 }

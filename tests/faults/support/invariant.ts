@@ -59,7 +59,8 @@ export async function readDeadLetters(world: World, timeoutMs = 60_000): Promise
     const { messageCount } = await ch.checkQueue(world.topology.dlq);
     const out: DeadLetter[] = [];
     if (messageCount === 0) return out;
-    await ch.prefetch(0);
+    // A quorum queue (a cluster's DLQ) caps an unlimited prefetch at 2,000: ask for them all.
+    await ch.prefetch(messageCount <= 65_535 ? messageCount : 0);
     await new Promise<void>((resolve, reject) => {
       const timer = setTimeout(() => reject(new Error(`read ${out.length} of ${messageCount} dead letters in time`)), timeoutMs);
       void ch.consume(

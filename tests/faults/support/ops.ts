@@ -33,3 +33,29 @@ export async function pendingWork(world: World): Promise<number> {
   const counts = await world.readyCounts();
   return [world.topology.primary, ...world.topology.waitQueues.map((w) => w.name)].reduce((n, q) => n + (counts[q] ?? 0), 0);
 }
+
+export interface Published {
+  published: number;
+  cursor: number;
+  fromId: number;
+  toId: number;
+}
+
+/** Publishes everything pending, retrying while the gateway reports the broker unavailable or a publish in progress. */
+export async function publishRetrying(
+  world: World,
+  system: System,
+  timeoutMs = 120_000,
+): Promise<{ result: Published; refused: string[] }> {
+  const deadline = Date.now() + timeoutMs;
+  const refused: string[] = [];
+  for (;;) {
+    const r = await world.gql<{ publishPending: Published }>(PUBLISH, { system });
+    if (r.data) return { result: r.data.publishPending, refused };
+    const code = String(r.errors?.[0]?.extensions?.code);
+    if (!["DEPENDENCY_UNAVAILABLE", "PUBLISH_IN_PROGRESS"].includes(code) || Date.now() > deadline)
+      throw new Error(`publishPending(${system}) failed: ${JSON.stringify(r)}`);
+    refused.push(code);
+    await sleep(250);
+  }
+}

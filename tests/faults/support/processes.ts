@@ -43,9 +43,12 @@ export function killLeftovers(): number[] {
   for (const name of fs.readdirSync(PID_DIR)) {
     const pid = Number(name);
     try {
-      // Still the process we started: a gateway or consumer pointed at the fault set's broker.
+      // Still the process we started: a gateway or consumer pointed at the fault set's stores.
       const environ = fs.readFileSync(`/proc/${pid}/environ`, "utf8");
-      if (environ.includes(`AMQP_URL=${URLS.amqp}`) && environ.includes("AMQP_PREFIX=faults-")) {
+      const ours = environ.includes(`REDIS_URL=${URLS.redis}`) && environ.includes("AMQP_PREFIX=faults-");
+      // Or the suite's Toxiproxy server (support/toxiproxy.ts).
+      const toxiproxy = fs.readFileSync(`/proc/${pid}/cmdline`, "utf8").includes("toxiproxy-server");
+      if (ours || toxiproxy) {
         process.kill(pid, "SIGKILL");
         killed.push(pid);
       }

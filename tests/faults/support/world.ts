@@ -17,6 +17,18 @@ import { type Child, freePort, spawnService } from "./processes.ts";
 
 export type EnvOverrides = Partial<Record<keyof Env, string>>;
 
+/** The broker nodes a world's processes and checks use: the single fault broker, or the cluster's nodes. */
+export interface WorldBroker {
+  amqp: string[];
+  /** Management API base URLs (no credentials), one per node. */
+  management: string[];
+}
+
+export const SINGLE_BROKER: WorldBroker = {
+  amqp: [URLS.amqp],
+  management: [URLS.management.replace(/\/\/guest:guest@/, "//")],
+};
+
 export interface GqlResponse<T = Record<string, unknown>> {
   status: number;
   data?: T;
@@ -25,6 +37,7 @@ export interface GqlResponse<T = Record<string, unknown>> {
 
 export interface World {
   scenario: string;
+  broker: WorldBroker;
   env: Record<string, string>;
   config: Config;
   topology: Topology;
@@ -61,7 +74,11 @@ const quietPool = (url: string, max = 4) => {
   return pool;
 };
 
-export async function createWorld(scenario: string, overrides: EnvOverrides = {}): Promise<World> {
+export async function createWorld(
+  scenario: string,
+  overrides: EnvOverrides = {},
+  broker: WorldBroker = SINGLE_BROKER,
+): Promise<World> {
   const id = `${scenario}-${randomBytes(3).toString("hex")}`;
   const env: Record<string, string> = {
     SYSTEM1_DATABASE_URL: URLS.system1,
@@ -70,8 +87,7 @@ export async function createWorld(scenario: string, overrides: EnvOverrides = {}
     DATABASE_POOL_SIZE: "10",
     REDIS_URL: URLS.redis,
     REDIS_PREFIX: `faults-${id}`,
-    AMQP_URL: URLS.amqp,
-    AMQP_MANAGEMENT_URL: URLS.management,
+    AMQP_URL: broker.amqp.join(","),
     AMQP_PREFIX: `faults-${id}`,
     MONGO_URL: URLS.mongo,
     // The fault set's FerretDB keeps its data in this set's PostgreSQL.
@@ -99,9 +115,16 @@ export async function createWorld(scenario: string, overrides: EnvOverrides = {}
   mongo.on("error", () => undefined);
 
   let conn: ChannelModel | undefined;
+  /** A test-owned connection to the first node that answers. */
   async function connection(): Promise<ChannelModel> {
     if (conn) return conn;
-    const c = await amqp.connect(URLS.amqp);
+    let c: ChannelModel | undefined;
+    let last: unknown;
+    for (const url of broker.amqp) {
+      c = await amqp.connect(url, { timeout: 5000 }).catch((err: unknown) => ((last = err), undefined));
+      if (c) break;
+    }
+    if (!c) throw last;
     c.on("error", () => undefined);
     c.on("close", () => conn === c && (conn = undefined));
     conn = c;
@@ -111,6 +134,7 @@ export async function createWorld(scenario: string, overrides: EnvOverrides = {}
   let counter = 0;
   const world: World = {
     scenario,
+    broker,
     env,
     config,
     topology,
@@ -204,11 +228,7 @@ export async function createWorld(scenario: string, overrides: EnvOverrides = {}
       return out;
     },
     async managementQueue(name) {
-      const url = new URL(`/api/queues/%2F/${encodeURIComponent(name)}`, URLS.management);
-      const res = await fetch(url.toString().replace(/\/\/guest:guest@/, "//"), {
-        headers: { authorization: `Basic ${Buffer.from("guest:guest").toString("base64")}` },
-        signal: AbortSignal.timeout(5000),
-      });
+      const res = await managementGet(broker, `/api/queues/%2F/${encodeURIComponent(name)}`, [404]);
       if (res.status === 404) return { messages: 0, ready: 0, unacked: 0, consumers: 0 };
       if (!res.ok) throw new Error(`management API ${res.status} for ${name}`);
       const q = (await res.json()) as Record<string, number | undefined>;
@@ -250,4 +270,22 @@ export async function createWorld(scenario: string, overrides: EnvOverrides = {}
     },
   };
   return world;
+}
+
+/** GET on the management API of the first node that answers (a cluster node may be down). */
+export async function managementGet(broker: WorldBroker, apiPath: string, accept: number[] = []): Promise<Response> {
+  let last: unknown;
+  for (const base of broker.management) {
+    try {
+      const res = await fetch(new URL(apiPath, base), {
+        headers: { authorization: `Basic ${Buffer.from("guest:guest").toString("base64")}` },
+        signal: AbortSignal.timeout(5000),
+      });
+      if (res.ok || accept.includes(res.status)) return res;
+      last = new Error(`management API ${res.status} for ${apiPath} on ${base}`);
+    } catch (err) {
+      last = err;
+    }
+  }
+  throw last;
 }

@@ -1,4 +1,4 @@
-// Scenario 8: Redis is SIGKILLed mid-run (no shutdown) while the gateway publishes in small steps
+// Scenario 10: Redis is SIGKILLed mid-run (no shutdown) while the gateway publishes in small steps
 // and the consumer works through retries, and comes back from its append-only file. Redis writes
 // every command to that file before it answers and fsyncs it once a second, so a killed process
 // loses nothing it acknowledged: the cursor must come back at least where the gateway last saw it
@@ -24,10 +24,10 @@ afterAll(async () => {
   await world?.cleanup();
 });
 
-describe("8. redis kill -9", () => {
+describe("10. redis kill -9", () => {
   it("comes back from its append-only file with every acknowledged cursor move; nothing is lost or duplicated", async () => {
-    const report = startReport("8", "redis kill -9");
-    world = await createWorld("s8");
+    const report = startReport("10", "redis kill -9");
+    world = await createWorld("s10");
     const w = world;
     const gateway = await w.startGateway();
     const consumer = await w.startConsumer();
