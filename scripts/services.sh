@@ -2,7 +2,7 @@
 # Local backing services on loopback, without Docker: PostgreSQL, Redis, RabbitMQ
 # and a MongoDB wire-protocol server (mongod when installed, FerretDB otherwise).
 #
-#   scripts/services.sh up|down|status|restart SERVICE|stop SERVICE|start SERVICE
+#   scripts/services.sh up|down|status|restart SERVICE|stop SERVICE|start SERVICE|kill rabbitmq
 #
 # Idempotent: `up` starts what is not running and leaves the rest alone. Data lives
 # under .local/ (wiped by `make clean`). Ports can be moved with PG_PORT, REDIS_PORT,
@@ -166,6 +166,19 @@ rabbit_down() {
   rabbitmqctl -q shutdown >/dev/null 2>&1 || true
 }
 
+# SIGKILL of this set's node (a crash, not a shutdown): only the pid in its pid file, and only
+# while that process is still the beam of this node.
+rabbit_kill() {
+  rabbit_env
+  local pid
+  pid=$(cat "$RABBITMQ_PID_FILE" 2>/dev/null) || fail "no RabbitMQ pid file at $RABBITMQ_PID_FILE"
+  tr '\0' '\n' <"/proc/$pid/environ" 2>/dev/null | grep -qx "RABBITMQ_NODENAME=$RABBITMQ_NODENAME" ||
+    fail "pid $pid is not the RabbitMQ node $RABBITMQ_NODENAME"
+  kill -KILL "$pid"
+  for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || return 0; sleep 0.05; done
+  fail "RabbitMQ pid $pid survived SIGKILL"
+}
+
 # ---------------------------------------------------------------- MongoDB wire protocol
 mongo_ready() { port_open "$MONGO_PORT"; }
 
@@ -258,12 +271,16 @@ case "${1:-}" in
   status) status ;;
   start) one up "${2:?service}" ;;
   stop) one down "${2:?service}" ;;
+  kill)
+    [ "${2:-}" = rabbitmq ] || fail "kill supports only rabbitmq"
+    rabbit_kill
+    ;;
   restart)
     one down "${2:?service}"
     one up "$2"
     ;;
   *)
-    echo "usage: $0 up|down|status|start SERVICE|stop SERVICE|restart SERVICE" >&2
+    echo "usage: $0 up|down|status|start SERVICE|stop SERVICE|restart SERVICE|kill rabbitmq" >&2
     exit 2
     ;;
 esac

@@ -32,7 +32,10 @@ export const ENDPUT_DATABASE = "endput";
 export type Service = "postgres" | "redis" | "rabbitmq" | "mongo";
 
 /** Runs scripts/services.sh against the fault set; resolves with its combined output. */
-export function services(action: "up" | "down" | "status" | "start" | "stop" | "restart", service?: Service): Promise<string> {
+export function services(
+  action: "up" | "down" | "status" | "start" | "stop" | "restart" | "kill",
+  service?: Service,
+): Promise<string> {
   const env = {
     ...environment(),
     SERVICES_DIR: path.join(ROOT, ".local", "faults"),
