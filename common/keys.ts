@@ -6,6 +6,8 @@ export const cursorKey = (c: Config, system: System) => `${c.redis.prefix}:curso
 export const publishLockKey = (c: Config, system: System) => `${c.redis.prefix}:publish-lock:${system}`;
 export const doneKey = (c: Config, messageId: string, round: number, attempt: number) =>
   `${c.redis.prefix}:done:${messageId}:${round}:${attempt}`;
+/** Set once the retry copy or dead letter a physical copy (x-copy-id) forwarded was confirmed by the broker. */
+export const forwardedKey = (c: Config, copyId: string) => `${c.redis.prefix}:forwarded:${copyId}`;
 /** Hash of `${system}:${status}` -> attempts logged with that outcome. */
 export const counterKey = (c: Config) => `${c.redis.prefix}:counters`;
 /** Held by the consumer that sweeps expired attempt logs during one sweep interval. */
