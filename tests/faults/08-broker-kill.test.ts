@@ -116,6 +116,9 @@ describe("8. broker kill -9", () => {
   // back to back, so that nearly every kill lands while a commit is in flight.
   it(`forwards every dead letter it acked across ${COMMIT_KILLS} SIGKILLs of the broker mid-commit`, async () => {
     const report = startReport("8b", "broker kill -9 during commits");
+    // Scenario 8's processes would reconnect after every kill here: stop them first.
+    await world?.cleanup();
+    world = undefined;
     const w = await createWorld("s8b", { AMQP_QUEUE_TYPE: "quorum", LOG_LEVEL: "silent" });
     cleanups.push(() => w.cleanup());
     report.set({ orders: DEAD_LETTERS, faults: `${COMMIT_KILLS} x SIGKILL rabbitmq during forward commits` });
