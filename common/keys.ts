@@ -13,6 +13,8 @@ export const doneKey = (c: Config, messageId: string, round: number, attempt: nu
   `${c.redis.prefix}:done:${messageId}:${round}:${attempt}`;
 /** Held by the gateway that walks the dead-letter queue (a peek, a dry run, a redrive). */
 export const deadLetterScanLockKey = (c: Config) => `${c.redis.prefix}:dlq-scan-lock`;
+/** Set once the retry copy or dead letter a physical copy (x-copy-id) forwarded was confirmed by the broker. */
+export const forwardedKey = (c: Config, copyId: string) => `${c.redis.prefix}:forwarded:${copyId}`;
 /** Hash of `${system}:${status}` -> attempts logged with that outcome. */
 export const counterKey = (c: Config) => `${c.redis.prefix}:counters`;
 /** Held by the consumer that sweeps expired attempt logs during one sweep interval. */

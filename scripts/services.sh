@@ -2,7 +2,7 @@
 # Local backing services on loopback, without Docker: PostgreSQL, Redis, RabbitMQ
 # and a MongoDB wire-protocol server (mongod when installed, FerretDB otherwise).
 #
-#   scripts/services.sh up|down|status|restart SERVICE|stop SERVICE|start SERVICE
+#   scripts/services.sh up|down|status|restart SERVICE|stop SERVICE|start SERVICE|kill rabbitmq
 #   scripts/services.sh amqp-urls      AMQP_URL for every RabbitMQ node
 #   scripts/services.sh toxiproxy-bin  path of Toxiproxy's server (built on first use)
 #
@@ -180,6 +180,19 @@ rabbit_down() {
   rabbit_env
   command -v rabbitmqctl >/dev/null || return 0
   rabbitmqctl -q shutdown >/dev/null 2>&1 || true
+}
+
+# SIGKILL of this set's node (a crash, not a shutdown): only the pid in its pid file, and only
+# while that process is still the beam of this node.
+rabbit_kill() {
+  rabbit_env
+  local pid
+  pid=$(cat "$RABBITMQ_PID_FILE" 2>/dev/null) || fail "no RabbitMQ pid file at $RABBITMQ_PID_FILE"
+  tr '\0' '\n' <"/proc/$pid/environ" 2>/dev/null | grep -qx "RABBITMQ_NODENAME=$RABBITMQ_NODENAME" ||
+    fail "pid $pid is not the RabbitMQ node $RABBITMQ_NODENAME"
+  kill -KILL "$pid"
+  for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || return 0; sleep 0.05; done
+  fail "RabbitMQ pid $pid survived SIGKILL"
 }
 
 # ---------------------------------------------------------------- RabbitMQ cluster
@@ -434,12 +447,16 @@ case "${1:-}" in
   toxiproxy-bin) toxiproxy_bin ;;
   start) one up "${2:?service}" ;;
   stop) one down "${2:?service}" ;;
+  kill)
+    [ "${2:-}" = rabbitmq ] || fail "kill supports only rabbitmq"
+    rabbit_kill
+    ;;
   restart)
     one down "${2:?service}"
     one up "$2"
     ;;
   *)
-    echo "usage: $0 up|down|status|amqp-urls|toxiproxy-bin|start SERVICE|stop SERVICE|restart SERVICE" >&2
+    echo "usage: $0 up|down|status|amqp-urls|toxiproxy-bin|start SERVICE|stop SERVICE|restart SERVICE|kill rabbitmq" >&2
     exit 2
     ;;
 esac

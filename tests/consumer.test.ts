@@ -6,7 +6,7 @@ import { afterEach, describe, expect, it } from "vitest";
 import type { LogDocument } from "../common/attempt-log.ts";
 import { CONTENT_TYPE, encodeMessage, HEADERS, type OrderMessage } from "../common/contract.ts";
 import { eventsTopic, type ProcessingEvent } from "../common/events.ts";
-import { counterKey, doneKey } from "../common/keys.ts";
+import { counterKey, doneKey, forwardedKey } from "../common/keys.ts";
 import { createRedis } from "../common/stores.ts";
 import { createTestEnv, type TestEnv, waitFor } from "./support/env.ts";
 
@@ -201,6 +201,38 @@ describe("processing", () => {
     await expectOneRetryThenSuccess(e, msg);
     const events = await e.redis.hgetall(counterKey(e.config));
     expect(events).toEqual({ "SYSTEM1:RETRY_SCHEDULED": "1", "SYSTEM1:SUCCEEDED": "1" });
+  });
+
+  it("acks a redelivered copy without forwarding again once its forward was confirmed", async () => {
+    env = await createTestEnv({ RETRY_DELAY_MS: "100" });
+    const e = env;
+    const last = e.config.retry.maxAttempts;
+    const failing = { product: "Mouse", price: "19.90", securityCheck: false };
+    const forwarded = order({ requiredAttempts: last + 1, order: failing });
+    const fresh = order({ requiredAttempts: last + 1, order: failing });
+    // As after a broker crash that lost the ack of a batch whose dead letter it had
+    // confirmed: copy-a owns its claim and is marked forwarded, and comes back.
+    await e.redis.set(doneKey(e.config, forwarded.messageId, 0, last), "copy-a");
+    await e.redis.set(forwardedKey(e.config, "copy-a"), "1");
+    await e.broker.withChannel(async (ch) => {
+      for (const [msg, copy] of [
+        [forwarded, "copy-a"],
+        [fresh, "copy-b"],
+      ] as const) {
+        ch.sendToQueue(e.broker.topology.primary, encodeMessage(msg), {
+          persistent: true,
+          contentType: CONTENT_TYPE,
+          messageId: msg.messageId,
+          headers: { [HEADERS.attempt]: last, [HEADERS.copyId]: copy },
+        });
+      }
+      await ch.checkQueue(e.broker.topology.primary);
+    });
+    await e.startConsumer();
+    await e.drained();
+    const dead = await dlqMessages(e);
+    expect(dead.map((d) => (JSON.parse(d.body.toString()) as OrderMessage).messageId)).toEqual([fresh.messageId]);
+    expect((await e.log.history(forwarded.messageId)).map((h) => [h.attempt, h.status])).toEqual([[last, "DEAD_LETTERED"]]);
   });
 
   it("shares the queue between two consumers without changing the result", async () => {

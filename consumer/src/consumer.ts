@@ -5,31 +5,33 @@
 //   2. endput rows for successes (idempotent: unique on system + source order id)
 //   3. one attempt-log document per delivery (idempotent: unique index)
 //   4. events and counters in Redis
-//   5. in delivery order, one AMQP transaction on the consume channel holding the
-//      batch's retry copies and dead letters and its ack (multiple = true)
+//   5. in delivery order, the batch's retry copies and dead letters, each confirmed
+//      by the broker, and only then its ack (multiple = true): see forwarder.ts
 //
-// A crash anywhere before the commit of 5 rolls the transaction back and
-// redelivers the batch; steps 2 and 3 are idempotent and the redelivered copy
-// still owns its claims, so its forwards are published exactly once, with its
-// ack. Another copy of an attempt (a publisher's retry after a crash, a redrive
-// run twice) finds the claim taken and is acked without being forwarded. A
-// store that is down holds the batch (no ack, prefetch stops new deliveries)
-// and retries with backoff until it is back.
+// A crash anywhere before the ack redelivers the batch; steps 2 and 3 are
+// idempotent and the redelivered copy still owns its claims, so it forwards what
+// the first delivery had not; what that delivery had forwarded is marked and not
+// forwarded again (forwarder.ts says which windows remain). Another copy of an
+// attempt (a publisher's retry after a crash, a redrive run twice) finds the claim
+// taken and is acked without being forwarded. A store that is down holds the
+// batch (no ack, prefetch stops new deliveries) and retries with backoff until it
+// is back.
 import { randomUUID } from "node:crypto";
 
-import type { Channel, ChannelModel, ConsumeMessage, Options } from "amqplib";
+import type { Channel, ChannelModel, ConsumeMessage } from "amqplib";
 import type { Redis } from "ioredis";
 
 import type { AttemptLog, LogDocument } from "../../common/attempt-log.ts";
-import { type Broker, txCommit, txSelect } from "../../common/broker.ts";
+import { type Broker, txSelect } from "../../common/broker.ts";
 import type { Config } from "../../common/config.ts";
-import { CONTENT_TYPE, copyIdOf, HEADERS, withNewCopyId } from "../../common/contract.ts";
+import { copyIdOf, HEADERS } from "../../common/contract.ts";
 import { errorMessage, sleep } from "../../common/errors.ts";
 import { eventsTopic, type ProcessingEvent } from "../../common/events.ts";
 import { counterKey, doneKey } from "../../common/keys.ts";
 import type { Logger } from "../../common/logger.ts";
 import type { EndputClient } from "../../common/stores.ts";
 import { decide, type Outcome } from "./decide.ts";
+import { createForwarder, type ForwardItem } from "./forwarder.ts";
 import type { ConsumerMetrics } from "./metrics.ts";
 import { claimAttempts, deliveryLogFields, insertEndputRows } from "./records.ts";
 
@@ -53,8 +55,6 @@ interface Item {
   receivedAt: number;
 }
 
-const MAX_REASON_LENGTH = 200;
-
 class ChannelGone extends Error {}
 
 export function createConsumer(deps: {
@@ -70,6 +70,7 @@ export function createConsumer(deps: {
   const topology = broker.topology;
   const consumerId = config.consumer.id;
   const topic = eventsTopic(config);
+  const forwarder = createForwarder({ config, broker, redis, logger });
 
   let channel: Channel | undefined;
   let consumerTag: string | undefined;
@@ -168,12 +169,10 @@ export function createConsumer(deps: {
       // Acking with multiple = true would also ack an earlier batch that failed: never do that.
       if (!(await previous)) throw new ChannelGone();
       assertAlive(ch);
-      for (const item of forwards) forward(ch, item);
-      ch.ack(batch[batch.length - 1]!, true);
       try {
-        await txCommit(ch);
+        await forwarder.commit(ch, forwards, batch[batch.length - 1]!, () => ch === channel && !condemned.has(ch));
       } catch (err) {
-        // The transaction is lost with the channel: nothing was forwarded or acked.
+        // The ack did not go with the channel: the broker redelivers the batch.
         logger.warn({ err: errorMessage(err) }, "commit failed");
         throw new ChannelGone();
       }
@@ -239,7 +238,7 @@ export function createConsumer(deps: {
   }
 
   /** Makes the batch's side effects durable; returns what to forward with the ack, and what to record after. */
-  async function processBatch(ch: Channel, batch: ConsumeMessage[]): Promise<{ forwards: Item[]; finish: () => void }> {
+  async function processBatch(ch: Channel, batch: ConsumeMessage[]): Promise<{ forwards: ForwardItem[]; finish: () => void }> {
     const started = performance.now();
     // processedAt is when the attempt began, so the gap between attempts is never shorter than the retry delay.
     const now = new Date();
@@ -267,7 +266,7 @@ export function createConsumer(deps: {
       await durably(ch, "endput", () => insertEndputRows(endput, rows));
     }
 
-    const forwards = live.filter((i) => i.outcome.kind !== "SUCCEEDED");
+    const forwards = live.filter((i): i is Item & ForwardItem => i.outcome.kind !== "SUCCEEDED");
 
     const perItemMs = (performance.now() - started) / Math.max(1, items.length);
     const docs = unique.map((i) => toLogDocument(i, now, perItemMs));
@@ -330,36 +329,6 @@ export function createConsumer(deps: {
         "attempt failed",
       );
     }
-  }
-
-  /** Publishes a retry copy or a dead letter inside the consume channel's open transaction. */
-  function forward(ch: Channel, item: Item): void {
-    const { msg, outcome } = item;
-    if (outcome.kind === "SUCCEEDED") throw new Error("a success is not forwarded");
-    const props = msg.properties;
-    const headers = withNewCopyId(props.headers);
-    delete headers["x-death"];
-    const base: Options.Publish = {
-      persistent: true,
-      contentType: props.contentType ?? CONTENT_TYPE,
-      messageId: item.messageId,
-      timestamp: props.timestamp ?? Math.floor(Date.now() / 1000),
-      type: props.type,
-      headers,
-    };
-    if (outcome.kind === "RETRY_SCHEDULED") {
-      const { attempt } = outcome.delivery;
-      headers[HEADERS.attempt] = attempt + 1;
-      ch.publish("", topology.waitQueueFor(attempt), msg.content, base);
-      return;
-    }
-    // Dead letters keep a short reason in the headers; the full error is in the attempt log.
-    const reason = outcome.kind === "DEAD_LETTERED" ? outcome.reason : `${outcome.reason}: ${outcome.error}`;
-    headers[HEADERS.deadReason] = reason.slice(0, MAX_REASON_LENGTH);
-    headers[HEADERS.deadAttempts] = outcome.kind === "DEAD_LETTERED" ? outcome.delivery.attempt : 0;
-    headers[HEADERS.deadAt] = new Date().toISOString();
-    headers[HEADERS.consumerId] = consumerId;
-    ch.publish("", topology.dlq, msg.content, base);
   }
 
   function toLogDocument(item: Item, now: Date, durationMs: number): LogDocument {

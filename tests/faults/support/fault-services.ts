@@ -59,7 +59,7 @@ export function killService(service: "redis"): number {
   return killByPidFile(path.join(FAULT_SERVICES_DIR, "run", `${service}.pid`));
 }
 
-type Action = "up" | "down" | "status" | "start" | "stop" | "restart" | "toxiproxy-bin";
+type Action = "up" | "down" | "status" | "start" | "stop" | "restart" | "kill" | "toxiproxy-bin";
 
 /** Runs scripts/services.sh against the fault set; resolves with its combined output. */
 export function services(action: Action, service?: Service): Promise<string> {

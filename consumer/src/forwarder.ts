@@ -1,0 +1,163 @@
+// The forwarder: what goes back to the broker for a processed batch, its retry
+// copies and dead letters, and its ack. In this order, because a broker that
+// crashes keeps only what it confirmed:
+//
+//   1. copies whose forwards an earlier delivery had confirmed are left out
+//   2. the rest are published on the confirm channel; the broker confirms each one
+//   3. the batch is acked (multiple = true) on the consume channel
+//   4. the copies whose forwards were confirmed are marked in Redis
+//
+// An AMQP transaction holding the publishes and the ack is atomic only against a
+// channel or consumer that dies: the broker applies the acks as soon as it has
+// routed the publishes, and a SIGKILLed broker kept a quorum primary's acks
+// without the classic DLQ's dead letters (tests/faults/08-broker-kill.test.ts, 8b).
+// A batch redelivered after step 2 (its channel or the broker went away before the
+// ack, or a broker crash lost the ack) skips in step 1 what step 4 marked. What was
+// confirmed but not marked goes out again: the consumer process died between the
+// confirm and step 4, or the broker died after keeping a message but before its
+// confirm arrived. The next attempt's claim absorbs a retry copy sent twice; a
+// dead letter sent twice stays in the DLQ twice.
+import type { Channel, ConsumeMessage, Options } from "amqplib";
+import type { Redis } from "ioredis";
+
+import { type Broker, txCommit } from "../../common/broker.ts";
+import type { Config } from "../../common/config.ts";
+import { CONTENT_TYPE, HEADERS, withNewCopyId } from "../../common/contract.ts";
+import { errorMessage, sleep } from "../../common/errors.ts";
+import { forwardedKey } from "../../common/keys.ts";
+import type { Logger } from "../../common/logger.ts";
+import type { Outcome } from "./decide.ts";
+
+const MAX_REASON_LENGTH = 200;
+/** As long as an attempt's claim: a redelivery later than that forwards again. */
+const FORWARDED_TTL_SECONDS = 24 * 3600;
+const MARK_TRIES = 8;
+
+/** A delivery whose attempt failed: a retry copy or a dead letter goes out for it. */
+export interface ForwardItem {
+  msg: ConsumeMessage;
+  outcome: Exclude<Outcome, { kind: "SUCCEEDED" }>;
+  /** The physical copy the delivery is (kept across redeliveries). */
+  copy: string;
+  messageId: string;
+}
+
+export class ForwardAborted extends Error {
+  override name = "ForwardAborted";
+}
+
+export interface Forwarder {
+  /**
+   * Forwards the batch's failed attempts, then acks the batch (multiple = true up to `last`)
+   * on the consume channel `ch` (in transaction mode). Store and publish failures are retried
+   * while `alive()`; rejects with ForwardAborted once it is not, and the batch is redelivered.
+   */
+  commit(ch: Channel, items: ForwardItem[], last: ConsumeMessage, alive: () => boolean): Promise<void>;
+}
+
+export function createForwarder(deps: { config: Config; broker: Broker; redis: Redis; logger?: Logger }): Forwarder {
+  const { config, broker, redis, logger } = deps;
+  const topology = broker.topology;
+  const consumerId = config.consumer.id;
+
+  /** Where a failed attempt goes and what it carries: a retry copy to its wait queue, or a dead letter. */
+  function toMessage(item: ForwardItem): { queue: string; content: Buffer; options: Options.Publish } {
+    const { msg, outcome } = item;
+    const props = msg.properties;
+    const headers = withNewCopyId(props.headers);
+    delete headers["x-death"];
+    const options: Options.Publish = {
+      persistent: true,
+      contentType: props.contentType ?? CONTENT_TYPE,
+      messageId: item.messageId,
+      timestamp: props.timestamp ?? Math.floor(Date.now() / 1000),
+      type: props.type,
+      headers,
+    };
+    if (outcome.kind === "RETRY_SCHEDULED") {
+      const { attempt } = outcome.delivery;
+      headers[HEADERS.attempt] = attempt + 1;
+      return { queue: topology.waitQueueFor(attempt), content: msg.content, options };
+    }
+    // Dead letters keep a short reason in the headers; the full error is in the attempt log.
+    const reason = outcome.kind === "DEAD_LETTERED" ? outcome.reason : `${outcome.reason}: ${outcome.error}`;
+    headers[HEADERS.deadReason] = reason.slice(0, MAX_REASON_LENGTH);
+    headers[HEADERS.deadAttempts] = outcome.kind === "DEAD_LETTERED" ? outcome.delivery.attempt : 0;
+    headers[HEADERS.deadAt] = new Date().toISOString();
+    headers[HEADERS.consumerId] = consumerId;
+    return { queue: topology.dlq, content: msg.content, options };
+  }
+
+  /** Retries fn with backoff while the batch's channel is alive. */
+  async function whileAlive<T>(alive: () => boolean, step: string, fn: () => Promise<T>): Promise<T> {
+    for (let delay = 100; ; delay = Math.min(delay * 2, 5000)) {
+      if (!alive()) throw new ForwardAborted(`${step}: the consume channel is gone`);
+      try {
+        return await fn();
+      } catch (err) {
+        if (!alive()) throw new ForwardAborted(`${step}: the consume channel is gone`, { cause: err });
+        logger?.warn({ step, retryInMs: delay, err: errorMessage(err) }, "forward step failed; holding the batch");
+        await sleep(delay);
+      }
+    }
+  }
+
+  /** The items whose copy has no forward confirmed yet (a redelivery after a lost ack has one). */
+  async function notYetForwarded(items: ForwardItem[], alive: () => boolean): Promise<ForwardItem[]> {
+    if (items.length === 0) return items;
+    const done = await whileAlive(alive, "redis-forwarded", () => redis.mget(items.map((i) => forwardedKey(config, i.copy))));
+    return items.filter((_, idx) => done[idx] === null);
+  }
+
+  /** Publishes each item until the broker confirms it; resolves with those confirmed, rejects once the channel is gone. */
+  async function publishConfirmed(items: ForwardItem[], alive: () => boolean, confirmed: ForwardItem[]): Promise<void> {
+    let pending = items.map((item) => ({ item, message: toMessage(item) }));
+    await whileAlive(alive, "forward", async () => {
+      const results = await Promise.allSettled(
+        pending.map(({ message: m }) => broker.publish("", m.queue, m.content, m.options)),
+      );
+      const failed = results.flatMap((r) => (r.status === "rejected" ? [r.reason as Error] : []));
+      confirmed.push(...pending.filter((_, idx) => results[idx]!.status === "fulfilled").map((p) => p.item));
+      pending = pending.filter((_, idx) => results[idx]!.status === "rejected");
+      if (failed.length > 0) throw failed[0]!;
+    });
+  }
+
+  /** Marks forwarded copies; a redelivery that finds the mark acks without forwarding again. */
+  async function markForwarded(items: ForwardItem[]): Promise<void> {
+    if (items.length === 0) return;
+    for (let tries = 1, delay = 100; ; tries++, delay = Math.min(delay * 2, 5000)) {
+      try {
+        const p = redis.pipeline();
+        for (const i of items) p.set(forwardedKey(config, i.copy), "1", "EX", FORWARDED_TTL_SECONDS);
+        const results = await p.exec();
+        const failed = results?.find(([err]) => err);
+        if (failed) throw failed[0];
+        return;
+      } catch (err) {
+        if (tries >= MARK_TRIES) {
+          // Only a redelivery of these copies (a lost ack) would forward them again.
+          logger?.error({ copies: items.length, err: errorMessage(err) }, "could not mark forwarded copies");
+          return;
+        }
+        await sleep(delay);
+      }
+    }
+  }
+
+  return {
+    async commit(ch, items, last, alive) {
+      const fresh = await notYetForwarded(items, alive);
+      const confirmed: ForwardItem[] = [];
+      try {
+        await publishConfirmed(fresh, alive, confirmed);
+        // Only now may the deliveries go: everything they forward is in the broker's keeping.
+        if (!alive()) throw new ForwardAborted("ack: the consume channel is gone");
+        ch.ack(last, true);
+        await txCommit(ch);
+      } finally {
+        await markForwarded(confirmed);
+      }
+    },
+  };
+}
