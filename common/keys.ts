@@ -4,8 +4,9 @@ import type { System } from "./contract.ts";
 
 export const cursorKey = (c: Config, system: System) => `${c.redis.prefix}:cursor:${system}`;
 export const publishLockKey = (c: Config, system: System) => `${c.redis.prefix}:publish-lock:${system}`;
-export const doneKey = (c: Config, messageId: string, round: number, attempt: number) =>
-  `${c.redis.prefix}:done:${messageId}:${round}:${attempt}`;
+/** Set once an attempt (with its outcome) was added to the counters and announced. */
+export const countedKey = (c: Config, messageId: string, round: number, attempt: number, status: string) =>
+  `${c.redis.prefix}:counted:${messageId}:${round}:${attempt}:${status}`;
 /** Hash of `${system}:${status}` -> attempts logged with that outcome. */
 export const counterKey = (c: Config) => `${c.redis.prefix}:counters`;
 /** Held by the consumer that sweeps expired attempt logs during one sweep interval. */
