@@ -153,6 +153,23 @@ describe("processing", () => {
     expect(await e.endput.endputOrder.count()).toBe(1);
   });
 
+  it("dead-letters a message the stores cannot hold and keeps consuming", async () => {
+    env = await createTestEnv();
+    const e = env;
+    await e.startConsumer();
+    // PostgreSQL refuses a NUL character in text and in jsonb (the FerretDB log), whatever the retries.
+    const poison = order({ order: { product: "Mo\u0000use", price: "19.90", securityCheck: true } });
+    const good = order();
+    await publishRaw(e, Buffer.from(JSON.stringify(poison)), { [HEADERS.attempt]: 1 }, poison.messageId);
+    await publishRaw(e, encodeMessage(good), { [HEADERS.attempt]: 1 }, good.messageId);
+    await e.drained(20_000);
+    expect((await e.endput.endputOrder.findMany()).map((o) => o.messageId)).toEqual([good.messageId]);
+    const dead = await dlqMessages(e);
+    expect(dead).toHaveLength(1);
+    expect(String(dead[0]!.headers[HEADERS.deadReason])).toMatch(/^rejected: .*NUL/);
+    expect((await e.log.history(poison.messageId)).map((h) => h.status)).toEqual(["REJECTED"]);
+  });
+
   it("writes one endput row when the same message is delivered twice", async () => {
     env = await createTestEnv();
     const e = env;
