@@ -495,13 +495,61 @@ describe("quorum queues", () => {
     await e.gql(PUBLISH, { system: "SYSTEM1" });
     await e.drained();
     const type = await e.broker.withChannel(async (ch) => {
-      // Re-declaring with a different type fails: the queue really is a quorum queue.
-      await ch.assertQueue(e.broker.topology.primary, { durable: true, arguments: { "x-queue-type": "quorum" } });
+      // Re-declaring with a different type or dead-letter target fails: the queue really is a
+      // quorum queue that dead-letters into the DLQ.
+      await ch.assertQueue(e.broker.topology.primary, {
+        durable: true,
+        arguments: { "x-queue-type": "quorum", "x-dead-letter-exchange": "", "x-dead-letter-routing-key": e.broker.topology.dlq },
+      });
       return "quorum";
     });
     expect(type).toBe("quorum");
     expect(await e.endput.endputOrder.count()).toBe(await e.sources.SYSTEM1.order.count({ where: { securityCheck: true } }));
     expect((await dlqMessages(e)).length).toBe(await e.sources.SYSTEM1.order.count({ where: { securityCheck: false } }));
+  });
+
+  it("dead-letters, never drops, what a quorum queue's delivery limit gives up on", async () => {
+    env = await createTestEnv({ AMQP_QUEUE_TYPE: "quorum" });
+    const e = env;
+    const { primary, dlq } = e.broker.topology;
+    // A broker-side delivery limit (RabbitMQ 4 sets 20 by default; here a policy sets 2).
+    const mgmt = new URL(e.config.broker.managementUrl);
+    const auth = `Basic ${Buffer.from(`${decodeURIComponent(mgmt.username)}:${decodeURIComponent(mgmt.password)}`).toString("base64")}`;
+    const policy = `${mgmt.origin}/api/policies/%2F/${encodeURIComponent(`${e.id}-limit`)}`;
+    const put = await fetch(policy, {
+      method: "PUT",
+      headers: { authorization: auth, "content-type": "application/json" },
+      body: JSON.stringify({
+        pattern: `^${primary.replace(/\./g, "\\.")}$`,
+        definition: { "delivery-limit": 2 },
+        "apply-to": "queues",
+      }),
+    });
+    expect(put.ok).toBe(true);
+    try {
+      const msg = order();
+      await publishRaw(e, encodeMessage(msg), { [HEADERS.attempt]: 1 }, msg.messageId);
+      // Returned without an ack until the limit: what a consumer that keeps crashing on it does.
+      await e.broker.withChannel(async (ch) => {
+        for (let i = 0; i < 5; i++) {
+          const m = await waitFor(
+            () => ch.get(primary, { noAck: false }),
+            (got) => got !== false || i >= 3,
+            3000,
+          );
+          if (!m) break;
+          ch.nack(m, false, true);
+        }
+      });
+      await waitFor(
+        () => e.queueDepth(dlq),
+        (n) => n === 1,
+        10_000,
+      );
+      expect(await e.queueDepth(primary)).toBe(0);
+    } finally {
+      await fetch(policy, { method: "DELETE", headers: { authorization: auth } });
+    }
   });
 });
 
