@@ -1,6 +1,6 @@
 // Where a happy-path batch spends its time: replays the consumer's per-batch
-// work (decode, Redis attempt claims, endput insert, attempt-log insertMany,
-// Redis events + counters pipeline) with the same clients on the
+// work (decode, endput insert, attempt-log insertMany as the attempts' claims,
+// Redis events + counters script) with the same clients on the
 // same services, timing each step, plus variants to compare it with. The
 // round trips per batch are fixed (one per step), so the step times say which
 // store bounds the consumer.
@@ -10,19 +10,19 @@ import { createAttemptLog, type LogDocument } from "../common/attempt-log.ts";
 import { type Config } from "../common/config.ts";
 import { encodeMessage, HEADERS, type System } from "../common/contract.ts";
 import { eventsTopic } from "../common/events.ts";
-import { counterKey, doneKey } from "../common/keys.ts";
+import { countedKey, counterKey } from "../common/keys.ts";
 import { createLogger } from "../common/logger.ts";
 import { createEndputClient, createMongo, createRedis } from "../common/stores.ts";
 import { decide } from "../consumer/src/decide.ts";
-import { claimAttempts, deliveryLogFields, insertEndputRows } from "../consumer/src/records.ts";
+import { countOnce, deliveryLogFields, insertEndputRows } from "../consumer/src/records.ts";
 import { orderMessageId } from "../gateway/src/services/message-id.ts";
 import { fmt, progress } from "./progress.ts";
 
-export const STEP_NAMES = ["decode", "redis claim", "endput", "log insertMany", "redis pipeline"] as const;
+export const STEP_NAMES = ["decode", "endput", "log insertMany", "redis count"] as const;
 type StepName = (typeof STEP_NAMES)[number];
 
 /**
- * as-shipped: the consumer's order (endput as one INSERT … SELECT unnest(…), then the log, then Redis).
+ * as-shipped: endput as one INSERT … SELECT unnest(…), then the log, then Redis (the consumer overlaps endput and the log, as "parallel").
  * parallel: endput and log writes at once (both idempotent, both before the ack).
  * createMany: endput through Prisma's createMany (skipDuplicates), the consumer's earlier write.
  */
@@ -89,13 +89,6 @@ export async function batchSteps(
           if (o.kind !== "SUCCEEDED") throw new Error(`unexpected outcome ${o.kind}`);
           return o.delivery;
         });
-        await time("redis claim", () =>
-          claimAttempts(
-            redis,
-            deliveries.map((d) => doneKey(config, d.message.messageId, d.round, d.attempt)),
-            deliveries.map(() => randomUUID()),
-          ),
-        );
         const writeEndput: () => Promise<unknown> =
           variant === "createMany" || variant === "createMany+parallel"
             ? () =>
@@ -122,21 +115,25 @@ export async function batchSteps(
           retained: false,
           durationMs: 1,
           consumerId: "bench-steps",
+          copyId: randomUUID(),
           error: null,
           ...deliveryLogFields(d),
         }));
         if (variant === "parallel" || variant === "createMany+parallel")
-          await Promise.all([time("endput", writeEndput), time("log insertMany", () => log.insert(docs))]);
+          await Promise.all([time("endput", writeEndput), time("log insertMany", () => log.claim(docs))]);
         else {
           await time("endput", writeEndput);
-          await time("log insertMany", () => log.insert(docs));
+          await time("log insertMany", () => log.claim(docs));
         }
-        await time("redis pipeline", async () => {
-          const p = redis.pipeline();
-          for (const d of deliveries) {
-            p.publish(
-              topic,
-              JSON.stringify({
+        await time("redis count", () =>
+          countOnce(
+            redis,
+            counterKey(config),
+            topic,
+            deliveries.map((d) => ({
+              key: countedKey(config, d.message.messageId, d.round, d.attempt, "SUCCEEDED"),
+              field: `${d.message.source.system}:SUCCEEDED`,
+              event: JSON.stringify({
                 messageId: d.message.messageId,
                 system: d.message.source.system,
                 orderId: d.message.source.orderId,
@@ -145,11 +142,9 @@ export async function batchSteps(
                 status: "SUCCEEDED",
                 at: now.toISOString(),
               }),
-            );
-            p.hincrby(counterKey(config), `${d.message.source.system}:SUCCEEDED`, 1);
-          }
-          await p.exec();
-        });
+            })),
+          ),
+        );
         if (!warmup) wall += performance.now() - started;
       }
       for (const s of STEP_NAMES) ms[s] /= batches;

@@ -5,10 +5,15 @@
 // pushes down top-level equality filters to its backend but not dotted paths or
 // $in, so the query fields are kept flat beside the nested `source`/`order`.
 //
+// The first document of an attempt is also its claim: the unique index on
+// (messageId, round, attempt, status) lets one copy of the attempt insert it, and the
+// document records that copy (copyId). Only the owning copy acts on the attempt, so
+// the claim lives exactly as long as the attempt's log entry.
+//
 // Retention is tiered: every document expires at `expiresAt`, except the history
-// of a message sitting in the dead-letter queue, which is retained until it is
-// redriven. On MongoDB a TTL index deletes expired documents; on a server that
-// refuses TTL indexes a sweeper does the same on an interval.
+// of a message sitting in the dead-letter queue, whose documents carry no expiry
+// until it is redriven. On MongoDB a TTL index deletes expired documents; on a
+// server that refuses TTL indexes a sweeper does the same on an interval.
 import { type Collection, type Db, MongoBulkWriteError, MongoServerError, ObjectId } from "mongodb";
 import pg from "pg";
 
@@ -38,6 +43,20 @@ export interface LogDocument {
   retained: boolean;
   durationMs: number | null;
   consumerId: string;
+  /** The physical copy that logged (and so owns) the attempt; absent on documents logged before copies were recorded. */
+  copyId?: string;
+}
+
+/** A log write the server refuses for this document whatever the retries (a validation error, a size limit). */
+export class LogDocumentRefused extends Error {
+  override name = "LogDocumentRefused";
+  constructor(
+    readonly index: number,
+    readonly code: number | string | undefined,
+    message: string,
+  ) {
+    super(message);
+  }
 }
 
 /** A sweep may take at most 1/SWEEP_DUTY_FACTOR of the time between sweeps. */
@@ -59,11 +78,17 @@ export interface AttemptLog {
   retention(): RetentionMode;
   /** Inserts attempts; a document already logged (same message, round, attempt, status) is skipped. */
   insert(docs: LogDocument[]): Promise<number>;
-  /** Keeps the whole history of these dead-lettered messages until they are redriven. */
+  /**
+   * Inserts attempts as claims: returns, per document, the copy that owns its attempt
+   * (the copy whose document was inserted first; null for a document logged without one).
+   * Throws LogDocumentRefused for a document the server refuses for good.
+   */
+  claim(docs: LogDocument[]): Promise<(string | null)[]>;
+  /** Keeps the whole history of these dead-lettered messages (no expiry) until they are redriven. */
   retain(messageIds: string[]): Promise<void>;
   /** Lets the histories of redriven messages expire again from now. */
   release(messageIds: string[]): Promise<void>;
-  /** Deletes expired documents (sweeper mode); returns how many. */
+  /** Deletes expired documents (sweeper mode) in one query whatever is retained; returns how many. */
   sweep(now?: Date): Promise<number>;
   /**
    * Sweeps on an interval while the server has no TTL index; `turn` says whether
@@ -86,6 +111,18 @@ function toQuery(filter: LogFilter) {
   if (filter.messageId) q.messageId = filter.messageId;
   return q;
 }
+
+const attemptOf = (d: Pick<LogDocument, "messageId" | "round" | "attempt" | "status">) =>
+  `${d.messageId}:${d.round}:${d.attempt}:${d.status}`;
+
+/** Runs fn over items, at most `width` at a time: a burst of one-message queries must not swamp the server. */
+async function eachLimited<T, R>(items: T[], width: number, fn: (item: T) => Promise<R>): Promise<R[]> {
+  const out: R[] = [];
+  for (let i = 0; i < items.length; i += width) out.push(...(await Promise.all(items.slice(i, i + width).map(fn))));
+  return out;
+}
+
+const PER_MESSAGE_WIDTH = 8;
 
 const byProcessingOrder = (a: LogDocument, b: LogDocument) =>
   a.round - b.round || a.attempt - b.attempt || a.processedAt.getTime() - b.processedAt.getTime();
@@ -180,22 +217,52 @@ export function createAttemptLog(opts: { db: Db; config: Config; logger: Logger 
         throw err;
       }
     },
+    async claim(docs) {
+      const owners = docs.map((d) => d.copyId ?? null);
+      if (docs.length === 0) return owners;
+      let conflicts: number[] = [];
+      try {
+        await collection.insertMany(docs, { ordered: false });
+      } catch (err) {
+        if (err instanceof MongoBulkWriteError) {
+          const errors = Array.isArray(err.writeErrors) ? err.writeErrors : [err.writeErrors];
+          const refused = errors.find((e) => e.code !== 11000);
+          if (refused) throw new LogDocumentRefused(refused.index, refused.code, refused.errmsg ?? "refused");
+          // A bulk error that does not account for every document (a dropped connection) proves nothing.
+          if (errors.length === 0 || err.insertedCount + errors.length !== docs.length) throw err;
+          conflicts = errors.map((e) => e.index);
+        } else if (err instanceof MongoServerError && docs.length === 1) {
+          if (err.code !== 11000) throw new LogDocumentRefused(0, err.code, err.message);
+          conflicts = [0];
+        } else throw err;
+      }
+      if (conflicts.length === 0) return owners;
+      // One lookup per message (a top-level equality every server serves from an index).
+      const ids = [...new Set(conflicts.map((i) => docs[i]!.messageId))];
+      const found = await eachLimited(ids, PER_MESSAGE_WIDTH, (messageId) =>
+        collection.find({ messageId }, { projection: { messageId: 1, round: 1, attempt: 1, status: 1, copyId: 1 } }).toArray(),
+      );
+      const owner = new Map(found.flat().map((d) => [attemptOf(d), d.copyId ?? null]));
+      for (const i of conflicts) owners[i] = owner.get(attemptOf(docs[i]!)) ?? null;
+      return owners;
+    },
     async retain(messageIds) {
-      if (messageIds.length === 0 || mode === "sweeper") return;
-      // With a TTL index the earlier attempts must lose their expiry; the sweeper reads `retained` instead.
-      await collection.updateMany({ messageId: { $in: messageIds } }, { $set: { expiresAt: null } });
+      // One update per message: a top-level equality is served from an index where $in is not (FerretDB).
+      await eachLimited([...new Set(messageIds)], PER_MESSAGE_WIDTH, (messageId) =>
+        collection.updateMany({ messageId, expiresAt: { $ne: null } }, { $set: { expiresAt: null } }),
+      );
     },
     async release(messageIds) {
       if (messageIds.length === 0) return;
       const expiresAt = new Date(Date.now() + ttlMs);
       for (const messageId of messageIds) {
         await collection.updateMany({ messageId, retained: true }, { $set: { retained: false } });
-        if (mode === "ttl-index") await collection.updateMany({ messageId }, { $set: { expiresAt } });
+        await collection.updateMany({ messageId }, { $set: { expiresAt } });
       }
     },
     async sweep(now = new Date()) {
-      const retained = await collection.distinct("messageId", { retained: true });
-      const r = await collection.deleteMany({ expiresAt: { $ne: null, $lte: now }, messageId: { $nin: retained } });
+      // Retained documents have no expiry, so the query is the same size whatever is retained.
+      const r = await collection.deleteMany({ expiresAt: { $ne: null, $lte: now } });
       return r.deletedCount;
     },
     startSweeper(turn = async () => true) {

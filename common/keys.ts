@@ -9,12 +9,13 @@ export const cursorKey = (c: Config, system: System) => `${c.redis.prefix}:curso
  */
 export const publishedKey = (c: Config, system: System) => `${c.redis.prefix}:published:${system}`;
 export const publishLockKey = (c: Config, system: System) => `${c.redis.prefix}:publish-lock:${system}`;
-export const doneKey = (c: Config, messageId: string, round: number, attempt: number) =>
-  `${c.redis.prefix}:done:${messageId}:${round}:${attempt}`;
 /** Held by the gateway that walks the dead-letter queue (a peek, a dry run, a redrive). */
 export const deadLetterScanLockKey = (c: Config) => `${c.redis.prefix}:dlq-scan-lock`;
 /** Set once the retry copy or dead letter a physical copy (x-copy-id) forwarded was confirmed by the broker. */
 export const forwardedKey = (c: Config, copyId: string) => `${c.redis.prefix}:forwarded:${copyId}`;
+/** Set once an attempt (with its outcome) was added to the counters and announced. */
+export const countedKey = (c: Config, messageId: string, round: number, attempt: number, status: string) =>
+  `${c.redis.prefix}:counted:${messageId}:${round}:${attempt}:${status}`;
 /** Hash of `${system}:${status}` -> attempts logged with that outcome. */
 export const counterKey = (c: Config) => `${c.redis.prefix}:counters`;
 /** Held by the consumer that sweeps expired attempt logs during one sweep interval. */

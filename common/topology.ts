@@ -53,7 +53,14 @@ export async function assertTopology(
   await channel.assertExchange(topology.exchange, "direct", { durable: true });
   await channel.assertQueue(topology.primary, {
     durable: true,
-    arguments: { "x-queue-type": config.broker.queueType },
+    arguments: {
+      "x-queue-type": config.broker.queueType,
+      // A quorum queue drops a message past its delivery limit (20 by default from RabbitMQ 4)
+      // unless it has a dead-letter target: send it to the DLQ instead.
+      ...(config.broker.queueType === "quorum"
+        ? { "x-dead-letter-exchange": "", "x-dead-letter-routing-key": topology.dlq }
+        : {}),
+    },
   });
   await channel.bindQueue(topology.primary, topology.exchange, topology.routingKey);
   // On a cluster (quorum by default) the DLQ too must outlive the node that leads it.

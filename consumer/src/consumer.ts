@@ -1,22 +1,27 @@
 // The consumer: takes deliveries from the primary queue in micro-batches and, per
 // batch, makes every side effect durable before acknowledging anything:
 //
-//   1. a claim in Redis per attempt, owned by the physical copy that made it
-//   2. endput rows for successes (idempotent: unique on system + source order id)
-//   3. one attempt-log document per delivery (idempotent: unique index)
-//   4. events and counters in Redis
-//   5. in delivery order, the batch's retry copies and dead letters, each confirmed
+//   1. one attempt-log document per delivery, carrying its copy id: the first copy
+//      to log an attempt owns it, durably, for as long as the log keeps the entry
+//      (and, beside it, endput rows for successes: idempotent, unique on system +
+//      source order id, the same row whichever copy writes it)
+//   2. the owned attempts' counters and events in Redis, each at most once
+//   3. in delivery order, the batch's retry copies and dead letters, each confirmed
 //      by the broker, and only then its ack (multiple = true): see forwarder.ts
 //
-// A crash anywhere before the ack redelivers the batch; steps 2 and 3 are
+// Every copy in a batch claims before any is chosen: the owner may be a later copy
+// in the batch ("forwards an attempt whose claim the second of two copies in one
+// batch holds"). A crash anywhere before the ack redelivers the batch; step 1 is
 // idempotent and the redelivered copy still owns its claims, so it forwards what
 // the first delivery had not; what that delivery had forwarded is marked and not
-// forwarded again (forwarder.ts says which windows remain). Another copy of an
-// attempt (a publisher's retry after a crash, a redrive run twice) finds the claim
-// taken and is acked without being forwarded. A store that is down holds the
-// batch (no ack, prefetch stops new deliveries) and retries with backoff until it
-// is back.
-import { randomUUID } from "node:crypto";
+// forwarded again (forwarder.ts says which windows remain), and step 2 does not
+// count twice ("counts and announces an attempt once when its batch is redelivered
+// after the counters"). Another copy of an attempt (a publisher's retry after a
+// crash, a republished row, a redrive run twice, also after Redis lost its keys)
+// finds the claim taken and is acked without being forwarded ("does not process an
+// attempt again once Redis lost its keys"). A store that is down holds the batch
+// (no ack, prefetch stops new deliveries) and retries with backoff until it is back.
+import { createHash } from "node:crypto";
 
 import type { Channel, ChannelModel, ConsumeMessage } from "amqplib";
 import type { Redis } from "ioredis";
@@ -27,13 +32,13 @@ import type { Config } from "../../common/config.ts";
 import { copyIdOf, HEADERS } from "../../common/contract.ts";
 import { errorMessage, sleep } from "../../common/errors.ts";
 import { eventsTopic, type ProcessingEvent } from "../../common/events.ts";
-import { counterKey, doneKey } from "../../common/keys.ts";
+import { countedKey, counterKey } from "../../common/keys.ts";
 import type { Logger } from "../../common/logger.ts";
 import type { EndputClient } from "../../common/stores.ts";
 import { decide, type Outcome } from "./decide.ts";
 import { createForwarder, type ForwardItem } from "./forwarder.ts";
 import type { ConsumerMetrics } from "./metrics.ts";
-import { claimAttempts, deliveryLogFields, insertEndputRows } from "./records.ts";
+import { countOnce, deliveryLogFields, insertEndputRows } from "./records.ts";
 
 export interface Consumer {
   start(): void;
@@ -47,7 +52,6 @@ export interface Consumer {
 interface Item {
   msg: ConsumeMessage;
   outcome: Outcome;
-  key: string | undefined;
   /** The physical copy this delivery is (kept across redeliveries). */
   copy: string;
   messageId: string;
@@ -214,24 +218,20 @@ export function createConsumer(deps: {
   }
 
   function classify(batch: ConsumeMessage[]): Item[] {
-    const seen = new Set<string>();
     return batch.map((msg) => {
       const outcome = decide(msg.content, msg.properties.headers, {
         maxAttempts: config.retry.maxAttempts,
         maxMessageBytes: config.consumer.maxMessageBytes,
       });
       const d = outcome.kind === "REJECTED" ? undefined : outcome.delivery;
-      const key = d ? doneKey(config, d.message.messageId, d.round, d.attempt) : undefined;
-      const duplicate = key !== undefined && seen.has(key);
-      if (key) seen.add(key);
+      const copy = copyIdOf(msg.content, msg.properties.headers);
       const propId = typeof msg.properties.messageId === "string" ? msg.properties.messageId : undefined;
       return {
         msg,
         outcome,
-        key,
-        duplicate,
-        copy: copyIdOf(msg.content, msg.properties.headers),
-        messageId: d?.message.messageId ?? propId ?? randomUUID(),
+        duplicate: false,
+        copy,
+        messageId: d?.message.messageId ?? propId ?? unreadableMessageId(msg.content, copy),
         receivedAt: Date.now(),
       };
     });
@@ -243,52 +243,49 @@ export function createConsumer(deps: {
     // processedAt is when the attempt began, so the gap between attempts is never shorter than the retry delay.
     const now = new Date();
     const items = classify(batch);
+    const docs = items.map((i) => toLogDocument(i, now, (performance.now() - started) / items.length));
 
-    // Only the copy that owns an attempt's claim acts on it; any other copy is a
-    // duplicate. Its log entry is still written (idempotently).
-    const unique = items.filter((i) => !i.duplicate);
-    const keyed = unique.filter((i) => i.key);
-    if (keyed.length > 0) {
-      const owned = await durably(ch, "redis-claim", () =>
-        claimAttempts(
-          redis,
-          keyed.map((i) => i.key!),
-          keyed.map((i) => i.copy),
-        ),
-      );
-      owned.forEach((mine, idx) => !mine && (keyed[idx]!.duplicate = true));
-    }
+    // Every copy claims (logs) its attempt; the endput insert does not wait for the
+    // claims: it is idempotent, and any copy of a success writes the same row.
+    const successes = items.filter((i) => i.outcome.kind === "SUCCEEDED");
+    const [owners] = await Promise.all([
+      durably(ch, "mongo", () => log.claim(docs)),
+      successes.length > 0
+        ? durably(ch, "endput", () =>
+            insertEndputRows(
+              endput,
+              successes.map(({ outcome }) => (outcome as Extract<Outcome, { kind: "SUCCEEDED" }>).delivery),
+            ),
+          )
+        : undefined,
+    ]);
+
+    // Then choose: the copy that owns an attempt acts on it, once per batch; any other copy is a duplicate.
+    // An attempt logged without a copy id (before copies were recorded) goes to its first copy here.
+    const acting = new Set<string>();
+    items.forEach((item, idx) => {
+      const doc = docs[idx]!;
+      const attempt = `${doc.messageId}:${doc.round}:${doc.attempt}:${doc.status}`;
+      const owner = owners[idx];
+      item.duplicate = (owner !== null && owner !== item.copy) || acting.has(attempt);
+      if (!item.duplicate) acting.add(attempt);
+    });
     const live = items.filter((i) => !i.duplicate);
-
-    const successes = live.filter((i) => i.outcome.kind === "SUCCEEDED");
-    if (successes.length > 0) {
-      const rows = successes.map(({ outcome }) => (outcome as Extract<Outcome, { kind: "SUCCEEDED" }>).delivery);
-      await durably(ch, "endput", () => insertEndputRows(endput, rows));
-    }
-
     const forwards = live.filter((i): i is Item & ForwardItem => i.outcome.kind !== "SUCCEEDED");
 
-    const perItemMs = (performance.now() - started) / Math.max(1, items.length);
-    const docs = unique.map((i) => toLogDocument(i, now, perItemMs));
-    await durably(ch, "mongo", async () => {
-      await log.insert(docs);
-      await log.retain(live.filter((i) => i.outcome.kind === "DEAD_LETTERED").map((i) => i.messageId));
-    });
+    const dead = live.filter((i) => i.outcome.kind === "DEAD_LETTERED").map((i) => i.messageId);
+    if (dead.length > 0) await durably(ch, "mongo", () => log.retain(dead));
 
     if (live.length > 0) {
-      await durably(ch, "redis", async () => {
-        const p = redis.pipeline();
-        const counts = new Map<string, number>();
-        for (const i of live) {
-          p.publish(topic, JSON.stringify(toEvent(i, now)));
-          const field = `${systemOf(i)}:${i.outcome.kind}`;
-          counts.set(field, (counts.get(field) ?? 0) + 1);
-        }
-        for (const [field, n] of counts) p.hincrby(counterKey(config), field, n);
-        const results = await p.exec();
-        const failed = results?.find(([err]) => err);
-        if (failed) throw failed[0];
+      const attempts = live.map((i) => {
+        const doc = docs[items.indexOf(i)]!;
+        return {
+          key: countedKey(config, doc.messageId, doc.round, doc.attempt, doc.status),
+          field: `${systemOf(i)}:${i.outcome.kind}`,
+          event: JSON.stringify(toEvent(i, now)),
+        };
       });
+      await durably(ch, "redis", () => countOnce(redis, counterKey(config), topic, attempts));
     }
 
     return {
@@ -344,6 +341,7 @@ export function createConsumer(deps: {
       retained: terminal,
       durationMs,
       consumerId,
+      copyId: item.copy,
       error: failed ? outcome.error : null,
     };
     if (outcome.kind === "REJECTED") {
@@ -401,4 +399,17 @@ export function createConsumer(deps: {
     ready: () => channel !== undefined && consumerTag !== undefined,
     stats: () => ({ processed, batches, inFlight: unacked }),
   };
+}
+
+/**
+ * The id of a message whose contract could not be read and that carries no message id:
+ * a name-based UUID of its bytes and copy, so every redelivery of the copy logs and
+ * counts under the same id (and its claim holds), instead of a new one each time.
+ */
+export function unreadableMessageId(content: Buffer, copy: string): string {
+  const h = createHash("sha1").update(content).update("\0").update(copy).digest();
+  h[6] = (h[6]! & 0x0f) | 0x50;
+  h[8] = (h[8]! & 0x3f) | 0x80;
+  const x = h.subarray(0, 16).toString("hex");
+  return `${x.slice(0, 8)}-${x.slice(8, 12)}-${x.slice(12, 16)}-${x.slice(16, 20)}-${x.slice(20)}`;
 }

@@ -30,6 +30,12 @@ export function decide(
     if (err instanceof InvalidMessageError) return { kind: "REJECTED", error: err.message, reason: REASONS.rejected };
     throw err;
   }
+  // PostgreSQL holds no NUL in text or jsonb (endput, and the log on FerretDB): such a
+  // message would fail its store writes forever and hold every batch behind it
+  // ("dead-letters a message the stores cannot hold and keeps consuming").
+  const nul = storedStrings(delivery).find((s) => s.includes("\u0000"));
+  if (nul !== undefined)
+    return { kind: "REJECTED", error: "a field holds a NUL character, which the stores cannot hold", reason: REASONS.rejected };
   const { attempt } = delivery;
   const required = delivery.message.requiredAttempts;
   if (attempt >= required) return { kind: "SUCCEEDED", delivery };
@@ -41,4 +47,9 @@ export function decide(
     error: `${error}; giving up after ${attempt} of ${opts.maxAttempts} attempts`,
     reason: REASONS.maxAttempts,
   };
+}
+
+/** The free-text fields of a message that reach the stores (the others are enums or patterns). */
+function storedStrings({ message }: DecodedDelivery): string[] {
+  return [message.order.product];
 }

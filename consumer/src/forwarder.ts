@@ -10,7 +10,7 @@
 // An AMQP transaction holding the publishes and the ack is atomic only against a
 // channel or consumer that dies: the broker applies the acks as soon as it has
 // routed the publishes, and a SIGKILLed broker kept a quorum primary's acks
-// without the classic DLQ's dead letters (tests/faults/08-broker-kill.test.ts, 8b).
+// without the classic DLQ's dead letters (tests/faults/03b-broker-kill.test.ts, scenario 3c).
 // A batch redelivered after step 2 (its channel or the broker went away before the
 // ack, or a broker crash lost the ack) skips in step 1 what step 4 marked. What was
 // confirmed but not marked goes out again: the consumer process died between the
@@ -29,7 +29,7 @@ import type { Logger } from "../../common/logger.ts";
 import type { Outcome } from "./decide.ts";
 
 const MAX_REASON_LENGTH = 200;
-/** As long as an attempt's claim: a redelivery later than that forwards again. */
+/** A copy redelivered later than this after its forward was confirmed forwards again. */
 const FORWARDED_TTL_SECONDS = 24 * 3600;
 const MARK_TRIES = 8;
 

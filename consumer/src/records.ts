@@ -6,34 +6,44 @@ import type { LogDocument } from "../../common/attempt-log.ts";
 import type { DecodedDelivery } from "../../common/contract.ts";
 import type { EndputClient } from "../../common/stores.ts";
 
-/** How long a claim outlives its attempt: later copies of it are recognised for this long. */
-const CLAIM_TTL_SECONDS = 24 * 3600;
+/**
+ * How long Redis remembers that an attempt was counted. Only the copy that owns the
+ * attempt counts it, and only a redelivery of that copy (its batch not committed)
+ * asks again: a day covers a batch held by a store outage.
+ */
+const COUNTED_TTL_SECONDS = 24 * 3600;
 
-// Claims each key for its copy unless another copy holds it; 1 = this copy owns the attempt.
-const CLAIM_SCRIPT = `
-local out = {}
+// Per attempt: marks it counted and, only the first time, adds it to its counter and
+// publishes its event. One script, so the mark and the count are never apart.
+const COUNT_SCRIPT = `
+local counted = 0
 for i, key in ipairs(KEYS) do
-  local copy = ARGV[i + 1]
-  local owner = redis.call('GET', key)
-  if not owner then
-    redis.call('SET', key, copy, 'EX', ARGV[1])
-    out[i] = 1
-  elseif owner == copy then
-    out[i] = 1
-  else
-    out[i] = 0
+  if i > 1 and redis.call('SET', key, '1', 'NX', 'EX', ARGV[2]) then
+    redis.call('HINCRBY', KEYS[1], ARGV[2 * i - 1], 1)
+    redis.call('PUBLISH', ARGV[1], ARGV[2 * i])
+    counted = counted + 1
   end
 end
-return out`;
+return counted`;
+
+export interface Counted {
+  /** Marks the attempt as counted (countedKey). */
+  key: string;
+  /** The counter hash field: `${system}:${status}`. */
+  field: string;
+  /** The event, serialised. */
+  event: string;
+}
 
 /**
- * Claims attempts (keys) for the physical copies that carry them, atomically: true where
- * the copy owns the attempt (it claimed it now, or claimed it before a redelivery).
+ * Counts each attempt and publishes its event exactly once, however often its batch
+ * is redelivered; returns how many were counted now.
  */
-export async function claimAttempts(redis: Redis, keys: string[], copies: string[]): Promise<boolean[]> {
-  if (keys.length === 0) return [];
-  const owned = (await redis.eval(CLAIM_SCRIPT, keys.length, ...keys, CLAIM_TTL_SECONDS, ...copies)) as number[];
-  return owned.map((o) => o === 1);
+export async function countOnce(redis: Redis, counterKey: string, topic: string, attempts: Counted[]): Promise<number> {
+  if (attempts.length === 0) return 0;
+  const argv: (string | number)[] = [topic, COUNTED_TTL_SECONDS];
+  for (const a of attempts) argv.push(a.field, a.event);
+  return (await redis.eval(COUNT_SCRIPT, attempts.length + 1, counterKey, ...attempts.map((a) => a.key), ...argv)) as number;
 }
 
 /** Endput rows for successful deliveries, one statement; a row already there (a redelivery) is left as it is. */

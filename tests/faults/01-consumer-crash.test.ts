@@ -35,7 +35,12 @@ describe("1. consumer crash", () => {
       const done = await attemptsDone(w);
       await consumer.kill();
       kills.push({ afterMs, pending, attemptsDone: done });
+      const atKill = await attemptsDone(w);
       consumer = await w.startConsumer();
+      // The counters count each attempt once, so redone work does not move them: wait for new
+      // work before the next kill, or a kill could land before the restarted consumer did any.
+      const deadline = Date.now() + 60_000;
+      while ((await attemptsDone(w)) === atKill && Date.now() < deadline) await sleep(50);
     }
     report.detail("kills", kills);
     // Every kill hit a consumer with work left to do, and work was done between kills.

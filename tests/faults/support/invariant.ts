@@ -3,12 +3,14 @@
 //   - the DLQ holds every false order exactly once (plus the REJECTED messages a scenario sent);
 //   - every order's round-0 attempt history is 1..n with no gap and no repeated attempt,
 //     ending in SUCCEEDED (true) or DEAD_LETTERED after MAX_ATTEMPTS (false);
-//   - each Redis cursor equals the highest id of its source table.
+//   - each Redis cursor equals the highest id of its source table;
+//   - the Redis counters (pipelineStats) equal the attempt log: one count per logged attempt.
 import type { ConsumeMessage } from "amqplib";
 import pg from "pg";
 import { expect } from "vitest";
 
 import { HEADERS, type System, SYSTEMS } from "../../../common/contract.ts";
+import { counterKey } from "../../../common/keys.ts";
 import { orderMessageId } from "../../../gateway/src/services/message-id.ts";
 import { URLS } from "./fault-services.ts";
 import type { ScenarioReport } from "./report.ts";
@@ -279,6 +281,20 @@ export async function checkInvariant(world: World, opts: { expectedRejected?: nu
   noteAll(problems, "attempt histories with a gap", gaps);
   noteAll(problems, "attempt histories with a wrong ending or order", badEnd);
   noteAll(problems, "log documents for unknown messages", strangers);
+
+  // The counters: exactly one count per logged attempt, whatever was redelivered.
+  const counted = ["RETRY_SCHEDULED", "SUCCEEDED", "DEAD_LETTERED", "REJECTED"];
+  const logged = new Map<string, number>();
+  for (const d of docs) {
+    if (!counted.includes(d.status)) continue;
+    const field = `${d.system ?? "UNKNOWN"}:${d.status}`;
+    logged.set(field, (logged.get(field) ?? 0) + 1);
+  }
+  const counters = await world.redis.hgetall(counterKey(world.config));
+  const drift = [...new Set([...logged.keys(), ...Object.keys(counters).filter((f) => counted.includes(f.split(":")[1]!))])]
+    .filter((f) => Number(counters[f] ?? 0) !== (logged.get(f) ?? 0))
+    .map((f) => `${f} counted ${counters[f] ?? 0}, logged ${logged.get(f) ?? 0}`);
+  noteAll(problems, "Redis counters that differ from the attempt log", drift);
 
   const lost = missingSink.length + missingDead.length + missingEntries;
   const duplicated =
