@@ -311,6 +311,9 @@ export function createConsumer(deps: {
         if (i.outcome.kind === "SUCCEEDED") metrics.attempts.observe(i.outcome.delivery.attempt);
       }
       metrics.duplicates.inc(items.length - live.length);
+      // A redelivered copy that acts on its attempt: a batch a crash cut short, finished on
+      // redelivery (what fault scenario 1b aims at).
+      metrics.resumed.inc(live.filter((i) => i.msg.fields.redelivered).length);
     }
     for (const i of live) {
       if (i.outcome.kind === "SUCCEEDED") continue;

@@ -36,6 +36,11 @@ export function createConsumerMetrics() {
       help: "Deliveries of attempts that were already handled (acked without side effects)",
       registers: [registry],
     }),
+    resumed: new Counter({
+      name: "tentativa_resumed_deliveries_total",
+      help: "Redelivered copies that owned their attempt and acted on it (a batch a crash cut short, finished)",
+      registers: [registry],
+    }),
     storeErrors: new Counter({
       name: "tentativa_store_errors_total",
       help: "Failed store writes that held a batch, by step",

@@ -8,7 +8,7 @@ import { afterAll, describe, expect, it } from "vitest";
 import { services } from "./support/fault-services.ts";
 import { expectInvariantHolds, waitDrained } from "./support/invariant.ts";
 import { attemptsDone, publishAll, seed, sleep } from "./support/ops.ts";
-import { duplicatesSeen } from "./support/processes.ts";
+import { duplicatesSeen, resumedSeen } from "./support/processes.ts";
 import { startReport } from "./support/report.ts";
 import { createWorld, type World } from "./support/world.ts";
 
@@ -33,7 +33,7 @@ describe("1b. consumer crash with batches held before their commit", () => {
     report.set({ orders: ORDERS, faults: `${ROUNDS} x (redis stop + SIGKILL consumer)` });
     expect(await publishAll(w, "SYSTEM1")).toBe(ORDERS);
 
-    const rounds: { attemptsDone: number; duplicatesSeenAfter: number }[] = [];
+    const rounds: { attemptsDone: number; resumed: number; duplicatesSeenAfter: number }[] = [];
     for (let i = 0; i < ROUNDS; i++) {
       // Let the run reach the last attempts, where batches carry dead letters.
       while ((await attemptsDone(w)) < (i + 2) * 2_000) await sleep(50);
@@ -45,10 +45,17 @@ describe("1b. consumer crash with batches held before their commit", () => {
       await services("start", "redis");
       redisDown = false;
       consumer = await w.startConsumer();
-      await sleep(1_000);
-      rounds.push({ attemptsDone: done, duplicatesSeenAfter: await duplicatesSeen(consumer) });
+      // The kill reached the window: the new consumer finishes batches the old one had claimed.
+      const started = Date.now();
+      let resumed = await resumedSeen(consumer);
+      while (resumed === 0 && Date.now() - started < 30_000) {
+        await sleep(200);
+        resumed = await resumedSeen(consumer);
+      }
+      rounds.push({ attemptsDone: done, resumed, duplicatesSeenAfter: await duplicatesSeen(consumer) });
     }
     report.detail("rounds", rounds);
+    for (const r of rounds) expect(r.resumed, JSON.stringify(rounds)).toBeGreaterThan(0);
 
     await report.time("drain", () => waitDrained(w));
     await expectInvariantHolds(w, report);

@@ -166,6 +166,7 @@ export const processedBy = (child: Child) => metricSum(child, "tentativa_message
 
 /** Deliveries a consumer recognised as already handled (acked without side effects). */
 export const duplicatesSeen = (child: Child) => metricSum(child, "tentativa_duplicate_deliveries_total ");
+export const resumedSeen = (child: Child) => metricSum(child, "tentativa_resumed_deliveries_total ");
 
 /** The process's /readyz answer: the HTTP status and each dependency check. */
 export async function readiness(child: Child): Promise<{ status: number; failing: string[] }> {
