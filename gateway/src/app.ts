@@ -16,9 +16,12 @@ import type { System } from "../../common/contract.ts";
 import { errorMessage } from "../../common/errors.ts";
 import { type Check, runChecks } from "../../common/http-health.ts";
 import type { Context, Deps } from "./context.ts";
+import { useCostLimits } from "./cost-limits.ts";
 import { createDashboardHandler } from "./dashboard.ts";
 import { DomainError } from "./errors.ts";
 import { depthLimitRule, readBody, refuseTooLarge } from "./limits.ts";
+import { useClientLimits } from "./rate-limits.ts";
+import { createRequestBudget, type RequestBudget } from "./request-budget.ts";
 import { schema } from "./schema/index.ts";
 
 export interface Gateway {
@@ -41,11 +44,11 @@ function tokenMatches(expected: string, header: string | null | undefined): bool
   return a.length === b.length && timingSafeEqual(a, b);
 }
 
-function makeLoaders(deps: Deps): Context["loaders"] {
+function makeLoaders(deps: Deps, budget: RequestBudget): Context["loaders"] {
   return {
     history: new DataLoader<{ system: System; orderId: number }, LogDocument[], string>(
       async (keys) => {
-        const docs = await deps.log.historyForOrders([...keys]);
+        const docs = await budget.run("mongodb", () => deps.log.historyForOrders([...keys]));
         const byKey = new Map<string, LogDocument[]>();
         for (const d of docs) {
           const k = `${d.system}:${d.orderId}`;
@@ -160,18 +163,27 @@ export function createGateway(deps: Deps, extraChecks: Check[] = []): Gateway {
         return new GraphQLError(message, { extensions: { code: "INTERNAL_SERVER_ERROR" } });
       },
     },
-    context: ({ request }) => ({
-      ...deps,
-      request,
-      authenticated: config.gateway.token ? tokenMatches(config.gateway.token, request.headers.get("authorization")) : true,
-      loaders: makeLoaders(deps),
-    }),
+    context: ({ request }) => {
+      const budget = createRequestBudget({
+        concurrency: config.gateway.requestConcurrency,
+        timeoutMs: config.gateway.requestTimeoutMs,
+      });
+      return {
+        ...deps,
+        request,
+        authenticated: config.gateway.token ? tokenMatches(config.gateway.token, request.headers.get("authorization")) : true,
+        budget,
+        loaders: makeLoaders(deps, budget),
+      };
+    },
     plugins: [
       // A request a browser may send cross-site without a preflight (GET, form or text/plain
       // bodies) must carry x-graphql-yoga-csrf; JSON POSTs are always preflighted.
       useCSRFPrevention({ requestHeaders: ["x-graphql-yoga-csrf"] }),
       usePrometheus({ endpoint: "/metrics", registry: deps.metrics.registry }),
+      useCostLimits(config),
       useAuth(deps),
+      ...useClientLimits(config),
       {
         onValidate({ addValidationRule }) {
           addValidationRule(depthLimitRule(config.gateway.maxDepth));

@@ -17,6 +17,10 @@ export function depthLimitRule(maxDepth: number): ValidationRule {
     const fragments = new Map<string, FragmentDefinitionNode>();
     for (const d of context.getDocument().definitions) if (d.kind === Kind.FRAGMENT_DEFINITION) fragments.set(d.name.value, d);
 
+    // A fragment's depth does not depend on where it is spread: each is walked once, or a
+    // fragment spreading the next one twice, n levels deep, would be walked 2^n times.
+    const fragmentDepth = new Map<string, number>();
+
     function depthOf(set: SelectionSetNode | undefined, seen: Set<string>): number {
       if (!set) return 0;
       let max = 0;
@@ -27,7 +31,11 @@ export function depthLimitRule(maxDepth: number): ValidationRule {
         else {
           const name = sel.name.value;
           const frag = fragments.get(name);
-          if (frag && !seen.has(name)) d = depthOf(frag.selectionSet, new Set([...seen, name]));
+          if (fragmentDepth.has(name)) d = fragmentDepth.get(name)!;
+          else if (frag && !seen.has(name)) {
+            d = depthOf(frag.selectionSet, new Set([...seen, name]));
+            fragmentDepth.set(name, d);
+          }
         }
         if (d > max) max = d;
         if (max > maxDepth) return max;

@@ -39,7 +39,10 @@ builder.queryField("deadLetters", (t) =>
     type: [DeadLetter],
     description: "The oldest dead letters, without consuming them",
     args: { first: t.arg.int() },
-    resolve: (_root, args, ctx) => peekDeadLetters(ctx.broker, boundedFirst(args.first)),
+    resolve: (_root, args, ctx) => {
+      const first = boundedFirst(args.first);
+      return ctx.budget.run("rabbitmq", () => peekDeadLetters(ctx.broker, first));
+    },
   }),
 );
 
