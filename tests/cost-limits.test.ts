@@ -13,6 +13,7 @@ import * as dashboard from "../gateway/dashboard/src/operations.ts";
 import * as cli from "../gateway/src/cli/operations.ts";
 import { createStaticLimits, operationCost } from "../gateway/src/cost-limits.ts";
 import { depthLimitRule } from "../gateway/src/limits.ts";
+import { MAX_CACHED_DOCUMENT_CHARS, withBoundedKeys } from "../gateway/src/parse-cache.ts";
 import { createRequestBudget } from "../gateway/src/request-budget.ts";
 import { schema } from "../gateway/src/schema/index.ts";
 import { createTestEnv, type TestEnv } from "./support/env.ts";
@@ -208,6 +209,18 @@ describe("refusals through the gateway", () => {
       await blocker.end();
       await local.cleanup();
     }
+  });
+});
+
+describe("the parse cache", () => {
+  it("keeps no document longer than MAX_CACHED_DOCUMENT_CHARS: distinct megabyte documents must not fill the heap", () => {
+    const kept = new Map<string, number>();
+    const cache = withBoundedKeys<number>({ get: (k) => kept.get(k), set: (k, v) => void kept.set(k, v) });
+    const short = "{ cursors { system } }";
+    const long = `{ cursors { system } }${" ".repeat(MAX_CACHED_DOCUMENT_CHARS)}`;
+    cache.set(short, 1);
+    cache.set(long, 2);
+    expect([cache.get(short), cache.get(long), kept.size]).toEqual([1, undefined, 1]);
   });
 });
 

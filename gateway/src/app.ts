@@ -20,6 +20,7 @@ import { useCostLimits } from "./cost-limits.ts";
 import { createDashboardHandler } from "./dashboard.ts";
 import { DomainError } from "./errors.ts";
 import { depthLimitRule, readBody, refuseTooLarge } from "./limits.ts";
+import { boundedParserCache } from "./parse-cache.ts";
 import { useClientLimits } from "./rate-limits.ts";
 import { createRequestBudget, type RequestBudget } from "./request-budget.ts";
 import { schema } from "./schema/index.ts";
@@ -147,6 +148,7 @@ export function createGateway(deps: Deps, extraChecks: Check[] = []): Gateway {
     landingPage: false,
     graphiql: { title: "tentativa", subscriptionsProtocol: "WS" },
     logging: false,
+    parserAndValidationCache: boundedParserCache(),
     maskedErrors: {
       maskError(error, message) {
         const original = error instanceof GraphQLError ? (error.originalError ?? error) : error;
