@@ -19,7 +19,7 @@ import type { Context, Deps } from "./context.ts";
 import { useCostLimits } from "./cost-limits.ts";
 import { createDashboardHandler } from "./dashboard.ts";
 import { DomainError } from "./errors.ts";
-import { depthLimitRule, readBody, refuseTooLarge } from "./limits.ts";
+import { bodyForYoga, depthLimitRule, readBody, refuseTooLarge } from "./limits.ts";
 import { boundedParserCache } from "./parse-cache.ts";
 import { useClientLimits } from "./rate-limits.ts";
 import { createRequestBudget, type RequestBudget } from "./request-budget.ts";
@@ -264,7 +264,7 @@ export function createGateway(deps: Deps, extraChecks: Check[] = []): Gateway {
     // already read from `req.body`, as it does behind Express-style body parsers.
     void readBody(req, maxBodyBytes).then((read) => {
       if (read.kind === "too-large") refuseTooLarge(req, res, maxBodyBytes);
-      else if (read.kind === "body") void yoga(Object.assign(req, { body: read.body }), res);
+      else if (read.kind === "body") void yoga(Object.assign(req, { body: bodyForYoga(req, read.body) }), res);
     });
   });
 
