@@ -9,10 +9,13 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 
 import * as bench from "../bench/gql.ts";
 import { readConfig } from "../common/config.ts";
+import type { SourceClients } from "../common/stores.ts";
 import * as dashboard from "../gateway/dashboard/src/operations.ts";
+import { createGateway } from "../gateway/src/app.ts";
 import * as cli from "../gateway/src/cli/operations.ts";
 import { createStaticLimits, operationCost } from "../gateway/src/cost-limits.ts";
 import { depthLimitRule } from "../gateway/src/limits.ts";
+import { createGatewayMetrics } from "../gateway/src/metrics.ts";
 import { MAX_CACHED_DOCUMENT_CHARS, withBoundedKeys } from "../gateway/src/parse-cache.ts";
 import { createRequestBudget } from "../gateway/src/request-budget.ts";
 import { schema } from "../gateway/src/schema/index.ts";
@@ -182,6 +185,56 @@ describe("refusals through the gateway", () => {
     expect(refused.body.errors?.[0]?.extensions?.code).toBe("RATE_LIMITED");
     // The token's holders are another client.
     expect((await post(query, auth)).body.errors).toBeUndefined();
+  });
+
+  it("computes cursors and pipelineStats once per request, however many aliases ask for them", async () => {
+    let counts = 0;
+    const counting = (client: SourceClients["SYSTEM1"]) =>
+      client.$extends({
+        query: {
+          order: {
+            count({ args, query }) {
+              counts++;
+              return query(args);
+            },
+          },
+        },
+      }) as unknown as SourceClients["SYSTEM1"];
+    const gateway = createGateway({
+      config: { ...env.config, gateway: { ...env.config.gateway, maxCost: 100_000, rateLimitReads: 1000 } },
+      logger: env.logger,
+      sources: { SYSTEM1: counting(env.sources.SYSTEM1), SYSTEM2: counting(env.sources.SYSTEM2) },
+      endput: env.endput,
+      redis: env.redis,
+      broker: env.broker,
+      log: env.log,
+      pubsub: { subscribe: () => (async function* () {})() } as never,
+      metrics: createGatewayMetrics(env.broker),
+    });
+    try {
+      const ask = async (query: string) => {
+        counts = 0;
+        const res = await gateway.yoga.fetch("http://localhost/graphql", {
+          method: "POST",
+          headers: { "content-type": "application/json", ...auth },
+          body: JSON.stringify({ query }),
+        });
+        return { body: (await res.json()) as { data?: Record<string, unknown>; errors?: unknown }, counts };
+      };
+      const one = await ask("{ cursors { system pending } }");
+      const many = await ask(`{ ${Array.from({ length: 10 }, (_, i) => `c${i}: cursors { system pending }`).join(" ")} }`);
+      expect(one.counts).toBe(2);
+      expect(many.body.errors).toBeUndefined();
+      expect(many.counts).toBe(2);
+      expect(new Set(Object.values(many.body.data!).map((v) => JSON.stringify(v))).size).toBe(1);
+      const stats = await ask(
+        `{ ${Array.from({ length: 5 }, (_, i) => `s${i}: pipelineStats { systems { sourceRows } }`).join(" ")} }`,
+      );
+      expect(stats.body.errors).toBeUndefined();
+      expect(stats.counts).toBe(2);
+    } finally {
+      await gateway.close(0);
+    }
   });
 
   it("runs at most GATEWAY_CLIENT_CONCURRENCY expensive operations of one client at once", async () => {
