@@ -22,6 +22,7 @@ interface Service {
   ports?: (string | number | { published?: string | number; target?: string | number })[];
   healthcheck?: { test?: string | string[]; disable?: boolean };
   depends_on?: string[] | Record<string, { condition?: string }>;
+  restart?: string;
 }
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
@@ -187,6 +188,12 @@ describe("compose.yaml", () => {
       expect(deps.migrate, `${app} -> migrate`).toBe("service_completed_successfully");
     }
     expect(dependsOn(service("mongo-express")).mongo).toBe("service_healthy");
+  });
+
+  it("brings a crashed gateway or consumer back, neither waiting on the other", () => {
+    for (const app of APPS) expect(service(app).restart, app).toBe("unless-stopped");
+    expect(Object.keys(dependsOn(service("consumer")))).not.toContain("gateway");
+    expect(Object.keys(dependsOn(service("gateway")))).not.toContain("consumer");
   });
 
   it("builds the app services from the Dockerfile at the repository root", () => {

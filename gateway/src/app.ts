@@ -16,6 +16,7 @@ import type { System } from "../../common/contract.ts";
 import { errorMessage } from "../../common/errors.ts";
 import { type Check, runChecks } from "../../common/http-health.ts";
 import type { Context, Deps } from "./context.ts";
+import { useCostLimits } from "./cost-limits.ts";
 import { createDashboardHandler } from "./dashboard.ts";
 import { DomainError } from "./errors.ts";
 import {
@@ -25,7 +26,10 @@ import {
   renderGraphiQL,
   useGraphiQLPolicy,
 } from "./graphiql.ts";
-import { depthLimitRule, readBody, refuseTooLarge } from "./limits.ts";
+import { bodyForYoga, depthLimitRule, readBody, refuseTooLarge } from "./limits.ts";
+import { boundedParserCache } from "./parse-cache.ts";
+import { useClientLimits } from "./rate-limits.ts";
+import { createRequestBudget, type RequestBudget } from "./request-budget.ts";
 import { schema } from "./schema/index.ts";
 
 export interface Gateway {
@@ -48,11 +52,11 @@ function tokenMatches(expected: string, header: string | null | undefined): bool
   return a.length === b.length && timingSafeEqual(a, b);
 }
 
-function makeLoaders(deps: Deps): Context["loaders"] {
+function makeLoaders(deps: Deps, budget: RequestBudget): Context["loaders"] {
   return {
     history: new DataLoader<{ system: System; orderId: number }, LogDocument[], string>(
       async (keys) => {
-        const docs = await deps.log.historyForOrders([...keys]);
+        const docs = await budget.run("mongodb", () => deps.log.historyForOrders([...keys]));
         const byKey = new Map<string, LogDocument[]>();
         for (const d of docs) {
           const k = `${d.system}:${d.orderId}`;
@@ -152,6 +156,7 @@ export function createGateway(deps: Deps, extraChecks: Check[] = []): Gateway {
     graphiql: graphiqlOptions(config),
     renderGraphiQL,
     logging: false,
+    parserAndValidationCache: boundedParserCache(),
     maskedErrors: {
       maskError(error, message) {
         const original = error instanceof GraphQLError ? (error.originalError ?? error) : error;
@@ -168,19 +173,28 @@ export function createGateway(deps: Deps, extraChecks: Check[] = []): Gateway {
         return new GraphQLError(message, { extensions: { code: "INTERNAL_SERVER_ERROR" } });
       },
     },
-    context: ({ request }) => ({
-      ...deps,
-      request,
-      authenticated: config.gateway.token ? tokenMatches(config.gateway.token, request.headers.get("authorization")) : true,
-      loaders: makeLoaders(deps),
-    }),
+    context: ({ request }) => {
+      const budget = createRequestBudget({
+        concurrency: config.gateway.requestConcurrency,
+        timeoutMs: config.gateway.requestTimeoutMs,
+      });
+      return {
+        ...deps,
+        request,
+        authenticated: config.gateway.token ? tokenMatches(config.gateway.token, request.headers.get("authorization")) : true,
+        budget,
+        loaders: makeLoaders(deps, budget),
+      };
+    },
     plugins: [
       // A request a browser may send cross-site without a preflight (GET, form or text/plain
       // bodies) must carry x-graphql-yoga-csrf; JSON POSTs are always preflighted.
       useCSRFPrevention({ requestHeaders: ["x-graphql-yoga-csrf"] }),
       usePrometheus({ endpoint: "/metrics", registry: deps.metrics.registry }),
       useGraphiQLPolicy(),
+      useCostLimits(config),
       useAuth(deps),
+      ...useClientLimits(config),
       {
         onValidate({ addValidationRule }) {
           addValidationRule(depthLimitRule(config.gateway.maxDepth));
@@ -260,7 +274,7 @@ export function createGateway(deps: Deps, extraChecks: Check[] = []): Gateway {
     // already read from `req.body`, as it does behind Express-style body parsers.
     void readBody(req, maxBodyBytes).then((read) => {
       if (read.kind === "too-large") refuseTooLarge(req, res, maxBodyBytes);
-      else if (read.kind === "body") void yoga(Object.assign(req, { body: read.body }), res);
+      else if (read.kind === "body") void yoga(Object.assign(req, { body: bodyForYoga(req, read.body) }), res);
     });
   });
 

@@ -10,6 +10,7 @@ import type { Logger } from "../../common/logger.ts";
 import type { EndputClient, SourceClients } from "../../common/stores.ts";
 import type { GatewayMetrics } from "./metrics.ts";
 import type { PubSub } from "./pubsub.ts";
+import type { RequestBudget } from "./request-budget.ts";
 
 export interface Deps {
   config: Config;
@@ -26,5 +27,7 @@ export interface Deps {
 export interface Context extends Deps {
   request?: YogaInitialContext["request"];
   authenticated: boolean;
+  /** Every store call of this request goes through it (see request-budget.ts). */
+  budget: RequestBudget;
   loaders: { history: DataLoader<{ system: System; orderId: number }, LogDocument[], string> };
 }

@@ -5,7 +5,14 @@ import { GraphQLError } from "graphql";
 import { DependencyError } from "../../common/errors.ts";
 
 export type ErrorCode =
-  "BAD_USER_INPUT" | "PUBLISH_IN_PROGRESS" | "DEAD_LETTERS_BUSY" | "DEPENDENCY_UNAVAILABLE" | "UNAUTHENTICATED" | "NOT_FOUND";
+  | "BAD_USER_INPUT"
+  | "PUBLISH_IN_PROGRESS"
+  | "DEAD_LETTERS_BUSY"
+  | "DEPENDENCY_UNAVAILABLE"
+  | "UNAUTHENTICATED"
+  | "NOT_FOUND"
+  | "REQUEST_TIMEOUT"
+  | "RATE_LIMITED";
 
 export class DomainError extends GraphQLError {
   constructor(code: ErrorCode, message: string, extra: Record<string, unknown> = {}) {

@@ -7,6 +7,7 @@ import { createClient } from "graphql-ws";
 import WebSocket from "ws";
 
 import { PROCESSING_STATUSES, SYSTEMS } from "../../../common/contract.ts";
+import { WATCH as QUERY } from "./operations.ts";
 
 interface Event {
   messageId: string;
@@ -18,10 +19,6 @@ interface Event {
   error: string | null;
   at: string;
 }
-
-const QUERY = `subscription Watch($system: System, $status: ProcessingStatus) {
-  processingEvents(system: $system, status: $status) { messageId system orderId attempt round status error at }
-}`;
 
 function usage(message: string): never {
   console.error(`watch: ${message}`);

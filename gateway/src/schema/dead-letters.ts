@@ -43,8 +43,12 @@ builder.queryField("deadLetters", (t) =>
     type: [DeadLetter],
     description: "The oldest dead letters, without consuming them",
     args: { first: t.arg.int() },
-    resolve: (_root, args, ctx) =>
-      peekDeadLetters({ broker: ctx.broker, redis: ctx.redis, config: ctx.config, first: boundedFirst(args.first) }),
+    resolve: (_root, args, ctx) => {
+      const first = boundedFirst(args.first);
+      return ctx.budget.run("rabbitmq", () =>
+        peekDeadLetters({ broker: ctx.broker, redis: ctx.redis, config: ctx.config, first }),
+      );
+    },
   }),
 );
 

@@ -1,7 +1,7 @@
 // The sink: orders that were processed successfully.
 import type { System } from "../../../common/contract.ts";
 import type { EndputOrder as EndputRow } from "../../../common/prisma/endput/client.ts";
-import { badInput, using } from "../errors.ts";
+import { badInput } from "../errors.ts";
 import { builder } from "./builder.ts";
 import { decodeCursor, encodeCursor, forwardOnly, pageOf } from "./connection.ts";
 import { SystemEnum } from "./enums.ts";
@@ -36,7 +36,7 @@ builder.queryField("endputOrders", (t) =>
           ...(args.system ? { sourceSystem: args.system as System } : {}),
           ...(afterId !== undefined ? { id: { gt: afterId } } : {}),
         };
-        const [rows, totalCount] = await using("postgresql", () =>
+        const [rows, totalCount] = await ctx.budget.run("postgresql", () =>
           Promise.all([
             ctx.endput.endputOrder.findMany({ where, orderBy: { id: "asc" }, take: first + 1 }),
             ctx.endput.endputOrder.count({ where: args.system ? { sourceSystem: args.system } : {} }),

@@ -1,7 +1,7 @@
 // The attempt log: one entry per processing attempt, searchable by message, system, status and order.
 import type { LogDocument } from "../../../common/attempt-log.ts";
 import { parseObjectId } from "../../../common/attempt-log.ts";
-import { badInput, using } from "../errors.ts";
+import { badInput } from "../errors.ts";
 import { builder } from "./builder.ts";
 import { decodeCursor, encodeCursor, forwardOnly, pageOf } from "./connection.ts";
 import { ProcessingStatusEnum, SystemEnum } from "./enums.ts";
@@ -45,7 +45,7 @@ builder.queryField("messageHistory", (t) =>
     resolve: (_root, args, ctx) => {
       const id = String(args.messageId);
       if (!UUID.test(id)) throw badInput("messageId must be a UUID", "messageId");
-      return using("mongodb", () => ctx.log.history(id.toLowerCase()));
+      return ctx.budget.run("mongodb", () => ctx.log.history(id.toLowerCase()));
     },
   }),
 );
@@ -65,7 +65,7 @@ builder.queryField("messages", (t) =>
         const afterKey = decodeCursor("LogEntry", after);
         const afterId = afterKey === undefined ? undefined : parseObjectId(afterKey);
         if (afterKey !== undefined && !afterId) throw badInput("after is not a valid cursor", "after");
-        const rows = await using("mongodb", () =>
+        const rows = await ctx.budget.run("mongodb", () =>
           ctx.log.page({ system: args.system, status: args.status, orderId: args.orderId }, first + 1, afterId),
         );
         return pageOf(rows, first, (d) => encodeCursor("LogEntry", String(d._id)), after != null);

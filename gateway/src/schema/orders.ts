@@ -3,7 +3,6 @@ import { parsePrismaCursor } from "@pothos/plugin-prisma";
 
 import type { System } from "../../../common/contract.ts";
 import type { Order as OrderRow } from "../../../common/prisma/source/client.ts";
-import { using } from "../errors.ts";
 import { seedOrders } from "../services/seed.ts";
 import { builder } from "./builder.ts";
 import { withPagingChecked } from "./connection.ts";
@@ -49,12 +48,12 @@ builder.queryField("orders", (t) =>
         description: "Orders of one source system, oldest first",
         args: { system: t.arg({ type: SystemEnum, required: true }) },
         resolve: async (query, _root, args, ctx) => {
-          const rows = await using("postgresql", () =>
+          const rows = await ctx.budget.run("postgresql", () =>
             ctx.sources[args.system].order.findMany({ ...query, orderBy: { id: "asc" } }),
           );
           return rows.map((r) => Object.assign(r, { system: args.system }));
         },
-        totalCount: (_conn, args, ctx) => using("postgresql", () => ctx.sources[args.system].order.count()),
+        totalCount: (_conn, args, ctx) => ctx.budget.run("postgresql", () => ctx.sources[args.system].order.count()),
       },
       { name: "OrderConnection" },
       { name: "OrderEdge" },

@@ -1,7 +1,6 @@
 // Publishing pending rows, the per-system cursors, and resetting them.
 import { type System, SYSTEMS } from "../../../common/contract.ts";
 import type { Context } from "../context.ts";
-import { using } from "../errors.ts";
 import { createCursors } from "../services/cursors.ts";
 import { publishPending, type PublishResult as Result, resetCursor } from "../services/publisher.ts";
 import { builder } from "./builder.ts";
@@ -14,8 +13,10 @@ interface CursorShape {
 }
 
 async function cursorOf(ctx: Context, system: System): Promise<CursorShape> {
-  const lastPublishedId = await createCursors(ctx.redis, ctx.config).get(system);
-  const pending = await using("postgresql", () => ctx.sources[system].order.count({ where: { id: { gt: lastPublishedId } } }));
+  const lastPublishedId = await ctx.budget.run("redis", () => createCursors(ctx.redis, ctx.config).get(system));
+  const pending = await ctx.budget.run("postgresql", () =>
+    ctx.sources[system].order.count({ where: { id: { gt: lastPublishedId } } }),
+  );
   return { system, lastPublishedId, pending };
 }
 
@@ -42,7 +43,11 @@ const PublishResult = builder.objectRef<Result>("PublishResult").implement({
 });
 
 builder.queryField("cursors", (t) =>
-  t.field({ type: [Cursor], resolve: (_root, _args, ctx) => Promise.all(SYSTEMS.map((s) => cursorOf(ctx, s))) }),
+  t.field({
+    type: [Cursor],
+    // Computed once per request, however many aliases ask for it.
+    resolve: (_root, _args, ctx) => ctx.budget.once("cursors", () => Promise.all(SYSTEMS.map((s) => cursorOf(ctx, s)))),
+  }),
 );
 
 builder.mutationField("publishPending", (t) =>

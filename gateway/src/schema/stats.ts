@@ -54,6 +54,7 @@ const PipelineStats = builder.objectRef<Stats>("PipelineStats").implement({
 builder.queryField("pipelineStats", (t) =>
   t.field({
     type: PipelineStats,
-    resolve: (_root, _args, ctx) => pipelineStats(ctx),
+    // Computed once per request, however many aliases ask for it; one slot of the request's budget.
+    resolve: (_root, _args, ctx) => ctx.budget.once("pipelineStats", () => ctx.budget.run("rabbitmq", () => pipelineStats(ctx))),
   }),
 );

@@ -338,3 +338,67 @@ export function hostileRequests(n: number, maxBodyBytes: number, seed = 6): Host
   ];
   return Array.from({ length: n }, (_, i) => makers[i % makers.length]!());
 }
+
+/** The kinds of request that cost the gateway far more than they look, one maker each. */
+export const COSTLY_KINDS = [
+  "aliases",
+  "lists-x-history",
+  "directives",
+  "nested-fragments",
+  "batched",
+  "megabyte-of-tokens",
+] as const;
+export type CostlyKind = (typeof COSTLY_KINDS)[number];
+
+/** `perKind` requests of every kind in COSTLY_KINDS, interleaved; each must be refused before it runs. */
+export function costlyRequests(perKind: number, maxBodyBytes: number, seed = 8): HostileRequest[] {
+  const rnd = prng(seed);
+  const post = (kind: CostlyKind, body: unknown): HostileRequest => ({
+    kind,
+    method: "POST",
+    path: "/graphql",
+    headers: json,
+    body: JSON.stringify(body),
+  });
+  const aliased = (n: number, field: (i: number) => string) =>
+    `{ ${Array.from({ length: n }, (_, i) => `a${i}: ${field(i)}`).join(" ")} }`;
+  const makers: Record<CostlyKind, () => HostileRequest> = {
+    // The request that ran the gateway out of heap: thousands of aliases of a field that queries the stores.
+    aliases: () => post("aliases", { query: aliased(int(rnd, 2_000, 4_000), () => "cursors { system }") }),
+    "lists-x-history": () =>
+      post("lists-x-history", {
+        query: aliased(
+          int(rnd, 2, 30),
+          (i) =>
+            `orders(system: SYSTEM${1 + (i % 2)}, first: 500) { totalCount edges { node { id product history { attempt status error processedAt } } } }`,
+        ),
+      }),
+    directives: () =>
+      post("directives", {
+        query: `{ cursors { system ${"@include(if: true) ".repeat(pick(rnd, [60, 300, 5_000, 40_000]))} } }`,
+      }),
+    "nested-fragments": () => {
+      const levels = pick(rnd, [20, 30, 60, 1_000]);
+      const frags = Array.from(
+        { length: levels },
+        (_, i) => `fragment F${i} on Query { cursors { system } ...F${i + 1} ...F${i + 1} }`,
+      );
+      return post("nested-fragments", {
+        query: `{ ...F0 } ${frags.join(" ")} fragment F${levels} on Query { cursors { pending } }`,
+      });
+    },
+    batched: () =>
+      post(
+        "batched",
+        Array.from({ length: int(rnd, 2, 2_000) }, () => ({ query: "{ cursors { system pending } }" })),
+      ),
+    "megabyte-of-tokens": () => {
+      const filler = " __typename".repeat(Math.floor((maxBodyBytes - 200) / 11));
+      // Each one distinct, as a cache keyed by the document's text would see them.
+      return post("megabyte-of-tokens", { query: `{ k${Math.floor(rnd() * 1e9)}: cursors { system }${filler} }` });
+    },
+  };
+  const out: HostileRequest[] = [];
+  for (let i = 0; i < perKind; i++) for (const kind of COSTLY_KINDS) out.push(makers[kind]());
+  return out;
+}

@@ -1,0 +1,79 @@
+// Rate and concurrency per client for the operations that cost the stores the most:
+// pipelineStats and deadLetters (GATEWAY_RATE_LIMIT_READS per window), redriveDeadLetters
+// and seedOrders (GATEWAY_RATE_LIMIT_WRITES per window), and at most
+// GATEWAY_CLIENT_CONCURRENCY of those operations executing at once for one client.
+// A client is the gateway token when it sent the right one, else its address.
+import type { IncomingMessage } from "node:http";
+
+import { useRateLimiter } from "@envelop/rate-limiter";
+import { type ExecutionArgs, GraphQLError, Kind, type OperationDefinitionNode } from "graphql";
+import type { Plugin } from "graphql-yoga";
+
+import type { Config } from "../../common/config.ts";
+import type { Context } from "./context.ts";
+
+export const EXPENSIVE_READS = ["pipelineStats", "deadLetters"] as const;
+export const EXPENSIVE_WRITES = ["redriveDeadLetters", "seedOrders"] as const;
+const EXPENSIVE = new Set<string>([...EXPENSIVE_READS, ...EXPENSIVE_WRITES]);
+
+/** Who is asking: the token's holders share one allowance, every other address has its own. */
+export function clientKey(context: unknown): string {
+  const ctx = context as Partial<Context> & { req?: IncomingMessage };
+  if (ctx.authenticated && ctx.config?.gateway.token) return "token";
+  return `address:${ctx.req?.socket?.remoteAddress ?? "unknown"}`;
+}
+
+const rateLimited = (message: string, extra: Record<string, unknown>) =>
+  new GraphQLError(message, { extensions: { code: "RATE_LIMITED", ...extra, http: { status: 429 } } });
+
+/** The root fields of the operation about to execute. */
+function rootFields(args: ExecutionArgs): string[] {
+  const op = args.document.definitions.find(
+    (d): d is OperationDefinitionNode =>
+      d.kind === Kind.OPERATION_DEFINITION && (args.operationName == null || d.name?.value === args.operationName),
+  );
+  return (op?.selectionSet.selections ?? []).flatMap((s) => (s.kind === Kind.FIELD ? [s.name.value] : []));
+}
+
+export function useClientLimits(config: Config): Plugin<Context>[] {
+  const { rateLimitWindowMs, rateLimitReads, rateLimitWrites, clientConcurrency } = config.gateway;
+  const window = `${rateLimitWindowMs}ms`;
+  const message = "too many requests for {{id}}: try again later";
+  const rate = useRateLimiter({
+    identifyFn: clientKey,
+    configByField: [
+      ...EXPENSIVE_READS.map((field) => ({ type: "Query", field, max: rateLimitReads, window, message })),
+      ...EXPENSIVE_WRITES.map((field) => ({ type: "Mutation", field, max: rateLimitWrites, window, message })),
+    ],
+    transformError: (text) => rateLimited(text, { windowMs: rateLimitWindowMs }),
+  }) as Plugin<Context>;
+
+  const executing = new Map<string, number>();
+  const concurrency: Plugin<Context> = {
+    onExecute({ args, executeFn, setExecuteFn }) {
+      if (!rootFields(args).some((f) => EXPENSIVE.has(f))) return;
+      const key = clientKey(args.contextValue);
+      setExecuteFn(async (a) => {
+        const n = executing.get(key) ?? 0;
+        if (n >= clientConcurrency) {
+          return {
+            errors: [
+              rateLimited(`at most ${clientConcurrency} expensive operations at once per client: try again when one finishes`, {
+                concurrency: clientConcurrency,
+              }),
+            ],
+          };
+        }
+        executing.set(key, n + 1);
+        try {
+          return await executeFn(a);
+        } finally {
+          const left = (executing.get(key) ?? 1) - 1;
+          if (left > 0) executing.set(key, left);
+          else executing.delete(key);
+        }
+      });
+    },
+  };
+  return [rate, concurrency];
+}

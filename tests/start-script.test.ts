@@ -1,0 +1,144 @@
+// scripts/start.sh for real: a process that dies is started again and the other keeps running.
+import { type ChildProcess, spawn } from "node:child_process";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import net from "node:net";
+import os from "node:os";
+import path from "node:path";
+
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+
+import { environment } from "../common/config.ts";
+import { createTestEnv, type TestEnv, waitFor } from "./support/env.ts";
+
+const ROOT = path.resolve(import.meta.dirname, "..");
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = net.createServer().listen(0, "127.0.0.1", () => {
+      const { port } = server.address() as net.AddressInfo;
+      server.close(() => resolve(port));
+    });
+    server.on("error", reject);
+  });
+}
+
+const alive = (pid: number) => {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+};
+
+let env: TestEnv;
+let start: ChildProcess | undefined;
+let runDir = "";
+let output = "";
+let ports = { gateway: 0, consumer: 0 };
+
+const pidOf = (name: "gateway" | "consumer") => {
+  try {
+    return Number(readFileSync(path.join(runDir, `${name}.pid`), "utf8"));
+  } catch {
+    return 0;
+  }
+};
+const answers = async (port: number, p: string) => {
+  try {
+    return (await fetch(`http://127.0.0.1:${port}${p}`, { signal: AbortSignal.timeout(2000) })).status === 200;
+  } catch {
+    return false;
+  }
+};
+
+beforeAll(async () => {
+  env = await createTestEnv();
+  runDir = mkdtempSync(path.join(os.tmpdir(), "tentativa-start-"));
+  ports = { gateway: await freePort(), consumer: await freePort() };
+  const c = env.config;
+  start = spawn("bash", ["scripts/start.sh"], {
+    cwd: ROOT,
+    // Its own process group, so that whatever is left can be ended at once at the end.
+    detached: true,
+    stdio: ["ignore", "pipe", "pipe"],
+    env: {
+      ...environment(),
+      START_RUN_DIR: runDir,
+      GATEWAY_HOST: "127.0.0.1",
+      GATEWAY_PORT: String(ports.gateway),
+      CONSUMER_PORT: String(ports.consumer),
+      SYSTEM1_DATABASE_URL: c.databases.system1,
+      SYSTEM2_DATABASE_URL: c.databases.system2,
+      ENDPUT_DATABASE_URL: c.databases.endput,
+      AMQP_PREFIX: c.broker.prefix,
+      REDIS_PREFIX: c.redis.prefix,
+      MONGO_DATABASE: c.mongo.database,
+      LOG_PRETTY: "false",
+      LOG_LEVEL: "warn",
+    },
+  });
+  start.stdout!.on("data", (b: Buffer) => (output += b.toString()));
+  start.stderr!.on("data", (b: Buffer) => (output += b.toString()));
+}, 60_000);
+
+afterAll(async () => {
+  if (start?.pid && start.exitCode === null) {
+    start.kill("SIGTERM");
+    await waitFor(
+      async () => start!.exitCode !== null || start!.signalCode !== null,
+      (done) => done,
+      30_000,
+    ).catch(() => undefined);
+    // Whatever is left of the group (nothing, when the script stopped cleanly).
+    try {
+      process.kill(-start.pid, "SIGKILL");
+    } catch {
+      // Already gone.
+    }
+  }
+  rmSync(runDir, { recursive: true, force: true });
+  await env?.cleanup();
+}, 60_000);
+
+describe("scripts/start.sh", () => {
+  it("starts a killed gateway again while the consumer keeps its pid, and the other way round; stops both on SIGTERM", async () => {
+    const up = async () => (await answers(ports.gateway, "/healthz")) && (await answers(ports.consumer, "/healthz"));
+    await waitFor(up, (ok) => ok, 60_000);
+    const gateway = pidOf("gateway");
+    const consumer = pidOf("consumer");
+    expect(alive(gateway) && alive(consumer)).toBe(true);
+
+    process.kill(gateway, "SIGKILL");
+    await waitFor(
+      async () => pidOf("gateway") !== gateway && (await answers(ports.gateway, "/healthz")),
+      (ok) => ok,
+      60_000,
+    );
+    expect(pidOf("consumer")).toBe(consumer);
+    expect(alive(consumer)).toBe(true);
+    expect(output).toMatch(/\[start\] gateway was killed by signal 9 after \d+ s; starting it again in 1 s/);
+
+    const gateway2 = pidOf("gateway");
+    process.kill(consumer, "SIGKILL");
+    await waitFor(
+      async () => pidOf("consumer") !== consumer && (await answers(ports.consumer, "/healthz")),
+      (ok) => ok,
+      60_000,
+    );
+    expect(pidOf("gateway")).toBe(gateway2);
+    expect(alive(gateway2)).toBe(true);
+    expect(output).toMatch(/\[start\] consumer was killed by signal 9/);
+
+    // SIGTERM (as from Ctrl-C or `start.sh stop`) stops both for good.
+    const consumer2 = pidOf("consumer");
+    start!.kill("SIGTERM");
+    await waitFor(
+      async () => start!.exitCode !== null,
+      (done) => done,
+      30_000,
+    );
+    expect(alive(gateway2) || alive(consumer2)).toBe(false);
+    expect(output).toMatch(/\[start\] stopped/);
+  }, 240_000);
+});
