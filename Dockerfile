@@ -7,7 +7,7 @@ RUN apt-get update \
 
 WORKDIR /app
 
-# Dev dependencies stay: the services run from TypeScript through tsx, and migrations use the prisma CLI.
+# Dev dependencies stay: migrations run through tsx and use the prisma CLI.
 COPY package.json package-lock.json ./
 RUN npm ci --include=dev --no-audit --no-fund
 
@@ -29,4 +29,4 @@ ENV NODE_ENV=production \
 EXPOSE 4000 9464
 # node itself rather than npx: no npm process beside it, and signals reach the gateway. The heap
 # limits are the ones scripts/start.sh uses (BENCHMARKS.md, gateway memory while publishing).
-CMD ["node", "--max-semi-space-size=8", "--max-old-space-size=128", "--import", "tsx", "gateway/src/main.ts"]
+CMD ["node", "--max-semi-space-size=8", "--max-old-space-size=128", "gateway/src/main.ts"]

@@ -21,10 +21,10 @@ export type Script = "gateway/src/main.ts" | "consumer/src/main.ts";
  */
 export const LAUNCH: Record<Script, { nodeArgs: readonly string[]; env: Record<string, string> }> = {
   "gateway/src/main.ts": {
-    nodeArgs: ["--max-semi-space-size=8", "--max-old-space-size=128", "--import", "tsx"],
+    nodeArgs: ["--max-semi-space-size=8", "--max-old-space-size=128"],
     env: { MALLOC_ARENA_MAX: "2" },
   },
-  "consumer/src/main.ts": { nodeArgs: ["--import", "tsx"], env: {} },
+  "consumer/src/main.ts": { nodeArgs: [], env: {} },
 };
 
 export interface Child {

@@ -50,12 +50,12 @@ export interface LogDocument {
 /** A log write the server refuses for this document whatever the retries (a validation error, a size limit). */
 export class LogDocumentRefused extends Error {
   override name = "LogDocumentRefused";
-  constructor(
-    readonly index: number,
-    readonly code: number | string | undefined,
-    message: string,
-  ) {
+  readonly index: number;
+  readonly code: number | string | undefined;
+  constructor(index: number, code: number | string | undefined, message: string) {
     super(message);
+    this.index = index;
+    this.code = code;
   }
 }
 

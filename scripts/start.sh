@@ -82,8 +82,8 @@ run() { # name colour command...
 # rows (BENCHMARKS.md, gateway memory while publishing); bench/processes.ts and the Dockerfile
 # launch it the same way.
 GATEWAY_NODE_FLAGS=(--max-semi-space-size=8 --max-old-space-size=128)
-run consumer 36 node --import tsx consumer/src/main.ts
-run gateway 35 env MALLOC_ARENA_MAX=2 node "${GATEWAY_NODE_FLAGS[@]}" --import tsx gateway/src/main.ts
+run consumer 36 node consumer/src/main.ts
+run gateway 35 env MALLOC_ARENA_MAX=2 node "${GATEWAY_NODE_FLAGS[@]}" gateway/src/main.ts
 
 stopping=0
 shutdown() {

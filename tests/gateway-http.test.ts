@@ -280,7 +280,7 @@ describe("gateway shutdown", () => {
       });
     });
     const c = e.config;
-    const proc = spawn(process.execPath, ["--import", "tsx", "gateway/src/main.ts"], {
+    const proc = spawn(process.execPath, ["gateway/src/main.ts"], {
       cwd: root,
       stdio: ["ignore", "pipe", "pipe"],
       env: {
@@ -328,7 +328,7 @@ describe("gateway shutdown", () => {
   }
 
   it("refuses to start on a non-loopback address without a token, and starts when anonymous access is allowed", async () => {
-    const refused = spawn(process.execPath, ["--import", "tsx", "gateway/src/main.ts"], {
+    const refused = spawn(process.execPath, ["gateway/src/main.ts"], {
       cwd: root,
       stdio: ["ignore", "pipe", "pipe"],
       env: { ...environment(), GATEWAY_HOST: "0.0.0.0", GATEWAY_PORT: "0", GATEWAY_TOKEN: "", GATEWAY_ALLOW_ANONYMOUS: "" },

@@ -92,7 +92,7 @@ export async function spawnService(opts: {
   const fd = fs.openSync(logFile, "a");
   fs.writeSync(fd, `\n=== ${new Date().toISOString()} start ${opts.kind} ${opts.name}\n`);
   const entry = opts.kind === "gateway" ? "gateway/src/main.ts" : "consumer/src/main.ts";
-  const child = spawn(process.execPath, ["--import", "tsx", entry], {
+  const child = spawn(process.execPath, [entry], {
     cwd: ROOT,
     env: { ...environment(), ...opts.env },
     stdio: ["ignore", fd, fd],
