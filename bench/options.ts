@@ -35,10 +35,10 @@ export interface Options {
   keep: boolean;
 }
 
-/** The sizes the issue asks for; a run below one of them reports it as scaled. */
+/** The sizes the benchmark is specified at; a run below one of them reports it as scaled. */
 export const ISSUE_SIZES = { n: 100_000, publishRows: 1_000_000, logDocs: 1_000_000, mixN: 100_000, scalingN: 100_000 };
 
-/** Full-run defaults where the issue's size does not fit the 10-minute budget on 2 cores (see BENCHMARKS.md). */
+/** Full-run defaults where the specified size does not fit the 10-minute budget on 2 cores (see BENCHMARKS.md). */
 export const DEFAULT_SIZES = { mixN: 20_000, scalingN: 30_000, publishRows: 500_000, logDocs: 500_000 };
 
 export class UsageError extends Error {

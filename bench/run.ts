@@ -40,7 +40,7 @@ function scaledNotes(o: Options): string[] {
   const notes: string[] = [];
   const note = (steps: Step[], what: string, used: number, issue: number, why: string) => {
     if (used < issue && steps.some((s) => o.steps.has(s)))
-      notes.push(`${what}: ${fmt(used)} instead of the issue's ${fmt(issue)} (${why})`);
+      notes.push(`${what}: ${fmt(used)} instead of the asked-for ${fmt(issue)} (${why})`);
   };
   const budget = o.quick ? "--quick" : "to fit the 10-minute budget on this 2-core machine; see BENCHMARKS.md";
   note(["happy", "log-growth", "profile"], "happy-path and log-growth orders", o.n, ISSUE_SIZES.n, o.quick ? "--quick" : "--n");

@@ -264,20 +264,8 @@ describe("processing", () => {
       },
     ]);
     await e.redis.set(forwardedKey(e.config, "copy-a"), "1");
-    await e.broker.withChannel(async (ch) => {
-      for (const [msg, copy] of [
-        [forwarded, "copy-a"],
-        [fresh, "copy-b"],
-      ] as const) {
-        ch.sendToQueue(e.broker.topology.primary, encodeMessage(msg), {
-          persistent: true,
-          contentType: CONTENT_TYPE,
-          messageId: msg.messageId,
-          headers: { [HEADERS.attempt]: last, [HEADERS.copyId]: copy },
-        });
-      }
-      await ch.checkQueue(e.broker.topology.primary);
-    });
+    await sendCopies(e, forwarded, ["copy-a"], last);
+    await sendCopies(e, fresh, ["copy-b"], last);
     await e.startConsumer();
     await e.drained();
     const dead = await dlqMessages(e);

@@ -21,7 +21,7 @@ const PER_SYSTEM = 15_000;
 const NORMAL_CLIENTS = 4;
 const HOSTILE_CLIENTS = 1;
 const QUIET_MS = 5_000;
-// The target for each refusal. On two cores shared with a consumer draining at full
+// The target for each refusal. On two cores shared with a consumer draining at full
 // speed, about 1 % of refusals take longer (CPU and GC contention; 15 of 1,200, at most 350 ms, in one run): the
 // scenario holds every refusal under NEVER_SLOWER_MS, at most 5 % over the target, and records both.
 const REFUSED_WITHIN_MS = 100;
