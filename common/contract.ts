@@ -138,10 +138,15 @@ export function withNewCopyId(headers: Record<string, unknown> | undefined): Rec
  * Which physical copy a delivery is. Copies from publishers that set no copy id
  * are told apart by their bytes, so identical ones count as the same copy.
  */
+const DERIVED_COPY_PREFIX = "sha1:";
+
+/** Whether copyIdOf derived the copy id from the content (the delivery carried none). */
+export const isDerivedCopyId = (copy: string) => copy.startsWith(DERIVED_COPY_PREFIX);
+
 export function copyIdOf(content: Buffer, headers: Record<string, unknown> | undefined): string {
   const id = headers?.[HEADERS.copyId];
   if (typeof id === "string" && id.length > 0 && id.length <= 100) return id;
-  return `sha1:${createHash("sha1")
+  return `${DERIVED_COPY_PREFIX}${createHash("sha1")
     .update(content)
     .update(JSON.stringify(headers ?? {}))
     .digest("base64url")}`;

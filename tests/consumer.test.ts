@@ -493,6 +493,29 @@ describe("crash windows", () => {
     expect(await e.redis.hgetall(counterKey(e.config))).toEqual({ "UNKNOWN:REJECTED": "1", "SYSTEM1:SUCCEEDED": "1" });
   });
 
+  it("dead-letters every one of identical unreadable messages", async () => {
+    env = await createTestEnv();
+    const e = env;
+    // Sent as a foreign publisher would, without a copy id: each is told by its content. Three
+    // arrive in one batch, two carry message ids of their own, a sixth comes in a later batch.
+    const send = (messageIds: (string | undefined)[]) =>
+      e.broker.withChannel(async (ch) => {
+        for (const messageId of messageIds)
+          ch.sendToQueue(e.broker.topology.primary, Buffer.from("not json"), {
+            persistent: true,
+            headers: { [HEADERS.attempt]: 1 },
+            ...(messageId ? { messageId } : {}),
+          });
+        await ch.checkQueue(e.broker.topology.primary);
+      });
+    await send([undefined, undefined, undefined, "unreadable-a", "unreadable-b"]);
+    await e.startConsumer();
+    await e.drained();
+    await send([undefined]);
+    await e.drained();
+    expect((await dlqMessages(e)).length).toBe(6);
+  });
+
   it("does not process an attempt again once Redis lost its keys", async () => {
     env = await createTestEnv({ RETRY_DELAY_MS: "100", MAX_ATTEMPTS: "2" });
     const e = env;

@@ -29,7 +29,7 @@ import type { Redis } from "ioredis";
 import type { AttemptLog, LogDocument } from "../../common/attempt-log.ts";
 import { type Broker, txSelect } from "../../common/broker.ts";
 import type { Config } from "../../common/config.ts";
-import { copyIdOf, HEADERS } from "../../common/contract.ts";
+import { copyIdOf, HEADERS, isDerivedCopyId } from "../../common/contract.ts";
 import { errorMessage, sleep } from "../../common/errors.ts";
 import { eventsTopic, type ProcessingEvent } from "../../common/events.ts";
 import { countedKey, counterKey } from "../../common/keys.ts";
@@ -267,7 +267,11 @@ export function createConsumer(deps: {
       const doc = docs[idx]!;
       const attempt = `${doc.messageId}:${doc.round}:${doc.attempt}:${doc.status}`;
       const owner = owners[idx];
-      item.duplicate = (owner !== null && owner !== item.copy) || acting.has(attempt);
+      // Two deliveries in one batch are two messages. Sharing a copy id of their own, they are a
+      // broker's duplicate, acted on once; sharing one derived from identical content, they are two
+      // publishes, and each is acted on ("dead-letters every one of identical unreadable messages").
+      const oncePerBatch = owner === null || !isDerivedCopyId(item.copy);
+      item.duplicate = (owner !== null && owner !== item.copy) || (oncePerBatch && acting.has(attempt));
       if (!item.duplicate) acting.add(attempt);
     });
     const live = items.filter((i) => !i.duplicate);

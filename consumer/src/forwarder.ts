@@ -22,7 +22,7 @@ import type { Redis } from "ioredis";
 
 import { type Broker, txCommit } from "../../common/broker.ts";
 import type { Config } from "../../common/config.ts";
-import { CONTENT_TYPE, HEADERS, withNewCopyId } from "../../common/contract.ts";
+import { CONTENT_TYPE, HEADERS, isDerivedCopyId, withNewCopyId } from "../../common/contract.ts";
 import { errorMessage, sleep } from "../../common/errors.ts";
 import { forwardedKey } from "../../common/keys.ts";
 import type { Logger } from "../../common/logger.ts";
@@ -102,11 +102,18 @@ export function createForwarder(deps: { config: Config; broker: Broker; redis: R
     }
   }
 
-  /** The items whose copy has no forward confirmed yet (a redelivery after a lost ack has one). */
+  /**
+   * The items whose copy has no forward confirmed yet (a redelivery after a lost ack has one). A
+   * delivery without a copy id of its own is always forwarded: its id is derived from its content,
+   * which another publish of the same content shares ("dead-letters every one of identical
+   * unreadable messages").
+   */
   async function notYetForwarded(items: ForwardItem[], alive: () => boolean): Promise<ForwardItem[]> {
-    if (items.length === 0) return items;
-    const done = await whileAlive(alive, "redis-forwarded", () => redis.mget(items.map((i) => forwardedKey(config, i.copy))));
-    return items.filter((_, idx) => done[idx] === null);
+    const marked = items.filter((i) => !isDerivedCopyId(i.copy));
+    if (marked.length === 0) return items;
+    const done = await whileAlive(alive, "redis-forwarded", () => redis.mget(marked.map((i) => forwardedKey(config, i.copy))));
+    const forwarded = new Set(marked.filter((_, idx) => done[idx] !== null));
+    return items.filter((i) => !forwarded.has(i));
   }
 
   /** Publishes each item until the broker confirms it; resolves with those confirmed, rejects once the channel is gone. */
@@ -124,7 +131,8 @@ export function createForwarder(deps: { config: Config; broker: Broker; redis: R
   }
 
   /** Marks forwarded copies; a redelivery that finds the mark acks without forwarding again. */
-  async function markForwarded(items: ForwardItem[]): Promise<void> {
+  async function markForwarded(all: ForwardItem[]): Promise<void> {
+    const items = all.filter((i) => !isDerivedCopyId(i.copy));
     if (items.length === 0) return;
     for (let tries = 1, delay = 100; ; tries++, delay = Math.min(delay * 2, 5000)) {
       try {
