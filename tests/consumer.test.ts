@@ -42,6 +42,15 @@ async function publishRaw(e: TestEnv, body: Buffer, headers: Record<string, unkn
   });
 }
 
+/** Collects every processing event published on the Redis channel from now on. */
+async function subscribeEvents(e: TestEnv) {
+  const sub = createRedis(e.config, "test-events");
+  const events: ProcessingEvent[] = [];
+  await sub.subscribe(eventsTopic(e.config));
+  sub.on("message", (_channel, raw: string) => events.push(JSON.parse(raw) as ProcessingEvent));
+  return { sub, events };
+}
+
 async function dlqMessages(e: TestEnv) {
   return e.broker.withChannel(async (ch) => {
     const out: { body: Buffer; headers: Record<string, unknown> }[] = [];
@@ -314,10 +323,7 @@ describe("processing", () => {
   it("publishes an event for every logged attempt on the Redis channel", async () => {
     env = await createTestEnv({ RETRY_DELAY_MS: "100" });
     const e = env;
-    const sub = createRedis(e.config, "test-events");
-    const events: ProcessingEvent[] = [];
-    await sub.subscribe(eventsTopic(e.config));
-    sub.on("message", (_channel, raw: string) => events.push(JSON.parse(raw) as ProcessingEvent));
+    const { sub, events } = await subscribeEvents(e);
     try {
       await e.startConsumer();
       const msg = order({ requiredAttempts: 3, source: { system: "SYSTEM2", orderId: 42 } });
@@ -433,10 +439,7 @@ describe("crash windows", () => {
   it("counts and announces an attempt once when its batch is redelivered after the counters", async () => {
     env = await createTestEnv({ RETRY_DELAY_MS: "100" });
     const e = env;
-    const sub = createRedis(e.config, "test-events");
-    const events: ProcessingEvent[] = [];
-    await sub.subscribe(eventsTopic(e.config));
-    sub.on("message", (_channel, raw: string) => events.push(JSON.parse(raw) as ProcessingEvent));
+    const { sub, events } = await subscribeEvents(e);
     try {
       const held = order();
       const retried = order({ requiredAttempts: 2 });
