@@ -26,8 +26,9 @@ import { createHash } from "node:crypto";
 import type { Channel, ChannelModel, ConsumeMessage } from "amqplib";
 import type { Redis } from "ioredis";
 
+import { txSelect } from "../../common/amqp-tx.ts";
 import type { AttemptLog, LogDocument } from "../../common/attempt-log.ts";
-import { type Broker, txSelect } from "../../common/broker.ts";
+import type { Broker } from "../../common/broker.ts";
 import type { Config } from "../../common/config.ts";
 import { copyIdOf, HEADERS, isDerivedCopyId } from "../../common/contract.ts";
 import { errorMessage, sleep } from "../../common/errors.ts";
