@@ -3,7 +3,7 @@ import type { AddressInfo } from "node:net";
 
 import { afterEach, describe, expect, it } from "vitest";
 
-import { readConfig } from "../common/config.ts";
+import { readConfigWith } from "../common/config.ts";
 import { type Check, createHealthServer } from "../common/http-health.ts";
 import { createRedis } from "../common/stores.ts";
 import { createConsumerMetrics } from "../consumer/src/metrics.ts";
@@ -57,7 +57,7 @@ describe("consumer health and metrics", () => {
   it("turns not ready, naming the dependency, when one is down", async () => {
     env = await createTestEnv();
     const e = env;
-    const downRedis = createRedis(readConfig({ REDIS_URL: "redis://127.0.0.1:1" }), "down");
+    const downRedis = createRedis(readConfigWith({ REDIS_URL: "redis://127.0.0.1:1" }), "down");
     downRedis.on("error", () => undefined);
     const { base, close } = await serve([
       { name: "redis", check: () => downRedis.ping() },

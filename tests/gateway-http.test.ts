@@ -10,7 +10,7 @@ import { createClient } from "graphql-ws";
 import { afterEach, describe, expect, it } from "vitest";
 import WebSocket from "ws";
 
-import { environment } from "../common/config.ts";
+import { childEnvironment } from "../common/config.ts";
 import { cursorKey, publishLockKey } from "../common/keys.ts";
 import { createTestEnv, type Overrides, type TestEnv, waitFor } from "./support/env.ts";
 
@@ -283,8 +283,7 @@ describe("gateway shutdown", () => {
     const proc = spawn(process.execPath, ["gateway/src/main.ts"], {
       cwd: root,
       stdio: ["ignore", "pipe", "pipe"],
-      env: {
-        ...environment(),
+      env: childEnvironment({
         SYSTEM1_DATABASE_URL: c.databases.system1,
         SYSTEM2_DATABASE_URL: c.databases.system2,
         ENDPUT_DATABASE_URL: c.databases.endput,
@@ -301,7 +300,7 @@ describe("gateway shutdown", () => {
         LOG_LEVEL: "info",
         LOG_PRETTY: "false",
         ...more,
-      },
+      }),
     });
     child = proc;
     let output = "";
@@ -331,7 +330,7 @@ describe("gateway shutdown", () => {
     const refused = spawn(process.execPath, ["gateway/src/main.ts"], {
       cwd: root,
       stdio: ["ignore", "pipe", "pipe"],
-      env: { ...environment(), GATEWAY_HOST: "0.0.0.0", GATEWAY_PORT: "0", GATEWAY_TOKEN: "", GATEWAY_ALLOW_ANONYMOUS: "" },
+      env: childEnvironment({ GATEWAY_HOST: "0.0.0.0", GATEWAY_PORT: "0", GATEWAY_TOKEN: "", GATEWAY_ALLOW_ANONYMOUS: "" }),
     });
     child = refused;
     let stderr = "";
