@@ -37,6 +37,8 @@ export interface RunningConsumer {
 
 export interface TestEnv {
   id: string;
+  /** The settings this environment was built from (on top of the process environment's), for child processes. */
+  settings: Overrides;
   config: Config;
   logger: Logger;
   sources: SourceClients;
@@ -126,6 +128,7 @@ export async function createTestEnv(overrides: Overrides = {}): Promise<TestEnv>
 
   const env: TestEnv = {
     id,
+    settings: baseOverrides,
     config,
     logger,
     sources,
