@@ -58,8 +58,7 @@ describe("gateway over HTTP", () => {
   });
 
   it("reports not ready, naming the dependency, when one is down", async () => {
-    const e = await start({ ENDPUT_DATABASE_URL: "postgresql://postgres:postgres@127.0.0.1:1/endput" });
-    expect(e).toBeDefined();
+    await start({ ENDPUT_DATABASE_URL: "postgresql://postgres:postgres@127.0.0.1:1/endput" });
     const ready = await fetch(`${base}/readyz`);
     expect(ready.status).toBe(503);
     const body = (await ready.json()) as { checks: { name: string; ok: boolean }[] };
@@ -259,7 +258,6 @@ describe("gateway metrics and CSRF", () => {
       headers: { accept: "application/json", "x-graphql-yoga-csrf": "1" },
     });
     expect(withHeader.status).toBe(200);
-    expect(env!.sources.SYSTEM1).toBeDefined();
     expect(await env!.sources.SYSTEM1.order.count()).toBe(0);
   });
 });
