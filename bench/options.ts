@@ -84,7 +84,7 @@ function stepList(raw: string): Step[] {
 
 function keyValue(raw: string): [string, string] {
   const m = /^([A-Z0-9_]+)=(.*)$/.exec(raw);
-  if (!m) throw new UsageError(`expected KEY=VALUE, got ${JSON.stringify(raw)}`);
+  if (!m) throw new UsageError(`expected KEY=VALUE, got ${JSON.stringify(raw)}\n${USAGE}`);
   return [m[1]!, m[2]!];
 }
 
