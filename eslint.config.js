@@ -30,11 +30,23 @@ export default tseslint.config(
         { object: "it", property: "only", message: "No focused tests." },
         { object: "test", property: "only", message: "No focused tests." },
       ],
+      "no-restricted-imports": [
+        "error",
+        {
+          paths: ["process", "node:process"].map((name) => ({
+            name,
+            importNames: ["env", "default"],
+            message: "Read settings through common/config.ts.",
+          })),
+        },
+      ],
     },
   },
   {
-    // The configuration module is the one place that reads the environment; tooling may pass it on.
-    files: ["common/config.ts", "prisma/*.ts", "eslint.config.js"],
-    rules: { "no-restricted-properties": "off" },
+    // The configuration module is the one place that reads the environment: it also builds
+    // the environments of child processes (childEnvironment) and reads the Prisma CLI's and
+    // the bench's variables.
+    files: ["common/config.ts"],
+    rules: { "no-restricted-properties": "off", "no-restricted-imports": "off" },
   },
 );

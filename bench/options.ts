@@ -1,6 +1,8 @@
 // Benchmark options: command-line flags win over BENCH_* variables, which win
 // over the defaults. --quick picks sizes for a run of about two minutes.
-import { environment } from "../common/config.ts";
+import { parseArgs } from "node:util";
+
+import { benchVariables } from "../common/config.ts";
 
 export const STEPS = ["raw", "happy", "mix", "scaling", "publish", "read", "log-growth", "profile"] as const;
 export type Step = (typeof STEPS)[number];
@@ -82,64 +84,67 @@ function stepList(raw: string): Step[] {
 
 function keyValue(raw: string): [string, string] {
   const m = /^([A-Z0-9_]+)=(.*)$/.exec(raw);
-  if (!m) throw new UsageError(`expected KEY=VALUE, got ${JSON.stringify(raw)}`);
+  if (!m) throw new UsageError(`expected KEY=VALUE, got ${JSON.stringify(raw)}\n${USAGE}`);
   return [m[1]!, m[2]!];
 }
 
-const BOOLEAN_FLAGS = new Set(["quick", "profile", "keep", "help"]);
-const REPEATABLE_FLAGS = new Set(["consumer-env", "gateway-env"]);
-const VALUE_FLAGS = new Set([
-  "n",
-  "raw-n",
-  "mix-n",
-  "scaling-n",
-  "consumers",
-  "publish-rows",
-  "log-docs",
-  "read-seconds",
-  "connections",
-  "retry-delay-ms",
-  "only",
-  "skip",
-  "label",
-  "gateway-node-args",
-]);
+const value = { type: "string" } as const;
+const OPTIONS = {
+  quick: { type: "boolean" },
+  profile: { type: "boolean" },
+  keep: { type: "boolean" },
+  help: { type: "boolean", short: "h" },
+  n: value,
+  "raw-n": value,
+  "mix-n": value,
+  "scaling-n": value,
+  consumers: value,
+  "publish-rows": value,
+  "log-docs": value,
+  "read-seconds": value,
+  connections: value,
+  "retry-delay-ms": value,
+  only: value,
+  skip: value,
+  label: value,
+  "gateway-node-args": value,
+  "consumer-env": { type: "string", multiple: true },
+  "gateway-env": { type: "string", multiple: true },
+} as const;
 
-export function parseOptions(argv: string[]): Options {
-  const env = environment();
-  const values = new Map<string, string>();
-  const booleans = new Set<string>();
-  const repeated: Record<string, string[]> = { "consumer-env": [], "gateway-env": [] };
+// parseArgs reads a separate value that starts with "-" as a forgotten value; the node
+// arguments given to --gateway-node-args do start with it, so they are joined to the flag.
+function joinNodeArgs(argv: string[]): string[] {
+  const out: string[] = [];
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i]!;
-    if (arg === "-h") throw new UsageError(USAGE);
-    if (!arg.startsWith("--")) throw new UsageError(`unexpected argument ${arg}\n${USAGE}`);
-    const eq = arg.indexOf("=");
-    const name = eq === -1 ? arg.slice(2) : arg.slice(2, eq);
-    if (BOOLEAN_FLAGS.has(name)) {
-      booleans.add(name);
-      continue;
-    }
-    if (!VALUE_FLAGS.has(name) && !REPEATABLE_FLAGS.has(name)) throw new UsageError(`unknown option --${name}\n${USAGE}`);
-    const value = eq === -1 ? argv[++i] : arg.slice(eq + 1);
-    if (value === undefined) throw new UsageError(`--${name} needs a value\n${USAGE}`);
-    if (REPEATABLE_FLAGS.has(name)) repeated[name]!.push(value);
-    else values.set(name, value);
+    out.push(arg === "--gateway-node-args" && i + 1 < argv.length ? `${arg}=${argv[++i]}` : arg);
   }
-  if (booleans.has("help")) throw new UsageError(USAGE);
-  const quick = booleans.has("quick") || env.BENCH_QUICK === "1" || env.BENCH_QUICK === "true";
-  const size = (flag: string, envName: string, full: number, small: number) => {
-    const raw = values.get(flag) ?? env[envName];
+  return out;
+}
+
+export function parseOptions(argv: string[]): Options {
+  const env = benchVariables();
+  let values;
+  try {
+    ({ values } = parseArgs({ args: joinNodeArgs(argv), options: OPTIONS, strict: true, allowPositionals: false }));
+  } catch (err) {
+    throw new UsageError(`${(err as Error).message}\n${USAGE}`);
+  }
+  if (values.help) throw new UsageError(USAGE);
+  const quick = values.quick === true || env.BENCH_QUICK === "1" || env.BENCH_QUICK === "true";
+  const size = (flag: keyof typeof values, envName: keyof typeof env, full: number, small: number) => {
+    const raw = (values[flag] as string | undefined) ?? env[envName];
     return raw !== undefined && raw !== "" ? positive(`--${flag}`, raw) : quick ? small : full;
   };
 
   let steps = new Set<Step>(STEPS.filter((s) => s !== "profile"));
-  if (values.has("only")) steps = new Set(stepList(values.get("only")!));
-  if (values.has("skip")) for (const s of stepList(values.get("skip")!)) steps.delete(s);
-  if (booleans.has("profile")) steps.add("profile");
+  if (values.only !== undefined) steps = new Set(stepList(values.only));
+  if (values.skip !== undefined) for (const s of stepList(values.skip)) steps.delete(s);
+  if (values.profile) steps.add("profile");
 
   const n = size("n", "BENCH_N", ISSUE_SIZES.n, 10_000);
-  const consumers = (values.get("consumers") ?? "1,2,4").split(",").map((c) => positive("--consumers", c));
+  const consumers = (values.consumers ?? "1,2,4").split(",").map((c) => positive("--consumers", c));
   return {
     quick,
     n,
@@ -154,10 +159,10 @@ export function parseOptions(argv: string[]): Options {
     connections: size("connections", "BENCH_CONNECTIONS", 50, 50),
     retryDelayMs: size("retry-delay-ms", "BENCH_RETRY_DELAY_MS", 200, 200),
     steps,
-    consumerEnv: Object.fromEntries(repeated["consumer-env"]!.map(keyValue)),
-    gatewayEnv: Object.fromEntries(repeated["gateway-env"]!.map(keyValue)),
-    gatewayNodeArgs: values.get("gateway-node-args")?.trim().split(/\s+/).filter(Boolean),
-    label: values.get("label"),
-    keep: booleans.has("keep"),
+    consumerEnv: Object.fromEntries((values["consumer-env"] ?? []).map(keyValue)),
+    gatewayEnv: Object.fromEntries((values["gateway-env"] ?? []).map(keyValue)),
+    gatewayNodeArgs: values["gateway-node-args"]?.trim().split(/\s+/).filter(Boolean),
+    label: values.label,
+    keep: values.keep === true,
   };
 }

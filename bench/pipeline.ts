@@ -7,7 +7,7 @@ import amqp from "amqplib";
 import pg from "pg";
 
 import { LOG_COLLECTION } from "../common/attempt-log.ts";
-import { readConfig } from "../common/config.ts";
+import { readConfigWith } from "../common/config.ts";
 import { type System, SYSTEMS } from "../common/contract.ts";
 import { eventsTopic } from "../common/events.ts";
 import { counterKey } from "../common/keys.ts";
@@ -183,7 +183,7 @@ export async function runPipeline(
     progress(`${opts.name}: starting ${opts.consumers} consumer process(es)`);
     consumers = await ctx.startConsumers(s, opts.consumers, { cpuProf: opts.cpuProf });
     const consumersStarted = performance.now();
-    const sweepIntervalMs = readConfig({ ...s.overrides, ...ctx.options.consumerEnv }).mongo.sweepIntervalMs;
+    const sweepIntervalMs = readConfigWith({ ...s.overrides, ...ctx.options.consumerEnv }).mongo.sweepIntervalMs;
 
     let events = 0;
     let lastEventAt = 0;

@@ -8,7 +8,7 @@ import net from "node:net";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 
-import { environment } from "../common/config.ts";
+import { childEnvironment } from "../common/config.ts";
 import { sleep } from "./progress.ts";
 
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
@@ -82,7 +82,7 @@ export async function startChild(opts: {
   args.push(opts.script);
   const child = spawn(process.execPath, args, {
     cwd: ROOT,
-    env: { ...environment(), ...LAUNCH[opts.script].env, ...opts.env },
+    env: childEnvironment({ ...LAUNCH[opts.script].env, ...opts.env }),
     stdio: ["ignore", out, out],
   });
   fs.closeSync(out);

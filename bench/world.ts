@@ -9,7 +9,7 @@ import type { Redis } from "ioredis";
 import type { MongoClient } from "mongodb";
 import pg from "pg";
 
-import { type Config, type Env, readConfig } from "../common/config.ts";
+import { type Config, type Env, readConfig, readConfigWith } from "../common/config.ts";
 import { createMongo, createRedis } from "../common/stores.ts";
 import { makeTopology } from "../common/topology.ts";
 import { migrate } from "../scripts/prisma.ts";
@@ -155,7 +155,7 @@ export async function createWorld(opts: { keep: boolean }): Promise<World> {
       const s: Scenario = {
         name,
         overrides,
-        config: readConfig(overrides),
+        config: readConfigWith(overrides),
         databases: dbs,
         borrowedMongo: sopts.borrowedMongo ?? false,
       };

@@ -232,17 +232,3 @@ export function nodeName(url: string): string {
   const u = new URL(url);
   return `${u.hostname}:${u.port || (u.protocol === "amqps:" ? 5671 : 5672)}`;
 }
-
-// AMQP 0-9-1 transactions (class tx, id 90). amqplib speaks these methods but has no API for them.
-const TX = { select: 5898250, selectOk: 5898251, commit: 5898260, commitOk: 5898261 } as const;
-type RpcChannel = Channel & { rpc(method: number, fields: object, expect: number): Promise<unknown> };
-
-/** Puts a channel in transaction mode: its publishes and acks take effect together, at commit. */
-export async function txSelect(ch: Channel): Promise<void> {
-  await (ch as RpcChannel).rpc(TX.select, {}, TX.selectOk);
-}
-
-/** Commits the channel's pending publishes and acks atomically; they are discarded if the channel dies first. */
-export async function txCommit(ch: Channel): Promise<void> {
-  await (ch as RpcChannel).rpc(TX.commit, {}, TX.commitOk);
-}

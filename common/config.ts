@@ -192,15 +192,17 @@ function deepFreeze<T>(o: T): T {
 // Booleans read an empty value as false; every other setting reads it as unset.
 const EMPTY_IS_FALSE = new Set(["GATEWAY_TOKEN_READS", "GATEWAY_ALLOW_ANONYMOUS", "LOG_PRETTY"]);
 
+type Vars = Partial<Record<string, string | undefined>>;
+
 /**
- * Reads the configuration from the environment; `overrides` win over it (tests
- * use them for unique queue names and key prefixes). Throws a ConfigError that
- * names every bad variable and the rule it broke.
+ * Reads the configuration from `vars`, the process environment when none are given;
+ * given `vars`, nothing else is read (so `readConfig({})` is the documented defaults).
+ * Throws a ConfigError that names every bad variable and the rule it broke.
  */
-export function readConfig(overrides: Partial<Record<keyof Env, string>> = {}): Config {
+export function readConfig(vars: Vars = process.env): Config {
   const raw: Record<string, string | undefined> = {};
   for (const key of Object.keys(schema.shape)) {
-    const value = (overrides as Record<string, string | undefined>)[key] ?? process.env[key];
+    const value = vars[key];
     raw[key] = value === "" && !EMPTY_IS_FALSE.has(key) ? undefined : value;
   }
   const parsed = schema.safeParse(raw);
@@ -216,7 +218,68 @@ export function readConfig(overrides: Partial<Record<keyof Env, string>> = {}): 
   return deepFreeze(build(parsed.data));
 }
 
-/** Only for tooling that needs an environment for a child process (the Prisma CLI). */
-export function environment(): NodeJS.ProcessEnv {
-  return { ...process.env };
+/** The process environment's settings with `overrides` on top (tests and the bench: unique names on the environment's servers). */
+export function readConfigWith(overrides: Partial<Record<keyof Env, string>>): Config {
+  return readConfig({ ...settingsOf(process.env), ...defined(overrides) });
+}
+
+const defined = (vars: Vars) =>
+  Object.fromEntries(Object.entries(vars).filter(([, v]) => v !== undefined)) as Record<string, string>;
+const pick = (vars: Vars, keys: readonly string[]) => defined(Object.fromEntries(keys.map((k) => [k, vars[k]])));
+const settingsOf = (vars: Vars) => pick(vars, ENV_KEYS);
+
+// What a child process needs from the system to run at all: where programs are, a home,
+// a temp dir, the locale and the time zone, and Node's own options.
+const SYSTEM_KEYS = ["PATH", "HOME", "USER", "LOGNAME", "SHELL", "TMPDIR", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TERM"];
+const NODE_KEYS = ["NODE_OPTIONS", "NODE_EXTRA_CA_CERTS"];
+// The knobs of scripts/services.sh and scripts/start.sh (ports and directories of the local services).
+const SCRIPT_KEYS = [
+  "PG_PORT",
+  "REDIS_PORT",
+  "MONGO_PORT",
+  "AMQP_PORT",
+  "RABBITMQ_MGMT_PORT",
+  "RABBITMQ_EPMD_PORT",
+  "RABBITMQ_NODENAME",
+  "RABBITMQ_NODES",
+  "SERVICES_DIR",
+  "START_RUN_DIR",
+];
+
+/**
+ * The environment of a child process this project starts (the gateway, the consumer, the
+ * Prisma CLI, scripts/services.sh and scripts/start.sh): the system's basics, this process's
+ * settings and the local-services knobs, with `overrides` on top. Nothing else of this
+ * process's environment is handed on.
+ */
+export function childEnvironment(overrides: Vars = {}): Record<string, string> {
+  return {
+    ...pick(process.env, [...SYSTEM_KEYS, ...NODE_KEYS, ...SCRIPT_KEYS]),
+    ...settingsOf(process.env),
+    ...defined(overrides),
+  };
+}
+
+/** The benchmark's variables (BENCH_*); bench/options.ts validates them with its flags. */
+export const BENCH_KEYS = [
+  "BENCH_QUICK",
+  "BENCH_N",
+  "BENCH_RAW_N",
+  "BENCH_MIX_N",
+  "BENCH_SCALING_N",
+  "BENCH_PUBLISH_ROWS",
+  "BENCH_LOG_DOCS",
+  "BENCH_READ_SECONDS",
+  "BENCH_CONNECTIONS",
+  "BENCH_RETRY_DELAY_MS",
+] as const;
+export function benchVariables(): Readonly<Partial<Record<(typeof BENCH_KEYS)[number], string>>> {
+  return Object.freeze(pick(process.env, BENCH_KEYS));
+}
+
+/** DATABASE_URL, which scripts/prisma.ts sets for each run of the Prisma CLI (read by prisma/migration-adapter.ts). */
+export function prismaCliDatabaseUrl(): string {
+  const url = process.env.DATABASE_URL;
+  if (!url) throw new Error("DATABASE_URL must be set for the Prisma CLI");
+  return url;
 }

@@ -1,6 +1,6 @@
 // Redis key names, all under the configured prefix so tests and deployments can share a server.
 import type { Config } from "./config.ts";
-import type { System } from "./contract.ts";
+import type { ProcessingStatus, System } from "./contract.ts";
 
 export const cursorKey = (c: Config, system: System) => `${c.redis.prefix}:cursor:${system}`;
 /**
@@ -16,7 +16,10 @@ export const forwardedKey = (c: Config, copyId: string) => `${c.redis.prefix}:fo
 /** Set once an attempt (with its outcome) was added to the counters and announced. */
 export const countedKey = (c: Config, messageId: string, round: number, attempt: number, status: string) =>
   `${c.redis.prefix}:counted:${messageId}:${round}:${attempt}:${status}`;
-/** Hash of `${system}:${status}` -> attempts logged with that outcome. */
+/** Hash of counterField(system, status) -> attempts logged with that outcome. */
 export const counterKey = (c: Config) => `${c.redis.prefix}:counters`;
+/** A field of counterKey; a message whose system could not be read (rejected) counts under UNKNOWN. */
+export const counterField = (system: System | string | null | undefined, status: ProcessingStatus) =>
+  `${system ?? "UNKNOWN"}:${status}`;
 /** Held by the consumer that sweeps expired attempt logs during one sweep interval. */
 export const sweepTurnKey = (c: Config) => `${c.redis.prefix}:log-sweep-turn`;

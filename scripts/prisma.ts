@@ -4,17 +4,14 @@ import { spawn, spawnSync } from "node:child_process";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 
-import { environment, readConfig } from "../common/config.ts";
+import { childEnvironment, readConfig } from "../common/config.ts";
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
 const bin = path.join(root, "node_modules", ".bin");
 
-function cliEnv(databaseUrl: string): NodeJS.ProcessEnv {
-  const env = environment();
-  env.DATABASE_URL = databaseUrl;
+function cliEnv(databaseUrl: string): Record<string, string> {
+  const env = childEnvironment({ DATABASE_URL: databaseUrl, PRISMA_HIDE_UPDATE_MESSAGE: "1", CHECKPOINT_DISABLE: "1" });
   env.PATH = `${bin}${path.delimiter}${path.dirname(process.execPath)}${path.delimiter}${env.PATH ?? ""}`;
-  env.PRISMA_HIDE_UPDATE_MESSAGE = "1";
-  env.CHECKPOINT_DISABLE = "1";
   return env;
 }
 

@@ -8,10 +8,10 @@ import amqp from "amqplib";
 import { afterEach, describe, expect, it } from "vitest";
 
 import { type Broker, createBroker, nodeName } from "../common/broker.ts";
-import { readConfig } from "../common/config.ts";
+import { readConfig, readConfigWith } from "../common/config.ts";
 import { createLogger } from "../common/logger.ts";
 
-const BROKER = readConfig({}).broker.url;
+const BROKER = readConfig().broker.url;
 
 interface Relay {
   url: string;
@@ -88,7 +88,7 @@ afterEach(async () => {
 });
 
 function open(urls: string[]): Broker {
-  const config = readConfig({ AMQP_URL: urls.join(","), AMQP_PREFIX: `test-failover-${randomUUID().slice(0, 8)}` });
+  const config = readConfigWith({ AMQP_URL: urls.join(","), AMQP_PREFIX: `test-failover-${randomUUID().slice(0, 8)}` });
   const broker = createBroker({ config, logger: createLogger(readConfig({ LOG_LEVEL: "silent" }), "test"), name: "test" });
   opened.push(broker);
   return broker;

@@ -4,11 +4,51 @@ import { describe, expect, it } from "vitest";
 
 import { ConfigError, ENV_KEYS, readConfig } from "../common/config.ts";
 
+const example = readFileSync(new URL("../.env.example", import.meta.url), "utf8");
+
+/** The uncommented assignments of .env.example. */
+function exampleSettings(): Record<string, string> {
+  return Object.fromEntries([...example.matchAll(/^([A-Z][A-Z0-9_]+)=(.*)$/gm)].map((m) => [m[1]!, m[2]!]));
+}
+
 describe("configuration", () => {
-  it("defaults to the local services", () => {
+  it("given no variables, reads none from the environment and yields the documented defaults", () => {
     const c = readConfig({});
-    expect(c.retry.delayMs).toBeGreaterThanOrEqual(0);
-    expect(c.databases.system1).toMatch(/^postgresql:\/\//);
+    // .env.example lists every setting with its default; the commented ones are unset.
+    expect(c).toEqual(readConfig(exampleSettings()));
+    expect(c.databases).toEqual({
+      system1: "postgresql://postgres:postgres@127.0.0.1:5432/system1",
+      system2: "postgresql://postgres:postgres@127.0.0.1:5432/system2",
+      endput: "postgresql://postgres:postgres@127.0.0.1:5432/endput",
+      poolSize: 10,
+    });
+    expect(c.redis).toEqual({ url: "redis://127.0.0.1:6379", prefix: "tentativa" });
+    expect(c.broker).toEqual({
+      urls: ["amqp://guest:guest@127.0.0.1:5672"],
+      url: "amqp://guest:guest@127.0.0.1:5672",
+      prefix: "tentativa",
+      queueType: "classic",
+    });
+    expect(c.mongo).toEqual({
+      url: "mongodb://127.0.0.1:27017",
+      database: "pipeline",
+      maxPoolSize: 20,
+      ttlSeconds: 604_800,
+      retention: "auto",
+      sweepIntervalMs: 60_000,
+      ferretdbBackendUrl: undefined,
+    });
+    expect(c.retry).toEqual({ delayMs: 10_000, backoff: "fixed", maxDelayMs: 3_600_000, maxAttempts: 5 });
+    expect(c.consumer).toMatchObject({ prefetch: 1000, batchSize: 250, batchWaitMs: 10, concurrency: 3, port: 9464 });
+    expect(c.consumer.maxMessageBytes).toBe(65_536);
+    expect(c.gateway).toMatchObject({
+      host: "127.0.0.1",
+      port: 4000,
+      token: undefined,
+      tokenReads: false,
+      allowAnonymous: false,
+    });
+    expect(c.logs).toEqual({ level: "info", pretty: false });
     expect(Object.isFrozen(c)).toBe(true);
     expect(Object.isFrozen(c.retry)).toBe(true);
   });
@@ -68,7 +108,6 @@ describe("configuration", () => {
   });
 
   it("documents every setting in .env.example", () => {
-    const example = readFileSync(new URL("../.env.example", import.meta.url), "utf8");
     const documented = new Set([...example.matchAll(/^#?\s*([A-Z][A-Z0-9_]+)=/gm)].map((m) => m[1]));
     expect([...documented].sort()).toEqual([...ENV_KEYS].sort());
   });

@@ -1,79 +1,107 @@
-// The consumer's /metrics and /readyz, served the way consumer/src/main.ts serves them.
-import type { AddressInfo } from "node:net";
+// The consumer process's /healthz, /readyz and /metrics: consumer/src/main.ts itself, started
+// as a child on this test's databases and names, probed over HTTP.
+import { type ChildProcess, spawn } from "node:child_process";
+import net, { type AddressInfo } from "node:net";
+import path from "node:path";
 
 import { afterEach, describe, expect, it } from "vitest";
 
-import { readConfig } from "../common/config.ts";
-import { type Check, createHealthServer } from "../common/http-health.ts";
-import { createRedis } from "../common/stores.ts";
-import { createConsumerMetrics } from "../consumer/src/metrics.ts";
-import { createTestEnv, type TestEnv } from "./support/env.ts";
+import { childEnvironment } from "../common/config.ts";
+import { createTestEnv, type Overrides, type TestEnv, waitFor } from "./support/env.ts";
+
+const ROOT = path.resolve(import.meta.dirname, "..");
 
 let env: TestEnv | undefined;
+let child: ChildProcess | undefined;
 afterEach(async () => {
+  if (child && child.exitCode === null && child.signalCode === null) {
+    const exited = new Promise((r) => child!.once("exit", r));
+    child.kill("SIGKILL");
+    await exited;
+  }
+  child = undefined;
   await env?.cleanup();
   env = undefined;
 });
 
-async function serve(checks: Check[], metrics = createConsumerMetrics()) {
-  const server = createHealthServer({ checks, registry: metrics.registry });
-  server.listen(0, "127.0.0.1");
-  await new Promise((r) => server.once("listening", r));
-  const base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
-  return { base, close: () => new Promise((r) => server.close(r)) };
+async function freePort(): Promise<number> {
+  return new Promise((resolve) => {
+    const probe = net.createServer().listen(0, "127.0.0.1", () => {
+      const { port } = probe.address() as AddressInfo;
+      probe.close(() => resolve(port));
+    });
+  });
+}
+
+/** consumer/src/main.ts on a free port; resolves once its health server answers. */
+async function startConsumerProcess(e: TestEnv, more: Overrides = {}) {
+  const port = await freePort();
+  const proc = spawn(process.execPath, ["consumer/src/main.ts"], {
+    cwd: ROOT,
+    stdio: ["ignore", "pipe", "pipe"],
+    env: childEnvironment({ ...e.settings, CONSUMER_ID: `health-${e.id}`, CONSUMER_PORT: String(port), ...more }),
+  });
+  child = proc;
+  let output = "";
+  proc.stdout!.on("data", (d: Buffer) => (output += d.toString()));
+  proc.stderr!.on("data", (d: Buffer) => (output += d.toString()));
+  const base = `http://127.0.0.1:${port}`;
+  const status = (p: string) =>
+    fetch(`${base}${p}`).then(
+      (r) => r.status,
+      () => 0,
+    );
+  await waitFor(
+    () => status("/healthz"),
+    (s) => s === 200 || proc.exitCode !== null,
+    60_000,
+  );
+  expect(proc.exitCode, output).toBeNull();
+  return { base, status, output: () => output };
 }
 
 describe("consumer health and metrics", () => {
   it("exposes processing series whose values move", async () => {
     env = await createTestEnv({ RETRY_DELAY_MS: "100", MAX_ATTEMPTS: "2" });
-    const metrics = createConsumerMetrics();
-    const { consumer } = await env.startConsumer({}, metrics);
-    const { base, close } = await serve(
-      [{ name: "rabbitmq", check: async () => consumer.ready() || Promise.reject(new Error("not consuming")) }],
-      metrics,
-    );
-    try {
-      const before = await (await fetch(`${base}/metrics`)).text();
-      expect(before).not.toMatch(/tentativa_messages_processed_total\{/);
-      await env.gql(`mutation { seedOrders(system: SYSTEM1, count: 20, securityCheckRatio: 0.5) { inserted } }`);
-      await env.gql(`mutation { publishPending(system: SYSTEM1) { published } }`);
-      await env.drained();
-      const after = await (await fetch(`${base}/metrics`)).text();
-      const value = (status: string) =>
-        Number(
-          new RegExp(`tentativa_messages_processed_total\\{status="${status}",system="SYSTEM1"\\} (\\d+)`).exec(after)?.[1] ?? 0,
-        );
-      expect(value("SUCCEEDED")).toBe(10);
-      expect(value("DEAD_LETTERED")).toBe(10);
-      expect(value("RETRY_SCHEDULED")).toBeGreaterThanOrEqual(10);
-      expect(after).toMatch(/tentativa_batch_size_count [1-9]/);
-      expect(after).toMatch(/tentativa_attempts_to_success_count 10/);
-      expect((await fetch(`${base}/readyz`)).status).toBe(200);
-    } finally {
-      await close();
-    }
+    const e = env;
+    const { base, status, output } = await startConsumerProcess(e);
+    // Ready once it consumes.
+    await waitFor(
+      () => status("/readyz"),
+      (s) => s === 200,
+      30_000,
+    ).catch((err: Error) => {
+      throw new Error(`${err.message}\n${output()}`);
+    });
+    const before = await (await fetch(`${base}/metrics`)).text();
+    expect(before).not.toMatch(/tentativa_messages_processed_total\{/);
+    await e.gql(`mutation { seedOrders(system: SYSTEM1, count: 20, securityCheckRatio: 0.5) { inserted } }`);
+    await e.gql(`mutation { publishPending(system: SYSTEM1) { published } }`);
+    await e.drained();
+    const after = await (await fetch(`${base}/metrics`)).text();
+    const value = (status: string) =>
+      Number(
+        new RegExp(`tentativa_messages_processed_total\\{status="${status}",system="SYSTEM1"\\} (\\d+)`).exec(after)?.[1] ?? 0,
+      );
+    expect(value("SUCCEEDED")).toBe(10);
+    expect(value("DEAD_LETTERED")).toBe(10);
+    expect(value("RETRY_SCHEDULED")).toBeGreaterThanOrEqual(10);
+    expect(after).toMatch(/tentativa_batch_size_count [1-9]/);
+    expect(after).toMatch(/tentativa_attempts_to_success_count 10/);
+    expect(await status("/readyz")).toBe(200);
   });
 
   it("turns not ready, naming the dependency, when one is down", async () => {
     env = await createTestEnv();
-    const e = env;
-    const downRedis = createRedis(readConfig({ REDIS_URL: "redis://127.0.0.1:1" }), "down");
-    downRedis.on("error", () => undefined);
-    const { base, close } = await serve([
-      { name: "redis", check: () => downRedis.ping() },
-      { name: "mongodb", check: () => e.mongo.db(e.config.mongo.database).command({ ping: 1 }) },
-    ]);
-    try {
-      const res = await fetch(`${base}/readyz`);
-      expect(res.status).toBe(503);
-      const body = (await res.json()) as { ready: boolean; checks: { name: string; ok: boolean; error?: string }[] };
-      expect(body.ready).toBe(false);
-      expect(body.checks.find((c) => c.name === "redis")).toMatchObject({ ok: false });
-      expect(body.checks.find((c) => c.name === "mongodb")).toMatchObject({ ok: true });
-      expect((await fetch(`${base}/healthz`)).status).toBe(200);
-    } finally {
-      downRedis.disconnect();
-      await close();
-    }
+    const { base, status } = await startConsumerProcess(env, { REDIS_URL: "redis://127.0.0.1:1" });
+    const res = await fetch(`${base}/readyz`);
+    expect(res.status).toBe(503);
+    const body = (await res.json()) as { ready: boolean; checks: { name: string; ok: boolean; error?: string }[] };
+    expect(body.ready).toBe(false);
+    expect(body.checks.map((c) => c.name).sort()).toEqual(["mongodb", "postgresql", "rabbitmq", "redis"]);
+    expect(body.checks.find((c) => c.name === "redis")).toMatchObject({ ok: false });
+    expect(body.checks.find((c) => c.name === "mongodb")).toMatchObject({ ok: true });
+    expect(body.checks.find((c) => c.name === "postgresql")).toMatchObject({ ok: true });
+    expect(await status("/healthz")).toBe(200);
   });
 });

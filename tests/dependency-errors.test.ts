@@ -4,7 +4,7 @@ import net, { type AddressInfo } from "node:net";
 
 import { afterEach, describe, expect, it } from "vitest";
 
-import { readConfig } from "../common/config.ts";
+import { readConfigWith } from "../common/config.ts";
 import { createRedis } from "../common/stores.ts";
 import { DomainError, using } from "../gateway/src/errors.ts";
 
@@ -20,7 +20,7 @@ describe("dependency errors", () => {
     await new Promise<void>((resolve) => dropping.listen(0, "127.0.0.1", resolve));
     closers.push(() => new Promise((resolve) => dropping.close(resolve)));
     const port = (dropping.address() as AddressInfo).port;
-    const redis = createRedis(readConfig({ REDIS_URL: `redis://127.0.0.1:${port}` }), "test");
+    const redis = createRedis(readConfigWith({ REDIS_URL: `redis://127.0.0.1:${port}` }), "test");
     redis.on("error", () => undefined);
     closers.push(async () => redis.disconnect());
 

@@ -10,7 +10,7 @@ import { createClient } from "graphql-ws";
 import { afterEach, describe, expect, it } from "vitest";
 import WebSocket from "ws";
 
-import { environment } from "../common/config.ts";
+import { childEnvironment } from "../common/config.ts";
 import { cursorKey, publishLockKey } from "../common/keys.ts";
 import { createTestEnv, type Overrides, type TestEnv, waitFor } from "./support/env.ts";
 
@@ -58,8 +58,7 @@ describe("gateway over HTTP", () => {
   });
 
   it("reports not ready, naming the dependency, when one is down", async () => {
-    const e = await start({ ENDPUT_DATABASE_URL: "postgresql://postgres:postgres@127.0.0.1:1/endput" });
-    expect(e).toBeDefined();
+    await start({ ENDPUT_DATABASE_URL: "postgresql://postgres:postgres@127.0.0.1:1/endput" });
     const ready = await fetch(`${base}/readyz`);
     expect(ready.status).toBe(503);
     const body = (await ready.json()) as { checks: { name: string; ok: boolean }[] };
@@ -259,7 +258,6 @@ describe("gateway metrics and CSRF", () => {
       headers: { accept: "application/json", "x-graphql-yoga-csrf": "1" },
     });
     expect(withHeader.status).toBe(200);
-    expect(env!.sources.SYSTEM1).toBeDefined();
     expect(await env!.sources.SYSTEM1.order.count()).toBe(0);
   });
 });
@@ -283,8 +281,7 @@ describe("gateway shutdown", () => {
     const proc = spawn(process.execPath, ["gateway/src/main.ts"], {
       cwd: root,
       stdio: ["ignore", "pipe", "pipe"],
-      env: {
-        ...environment(),
+      env: childEnvironment({
         SYSTEM1_DATABASE_URL: c.databases.system1,
         SYSTEM2_DATABASE_URL: c.databases.system2,
         ENDPUT_DATABASE_URL: c.databases.endput,
@@ -301,7 +298,7 @@ describe("gateway shutdown", () => {
         LOG_LEVEL: "info",
         LOG_PRETTY: "false",
         ...more,
-      },
+      }),
     });
     child = proc;
     let output = "";
@@ -331,7 +328,7 @@ describe("gateway shutdown", () => {
     const refused = spawn(process.execPath, ["gateway/src/main.ts"], {
       cwd: root,
       stdio: ["ignore", "pipe", "pipe"],
-      env: { ...environment(), GATEWAY_HOST: "0.0.0.0", GATEWAY_PORT: "0", GATEWAY_TOKEN: "", GATEWAY_ALLOW_ANONYMOUS: "" },
+      env: childEnvironment({ GATEWAY_HOST: "0.0.0.0", GATEWAY_PORT: "0", GATEWAY_TOKEN: "", GATEWAY_ALLOW_ANONYMOUS: "" }),
     });
     child = refused;
     let stderr = "";

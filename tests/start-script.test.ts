@@ -7,7 +7,7 @@ import path from "node:path";
 
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 
-import { environment } from "../common/config.ts";
+import { childEnvironment } from "../common/config.ts";
 import { createTestEnv, type TestEnv, waitFor } from "./support/env.ts";
 
 const ROOT = path.resolve(import.meta.dirname, "..");
@@ -62,8 +62,7 @@ beforeAll(async () => {
     // Its own process group, so that whatever is left can be ended at once at the end.
     detached: true,
     stdio: ["ignore", "pipe", "pipe"],
-    env: {
-      ...environment(),
+    env: childEnvironment({
       START_RUN_DIR: runDir,
       GATEWAY_HOST: "127.0.0.1",
       GATEWAY_PORT: String(ports.gateway),
@@ -76,7 +75,7 @@ beforeAll(async () => {
       MONGO_DATABASE: c.mongo.database,
       LOG_PRETTY: "false",
       LOG_LEVEL: "warn",
-    },
+    }),
   });
   start.stdout!.on("data", (b: Buffer) => (output += b.toString()));
   start.stderr!.on("data", (b: Buffer) => (output += b.toString()));

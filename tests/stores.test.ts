@@ -1,7 +1,7 @@
 // The store clients the processes open, against the real servers.
 import { afterEach, describe, expect, it } from "vitest";
 
-import { readConfig } from "../common/config.ts";
+import { readConfigWith } from "../common/config.ts";
 import { createMongo } from "../common/stores.ts";
 
 const closers: (() => Promise<unknown>)[] = [];
@@ -11,7 +11,7 @@ afterEach(async () => {
 
 describe("store clients", () => {
   it("opens at most MONGO_MAX_POOL_SIZE connections to the log server however many operations run at once", async () => {
-    const config = readConfig({ MONGO_MAX_POOL_SIZE: "4", MONGO_DATABASE: `stores_${process.pid}_${Date.now()}` });
+    const config = readConfigWith({ MONGO_MAX_POOL_SIZE: "4", MONGO_DATABASE: `stores_${process.pid}_${Date.now()}` });
     const mongo = createMongo(config);
     closers.push(() => mongo.close());
     let open = 0;

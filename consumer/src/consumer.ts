@@ -26,13 +26,14 @@ import { createHash } from "node:crypto";
 import type { Channel, ChannelModel, ConsumeMessage } from "amqplib";
 import type { Redis } from "ioredis";
 
+import { txSelect } from "../../common/amqp-tx.ts";
 import type { AttemptLog, LogDocument } from "../../common/attempt-log.ts";
-import { type Broker, txSelect } from "../../common/broker.ts";
+import type { Broker } from "../../common/broker.ts";
 import type { Config } from "../../common/config.ts";
 import { copyIdOf, HEADERS, isDerivedCopyId } from "../../common/contract.ts";
 import { errorMessage, sleep } from "../../common/errors.ts";
 import { eventsTopic, type ProcessingEvent } from "../../common/events.ts";
-import { countedKey, counterKey } from "../../common/keys.ts";
+import { countedKey, counterField, counterKey } from "../../common/keys.ts";
 import type { Logger } from "../../common/logger.ts";
 import type { EndputClient } from "../../common/stores.ts";
 import { decide, type Outcome } from "./decide.ts";
@@ -285,7 +286,7 @@ export function createConsumer(deps: {
         const doc = docs[items.indexOf(i)]!;
         return {
           key: countedKey(config, doc.messageId, doc.round, doc.attempt, doc.status),
-          field: `${systemOf(i)}:${i.outcome.kind}`,
+          field: counterField(systemOf(i), i.outcome.kind),
           event: JSON.stringify(toEvent(i, now)),
         };
       });

@@ -20,7 +20,8 @@
 import type { Channel, ConsumeMessage, Options } from "amqplib";
 import type { Redis } from "ioredis";
 
-import { type Broker, txCommit } from "../../common/broker.ts";
+import { txCommit } from "../../common/amqp-tx.ts";
+import type { Broker } from "../../common/broker.ts";
 import type { Config } from "../../common/config.ts";
 import { CONTENT_TYPE, HEADERS, isDerivedCopyId, withNewCopyId } from "../../common/contract.ts";
 import { errorMessage, sleep } from "../../common/errors.ts";

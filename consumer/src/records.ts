@@ -29,7 +29,7 @@ return counted`;
 export interface Counted {
   /** Marks the attempt as counted (countedKey). */
   key: string;
-  /** The counter hash field: `${system}:${status}`. */
+  /** The counter hash field (counterField in common/keys.ts). */
   field: string;
   /** The event, serialised. */
   event: string;

@@ -1,28 +1,17 @@
 // Serves the operator dashboard's built bundle (gateway/dashboard/dist): index.html
 // at `/`, hashed assets under `/assets/`. Everything else falls through to the caller.
-import fs from "node:fs";
+// The files themselves (lookup, ETag and 304, Last-Modified, HEAD) are served by sirv;
+// this module owns the routes, the methods, the asset-path checks and the headers.
 import type http from "node:http";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 
+import { lookup } from "mrmime";
+import sirv from "sirv";
+
 export const DASHBOARD_BUILD_COMMAND = "npx vite build --config gateway/dashboard/vite.config.ts";
 
 const DEFAULT_DIST = fileURLToPath(new URL("../dashboard/dist", import.meta.url));
-
-const CONTENT_TYPES: Record<string, string> = {
-  ".html": "text/html; charset=utf-8",
-  ".js": "text/javascript; charset=utf-8",
-  ".mjs": "text/javascript; charset=utf-8",
-  ".css": "text/css; charset=utf-8",
-  ".map": "application/json; charset=utf-8",
-  ".json": "application/json; charset=utf-8",
-  ".svg": "image/svg+xml",
-  ".png": "image/png",
-  ".ico": "image/x-icon",
-  ".webp": "image/webp",
-  ".woff2": "font/woff2",
-  ".txt": "text/plain; charset=utf-8",
-};
 
 // Vite names every emitted asset <name>-<8+ char hash>.<ext>: such a URL never changes content.
 const HASHED = /-[A-Za-z0-9_-]{8,}\.[a-z0-9]+$/;
@@ -47,6 +36,9 @@ export type DashboardHandler = (req: http.IncomingMessage, res: http.ServerRespo
 export function createDashboardHandler(opts: { distDir?: string } = {}): DashboardHandler {
   const distDir = path.resolve(opts.distDir ?? DEFAULT_DIST);
   const assetsDir = path.join(distDir, "assets");
+  // dev: look every file up when it is asked for (no listing taken at start), so that a
+  // rebuild shows up without a restart and a bundle built after start is found.
+  const files = sirv(distDir, { dev: true, etag: true, extensions: [], dotfiles: false });
 
   return (req, res) => {
     let pathname: string;
@@ -63,7 +55,8 @@ export function createDashboardHandler(opts: { distDir?: string } = {}): Dashboa
       return true;
     }
     if (isIndex) {
-      void serveFile(req, res, path.join(distDir, "index.html"), INDEX_HEADERS, () =>
+      req.url = "/index.html";
+      serve(files, req, res, "index.html", INDEX_HEADERS, () =>
         plain(req, res, 503, `The dashboard is not built: run ${DASHBOARD_BUILD_COMMAND}\nGraphiQL is at /graphql.\n`),
       );
       return true;
@@ -75,11 +68,29 @@ export function createDashboardHandler(opts: { distDir?: string } = {}): Dashboa
       return true;
     }
     const cache = HASHED.test(file) ? IMMUTABLE : "no-cache";
-    void serveFile(req, res, file, { "cache-control": cache, "x-content-type-options": "nosniff" }, () =>
+    serve(files, req, res, file, { "cache-control": cache, "x-content-type-options": "nosniff" }, () =>
       plain(req, res, 404, "not found\n"),
     );
     return true;
   };
+}
+
+/** Sets our headers first (sirv keeps headers already on the response, and sends them with a 304 too). */
+function serve(
+  files: ReturnType<typeof sirv>,
+  req: http.IncomingMessage,
+  res: http.ServerResponse,
+  file: string,
+  headers: Record<string, string>,
+  missing: () => void,
+): void {
+  for (const [k, v] of Object.entries(headers)) res.setHeader(k, v);
+  const type = lookup(file);
+  if (type) res.setHeader("content-type", /^text\/|javascript|json/.test(type) ? `${type}; charset=utf-8` : type);
+  files(req, res, () => {
+    for (const k of [...Object.keys(headers), "content-type"]) res.removeHeader(k);
+    missing();
+  });
 }
 
 /** The file an asset URL names, or null when it is malformed or would leave the assets folder. */
@@ -93,42 +104,6 @@ function assetPath(assetsDir: string, encoded: string): string | null {
   if (!name || name.includes("\0") || name.includes("\\")) return null;
   const file = path.resolve(assetsDir, name);
   return file.startsWith(assetsDir + path.sep) ? file : null;
-}
-
-async function serveFile(
-  req: http.IncomingMessage,
-  res: http.ServerResponse,
-  file: string,
-  headers: Record<string, string>,
-  missing: () => void,
-): Promise<void> {
-  let stat: fs.Stats;
-  try {
-    stat = await fs.promises.stat(file);
-  } catch {
-    return missing();
-  }
-  if (!stat.isFile()) return missing();
-
-  const etag = `W/"${stat.size.toString(16)}-${Math.floor(stat.mtimeMs).toString(16)}"`;
-  const common = {
-    ...headers,
-    "content-type": CONTENT_TYPES[path.extname(file).toLowerCase()] ?? "application/octet-stream",
-    etag,
-    "last-modified": stat.mtime.toUTCString(),
-  };
-  if (req.headers["if-none-match"] === etag) {
-    res.writeHead(304, common).end();
-    return;
-  }
-  res.writeHead(200, { ...common, "content-length": String(stat.size) });
-  if (req.method === "HEAD") {
-    res.end();
-    return;
-  }
-  const stream = fs.createReadStream(file);
-  stream.on("error", () => res.destroy());
-  stream.pipe(res);
 }
 
 function plain(req: http.IncomingMessage, res: http.ServerResponse, status: number, text: string): void {

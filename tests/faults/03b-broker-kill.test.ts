@@ -11,7 +11,8 @@ import fs from "node:fs";
 import type { Channel, ConsumeMessage } from "amqplib";
 import { afterAll, describe, expect, it } from "vitest";
 
-import { createBroker, txSelect } from "../../common/broker.ts";
+import { txSelect } from "../../common/amqp-tx.ts";
+import { createBroker } from "../../common/broker.ts";
 import { copyIdOf, encodeMessage, HEADERS } from "../../common/contract.ts";
 import { createLogger } from "../../common/logger.ts";
 import { decide } from "../../consumer/src/decide.ts";

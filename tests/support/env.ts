@@ -9,7 +9,7 @@ import { inject } from "vitest";
 
 import { type AttemptLog, createAttemptLog } from "../../common/attempt-log.ts";
 import { type Broker, createBroker } from "../../common/broker.ts";
-import { type Config, type Env, readConfig } from "../../common/config.ts";
+import { type Config, type Env, readConfigWith } from "../../common/config.ts";
 import type { System } from "../../common/contract.ts";
 import { createLogger, type Logger } from "../../common/logger.ts";
 import {
@@ -37,6 +37,8 @@ export interface RunningConsumer {
 
 export interface TestEnv {
   id: string;
+  /** The settings this environment was built from (on top of the process environment's), for child processes. */
+  settings: Overrides;
   config: Config;
   logger: Logger;
   sources: SourceClients;
@@ -84,7 +86,7 @@ export async function createTestEnv(overrides: Overrides = {}): Promise<TestEnv>
     DATABASE_POOL_SIZE: "5",
     ...overrides,
   };
-  const config = readConfig(baseOverrides);
+  const config = readConfigWith(baseOverrides);
   const logger = createLogger(config, "test");
   const closers: (() => Promise<unknown>)[] = [];
 
@@ -126,6 +128,7 @@ export async function createTestEnv(overrides: Overrides = {}): Promise<TestEnv>
 
   const env: TestEnv = {
     id,
+    settings: baseOverrides,
     config,
     logger,
     sources,
@@ -144,7 +147,7 @@ export async function createTestEnv(overrides: Overrides = {}): Promise<TestEnv>
       return (await res.json()) as never;
     },
     async startConsumer(more = {}, metrics) {
-      const cfg = readConfig({ ...baseOverrides, CONSUMER_ID: `consumer-${consumers.length + 1}`, ...more });
+      const cfg = readConfigWith({ ...baseOverrides, CONSUMER_ID: `consumer-${consumers.length + 1}`, ...more });
       const cBroker = createBroker({ config: cfg, logger, name: "test-consumer", waitQueues: true });
       const consumer = createConsumer({ config: cfg, logger, broker: cBroker, endput, log, redis, metrics });
       consumer.start();

@@ -21,7 +21,7 @@ import type { Broker } from "../../../common/broker.ts";
 import type { Config } from "../../../common/config.ts";
 import { HEADERS, orderMessageSchema, type System } from "../../../common/contract.ts";
 import { eventsTopic, type ProcessingEvent } from "../../../common/events.ts";
-import { counterKey, deadLetterScanLockKey } from "../../../common/keys.ts";
+import { counterField, counterKey, deadLetterScanLockKey } from "../../../common/keys.ts";
 import type { Logger } from "../../../common/logger.ts";
 import { badInput, DomainError, using } from "../errors.ts";
 import { waitForLock } from "./redis-lock.ts";
@@ -284,6 +284,6 @@ async function recordRedrive(log: AttemptLog, redis: Redis, config: Config, d: D
   await redis
     .pipeline()
     .publish(eventsTopic(config), JSON.stringify(event))
-    .hincrby(counterKey(config), `${d.system ?? "UNKNOWN"}:REDRIVEN`, 1)
+    .hincrby(counterKey(config), counterField(d.system, "REDRIVEN"), 1)
     .exec();
 }

@@ -6,7 +6,7 @@ import type { Redis } from "ioredis";
 import type { Broker } from "../../../common/broker.ts";
 import type { Config } from "../../../common/config.ts";
 import { PROCESSING_STATUSES, type ProcessingStatus, type System, SYSTEMS } from "../../../common/contract.ts";
-import { counterKey } from "../../../common/keys.ts";
+import { counterField, counterKey } from "../../../common/keys.ts";
 import type { EndputClient, SourceClients } from "../../../common/stores.ts";
 import { using } from "../errors.ts";
 import { createCursors } from "./cursors.ts";
@@ -52,7 +52,7 @@ export async function pipelineStats(deps: {
     if (q) queues.push({ name, messages: q.messageCount, consumers: q.consumerCount });
   }
   const counters = await using("redis", () => redis.hgetall(counterKey(config)));
-  const count = (system: string, status: ProcessingStatus) => Number(counters[`${system}:${status}`] ?? 0);
+  const count = (system: string, status: ProcessingStatus) => Number(counters[counterField(system, status)] ?? 0);
   const cursors = createCursors(redis, config);
   const endputBySystem = await using("postgresql", () =>
     endput.endputOrder.groupBy({ by: ["sourceSystem"], _count: { _all: true } }),

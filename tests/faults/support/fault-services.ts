@@ -5,7 +5,7 @@ import fs from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 
-import { environment } from "../../../common/config.ts";
+import { childEnvironment } from "../../../common/config.ts";
 
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../../..");
 export const OUTPUT_DIR = path.join(ROOT, "test-output", "faults");
@@ -92,14 +92,13 @@ export async function toxiproxyBinary(): Promise<string> {
 }
 
 function run(more: Record<string, string>, args: string[], stdoutOnly = false): Promise<string> {
-  const env = {
-    ...environment(),
+  const env = childEnvironment({
     SERVICES_DIR: FAULT_SERVICES_DIR,
     PG_PORT: String(PORTS.postgres),
     REDIS_PORT: String(PORTS.redis),
     MONGO_PORT: String(PORTS.mongo),
     ...more,
-  };
+  });
   return new Promise((resolve, reject) => {
     execFile(path.join(ROOT, "scripts", "services.sh"), args, { cwd: ROOT, env, timeout: 300_000 }, (err, stdout, stderr) => {
       const out = `${stdout}${stderr}`;

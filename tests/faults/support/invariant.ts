@@ -9,8 +9,8 @@ import type { ConsumeMessage } from "amqplib";
 import pg from "pg";
 import { expect } from "vitest";
 
-import { HEADERS, type System, SYSTEMS } from "../../../common/contract.ts";
-import { counterKey } from "../../../common/keys.ts";
+import { HEADERS, type ProcessingStatus, type System, SYSTEMS } from "../../../common/contract.ts";
+import { counterField, counterKey } from "../../../common/keys.ts";
 import { orderMessageId } from "../../../gateway/src/services/message-id.ts";
 import { URLS } from "./fault-services.ts";
 import type { ScenarioReport } from "./report.ts";
@@ -283,11 +283,11 @@ export async function checkInvariant(world: World, opts: { expectedRejected?: nu
   noteAll(problems, "log documents for unknown messages", strangers);
 
   // The counters: exactly one count per logged attempt, whatever was redelivered.
-  const counted = ["RETRY_SCHEDULED", "SUCCEEDED", "DEAD_LETTERED", "REJECTED"];
+  const counted: string[] = ["RETRY_SCHEDULED", "SUCCEEDED", "DEAD_LETTERED", "REJECTED"] satisfies ProcessingStatus[];
   const logged = new Map<string, number>();
   for (const d of docs) {
     if (!counted.includes(d.status)) continue;
-    const field = `${d.system ?? "UNKNOWN"}:${d.status}`;
+    const field = counterField(d.system, d.status as ProcessingStatus);
     logged.set(field, (logged.get(field) ?? 0) + 1);
   }
   const counters = await world.redis.hgetall(counterKey(world.config));

@@ -6,7 +6,7 @@ import fs from "node:fs";
 import net from "node:net";
 import path from "node:path";
 
-import { environment } from "../../../common/config.ts";
+import { childEnvironment } from "../../../common/config.ts";
 import { LOG_DIR, ROOT, URLS } from "./fault-services.ts";
 
 export type Kind = "gateway" | "consumer";
@@ -94,7 +94,7 @@ export async function spawnService(opts: {
   const entry = opts.kind === "gateway" ? "gateway/src/main.ts" : "consumer/src/main.ts";
   const child = spawn(process.execPath, [entry], {
     cwd: ROOT,
-    env: { ...environment(), ...opts.env },
+    env: childEnvironment(opts.env),
     stdio: ["ignore", fd, fd],
   });
   fs.closeSync(fd);

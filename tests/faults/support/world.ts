@@ -9,7 +9,7 @@ import { Redis } from "ioredis";
 import { MongoClient } from "mongodb";
 import pg from "pg";
 
-import { type Config, type Env, readConfig } from "../../../common/config.ts";
+import { type Config, type Env, readConfigWith } from "../../../common/config.ts";
 import type { System } from "../../../common/contract.ts";
 import { makeTopology, type Topology } from "../../../common/topology.ts";
 import { pgUrl, URLS } from "./fault-services.ts";
@@ -101,7 +101,7 @@ export async function createWorld(
     LOG_PRETTY: "false",
     ...(overrides as Record<string, string>),
   };
-  const config = readConfig(env);
+  const config = readConfigWith(env);
   const topology = makeTopology(config);
 
   const sources = { SYSTEM1: quietPool(URLS.system1), SYSTEM2: quietPool(URLS.system2) };
