@@ -104,6 +104,38 @@ describe("poison messages", () => {
     expect(await e.redis.hgetall(counterKey(e.config))).toEqual({ "SYSTEM1:SUCCEEDED": "4", "SYSTEM1:REJECTED": "2" });
   });
 
+  it("keeps consuming when a message's AMQP message id or copy id holds a NUL character", async () => {
+    env = await createTestEnv({ CONSUMER_BATCH_WAIT_MS: "300" });
+    const e = env;
+    const copied = order();
+    const good = order();
+    // The log on FerretDB (PostgreSQL jsonb) refuses a NUL anywhere in a document, and fails the
+    // whole insert when one document holds one.
+    await e.broker.withChannel(async (ch) => {
+      const send = (body: Buffer, messageId: string, copyId?: string) =>
+        ch.sendToQueue(e.broker.topology.primary, body, {
+          persistent: true,
+          contentType: CONTENT_TYPE,
+          messageId,
+          headers: { [HEADERS.attempt]: 1, ...(copyId ? { [HEADERS.copyId]: copyId } : {}) },
+        });
+      send(Buffer.from("not json"), "unreadable\u0000id");
+      send(encodeMessage(copied), copied.messageId, "copy\u0000id");
+      send(encodeMessage(good), good.messageId, "copy-good");
+      await ch.checkQueue(e.broker.topology.primary);
+    });
+    await e.startConsumer();
+    await e.drained(20_000);
+
+    expect(await endputIds(e)).toEqual([copied.messageId, good.messageId].sort());
+    const dead = await dlqMessages(e);
+    expect(dead.map((d) => d.reason)).toEqual(["rejected: body is not valid JSON"]);
+    const rejected = await e.log.collection.find({ status: "REJECTED" }).toArray();
+    expect(rejected).toHaveLength(1);
+    expect(rejected[0]!.messageId).not.toContain("\u0000");
+    expect(await e.log.collection.countDocuments({ status: "SUCCEEDED" })).toBe(2);
+  });
+
   it("rejects a message whose processing throws, after the redelivery bound, and acks the rest of its batch", async () => {
     env = await createTestEnv({ CONSUMER_BATCH_WAIT_MS: "300" });
     const e = env;

@@ -275,7 +275,9 @@ export function createConsumer(deps: {
       redeliveries > maxRedeliveries
         ? rejectRedelivered(content, properties.headers, redeliveries, { maxRedeliveries, maxMessageBytes })
         : decideOne(content, properties.headers, { maxAttempts: config.retry.maxAttempts, maxMessageBytes });
-    const propId = typeof properties.messageId === "string" ? properties.messageId : undefined;
+    // A message id the log cannot hold (a NUL, on FerretDB) would fail the batch's log write forever.
+    const propId =
+      typeof properties.messageId === "string" && !properties.messageId.includes("\u0000") ? properties.messageId : undefined;
     const item: Omit<Item, "doc"> = {
       msg,
       outcome,
