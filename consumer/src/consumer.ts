@@ -41,7 +41,7 @@ import { decide, deliveryOf, type Outcome, rejectRedelivered, rejectRefused as r
 import { createForwarder, type ForwardItem } from "./forwarder.ts";
 import type { ConsumerMetrics } from "./metrics.ts";
 import { countOnce, deliveryLogFields, insertEndputRows } from "./records.ts";
-import { countRedeliveries } from "./redeliveries.ts";
+import { createRedeliveryCounter } from "./redeliveries.ts";
 import { refusalOf, type StoreRefused, writeIsolating } from "./store-errors.ts";
 
 export interface Consumer {
@@ -84,6 +84,7 @@ export function createConsumer(deps: {
   const consumerId = config.consumer.id;
   const topic = eventsTopic(config);
   const forwarder = createForwarder({ config, broker, redis, logger });
+  const redeliveries = createRedeliveryCounter(redis, config);
 
   let channel: Channel | undefined;
   let consumerTag: string | undefined;
@@ -203,6 +204,10 @@ export function createConsumer(deps: {
       // it is redelivered (and each copy's redeliveries are counted towards the bound).
       condemned.add(ch);
       logger.error({ err: errorMessage(err), stack: (err as Error).stack }, "batch failed; closing the channel for redelivery");
+      const copies = batch.map((m) => copyIdOf(m.content, m.properties.headers));
+      await redeliveries
+        .failed(copies)
+        .catch((e: unknown) => logger.warn({ err: errorMessage(e) }, "could not count the failure"));
       await ch.close().catch(() => undefined);
       return false;
     }
@@ -241,7 +246,7 @@ export function createConsumer(deps: {
 
   /**
    * What each delivery is and what happened to it. A copy past the redelivery bound is rejected
-   * unprocessed; one whose processing throws is returned to the queue alone (its redelivery is
+   * unprocessed; one whose processing throws is returned to the queue alone (the failure is
    * counted), so the rest of the batch is acked ("rejects a message whose processing throws, after
    * the redelivery bound, and acks the rest of its batch").
    */
@@ -251,21 +256,22 @@ export function createConsumer(deps: {
     now: Date,
   ): Promise<{ items: Item[]; requeue: ConsumeMessage[] }> {
     const copies = batch.map((msg) => ({ msg, copy: copyIdOf(msg.content, msg.properties.headers) }));
-    const redeliveries = await durably(ch, "redis", () => countRedeliveries(redis, config, copies));
+    const counts = await durably(ch, "redis", () => redeliveries.count(copies));
     const items: Item[] = [];
-    const requeue: ConsumeMessage[] = [];
+    const failed: typeof copies = [];
     copies.forEach(({ msg, copy }, idx) => {
       try {
-        items.push(toItem(msg, copy, redeliveries[idx]!, now));
+        items.push(toItem(msg, copy, counts[idx]!, now));
       } catch (err) {
         logger.error(
-          { err: errorMessage(err), stack: (err as Error).stack, copy, redeliveries: redeliveries[idx] },
+          { err: errorMessage(err), stack: (err as Error).stack, copy, redeliveries: counts[idx] },
           "processing a delivery failed; returning it to the queue",
         );
-        requeue.push(msg);
+        failed.push({ msg, copy });
       }
     });
-    return { items, requeue };
+    if (failed.length > 0) await durably(ch, "redis", () => redeliveries.failed(failed.map((f) => f.copy)));
+    return { items, requeue: failed.map((f) => f.msg) };
   }
 
   function toItem(msg: ConsumeMessage, copy: string, redeliveries: number, now: Date): Item {
