@@ -201,7 +201,7 @@ export function createConsumer(deps: {
         return false;
       }
       // Unexpected outside any one message: leave the batch uncommitted on a channel we close, so
-      // it is redelivered (and each copy's redeliveries are counted towards the bound).
+      // it is redelivered; each copy's failure counts towards the redelivery bound.
       condemned.add(ch);
       logger.error({ err: errorMessage(err), stack: (err as Error).stack }, "batch failed; closing the channel for redelivery");
       const copies = batch.map((m) => copyIdOf(m.content, m.properties.headers));
