@@ -84,6 +84,8 @@ export interface AttemptLog {
    * Throws LogDocumentRefused for a document the server refuses for good.
    */
   claim(docs: LogDocument[]): Promise<(string | null)[]>;
+  /** Deletes the entries of these attempts (an outcome the stores then refused to hold); absent ones are ignored. */
+  withdraw(attempts: Pick<LogDocument, "messageId" | "round" | "attempt" | "status">[]): Promise<void>;
   /** Keeps the whole history of these dead-lettered messages (no expiry) until they are redriven. */
   retain(messageIds: string[]): Promise<void>;
   /** Lets the histories of redriven messages expire again from now. */
@@ -245,6 +247,11 @@ export function createAttemptLog(opts: { db: Db; config: Config; logger: Logger 
       const owner = new Map(found.flat().map((d) => [attemptOf(d), d.copyId ?? null]));
       for (const i of conflicts) owners[i] = owner.get(attemptOf(docs[i]!)) ?? null;
       return owners;
+    },
+    async withdraw(attempts) {
+      await eachLimited(attempts, PER_MESSAGE_WIDTH, ({ messageId, round, attempt, status }) =>
+        collection.deleteOne({ messageId, round, attempt, status }),
+      );
     },
     async retain(messageIds) {
       // One update per message: a top-level equality is served from an index where $in is not (FerretDB).

@@ -145,7 +145,8 @@ export const isDerivedCopyId = (copy: string) => copy.startsWith(DERIVED_COPY_PR
 
 export function copyIdOf(content: Buffer, headers: Record<string, unknown> | undefined): string {
   const id = headers?.[HEADERS.copyId];
-  if (typeof id === "string" && id.length > 0 && id.length <= 100) return id;
+  // The id is stored in the attempt log, which on FerretDB (PostgreSQL jsonb) holds no NUL.
+  if (typeof id === "string" && id.length > 0 && id.length <= 100 && !id.includes("\u0000")) return id;
   return `${DERIVED_COPY_PREFIX}${createHash("sha1")
     .update(content)
     .update(JSON.stringify(headers ?? {}))

@@ -13,6 +13,8 @@ export const publishLockKey = (c: Config, system: System) => `${c.redis.prefix}:
 export const deadLetterScanLockKey = (c: Config) => `${c.redis.prefix}:dlq-scan-lock`;
 /** Set once the retry copy or dead letter a physical copy (x-copy-id) forwarded was confirmed by the broker. */
 export const forwardedKey = (c: Config, copyId: string) => `${c.redis.prefix}:forwarded:${copyId}`;
+/** How often a physical copy (x-copy-id) was redelivered to a consumer, where the queue does not count it. */
+export const redeliveriesKey = (c: Config, copyId: string) => `${c.redis.prefix}:redeliveries:${copyId}`;
 /** Set once an attempt (with its outcome) was added to the counters and announced. */
 export const countedKey = (c: Config, messageId: string, round: number, attempt: number, status: string) =>
   `${c.redis.prefix}:counted:${messageId}:${round}:${attempt}:${status}`;

@@ -20,7 +20,9 @@
 // crash, a republished row, a redrive run twice, also after Redis lost its keys)
 // finds the claim taken and is acked without being forwarded ("does not process an
 // attempt again once Redis lost its keys"). A store that is down holds the batch
-// (no ack, prefetch stops new deliveries) and retries with backoff until it is back.
+// (no ack, prefetch stops new deliveries) and retries with backoff until it is back; a value
+// a store refuses for good rejects only the message that carries it (store-errors.ts), and a
+// copy that keeps coming back is rejected past CONSUMER_MAX_REDELIVERIES (redeliveries.ts).
 import { createHash } from "node:crypto";
 
 import type { Channel, ChannelModel, ConsumeMessage } from "amqplib";
@@ -36,10 +38,12 @@ import { eventsTopic, type ProcessingEvent } from "../../common/events.ts";
 import { countedKey, counterField, counterKey } from "../../common/keys.ts";
 import type { Logger } from "../../common/logger.ts";
 import type { EndputClient } from "../../common/stores.ts";
-import { decide, type Outcome } from "./decide.ts";
+import { decide, deliveryOf, type Outcome, rejectRedelivered, rejectRefused as rejectOutcome } from "./decide.ts";
 import { createForwarder, type ForwardItem } from "./forwarder.ts";
 import type { ConsumerMetrics } from "./metrics.ts";
 import { countOnce, deliveryLogFields, insertEndputRows } from "./records.ts";
+import { createRedeliveryCounter } from "./redeliveries.ts";
+import { refusalOf, type StoreRefused, writeIsolating } from "./store-errors.ts";
 
 export interface Consumer {
   start(): void;
@@ -53,6 +57,8 @@ export interface Consumer {
 interface Item {
   msg: ConsumeMessage;
   outcome: Outcome;
+  /** The attempt-log document (and claim) of this delivery's attempt. */
+  doc: LogDocument;
   /** The physical copy this delivery is (kept across redeliveries). */
   copy: string;
   messageId: string;
@@ -70,12 +76,16 @@ export function createConsumer(deps: {
   log: AttemptLog;
   redis: Redis;
   metrics?: ConsumerMetrics;
+  /** What to do with one delivery (decide.ts); tests give one that fails on a chosen message. */
+  decide?: typeof decide;
 }): Consumer {
   const { config, logger, broker, endput, log, redis, metrics } = deps;
+  const decideOne = deps.decide ?? decide;
   const topology = broker.topology;
   const consumerId = config.consumer.id;
   const topic = eventsTopic(config);
   const forwarder = createForwarder({ config, broker, redis, logger });
+  const redeliveries = createRedeliveryCounter(redis, config);
 
   let channel: Channel | undefined;
   let consumerTag: string | undefined;
@@ -170,12 +180,14 @@ export function createConsumer(deps: {
   /** Processes a batch and commits its forwards and ack after its predecessor; resolves whether it was acked. */
   async function runBatch(ch: Channel, batch: ConsumeMessage[], previous: Promise<boolean>): Promise<boolean> {
     try {
-      const { forwards, finish } = await processBatch(ch, batch);
+      const { forwards, requeue, finish } = await processBatch(ch, batch);
       // Acking with multiple = true would also ack an earlier batch that failed: never do that.
       if (!(await previous)) throw new ChannelGone();
       assertAlive(ch);
+      const back = new Set(requeue);
+      const last = batch.findLast((m) => !back.has(m));
       try {
-        await forwarder.commit(ch, forwards, batch[batch.length - 1]!, () => ch === channel && !condemned.has(ch));
+        await forwarder.commit(ch, forwards, last, () => ch === channel && !condemned.has(ch), requeue);
       } catch (err) {
         // The ack did not go with the channel: the broker redelivers the batch.
         logger.warn({ err: errorMessage(err) }, "commit failed");
@@ -189,9 +201,14 @@ export function createConsumer(deps: {
         logger.warn({ dropped: batch.length }, "channel closed mid-batch; the broker redelivers it");
         return false;
       }
-      // Unexpected: leave the batch uncommitted on a channel we close, so it is redelivered.
+      // Unexpected outside any one message: leave the batch uncommitted on a channel we close, so
+      // it is redelivered; each copy's failure counts towards the redelivery bound.
       condemned.add(ch);
       logger.error({ err: errorMessage(err), stack: (err as Error).stack }, "batch failed; closing the channel for redelivery");
+      const copies = batch.map((m) => copyIdOf(m.content, m.properties.headers));
+      await redeliveries
+        .failed(copies)
+        .catch((e: unknown) => logger.warn({ err: errorMessage(e) }, "could not count the failure"));
       await ch.close().catch(() => undefined);
       return false;
     }
@@ -201,8 +218,16 @@ export function createConsumer(deps: {
     if (ch !== channel || condemned.has(ch)) throw new ChannelGone();
   }
 
-  /** Runs a step until it succeeds; gives up only when the channel the batch came on is gone. */
-  async function durably<T>(ch: Channel, step: string, fn: () => Promise<T>): Promise<T> {
+  /**
+   * Runs a step until it succeeds; gives up only when the channel the batch came on is gone, or
+   * when `refusal` says the store refused the write for good (it throws that refusal).
+   */
+  async function durably<T>(
+    ch: Channel,
+    step: string,
+    fn: () => Promise<T>,
+    refusal: (err: unknown) => StoreRefused | undefined = () => undefined,
+  ): Promise<T> {
     let delay = 100;
     for (let tries = 1; ; tries++) {
       assertAlive(ch);
@@ -210,6 +235,8 @@ export function createConsumer(deps: {
         return await fn();
       } catch (err) {
         assertAlive(ch);
+        const refused = refusal(err);
+        if (refused) throw refused;
         logger.warn({ step, tries, retryInMs: delay, err: errorMessage(err) }, "store write failed; holding the batch");
         metrics?.storeErrors.inc({ step });
         await sleep(delay);
@@ -218,83 +245,150 @@ export function createConsumer(deps: {
     }
   }
 
-  function classify(batch: ConsumeMessage[]): Item[] {
-    return batch.map((msg) => {
-      const outcome = decide(msg.content, msg.properties.headers, {
-        maxAttempts: config.retry.maxAttempts,
-        maxMessageBytes: config.consumer.maxMessageBytes,
-      });
-      const d = outcome.kind === "REJECTED" ? undefined : outcome.delivery;
-      const copy = copyIdOf(msg.content, msg.properties.headers);
-      const propId = typeof msg.properties.messageId === "string" ? msg.properties.messageId : undefined;
-      return {
-        msg,
-        outcome,
-        duplicate: false,
-        copy,
-        messageId: d?.message.messageId ?? propId ?? unreadableMessageId(msg.content, copy),
-        receivedAt: Date.now(),
-      };
+  /**
+   * What each delivery is and what happened to it. A copy past the redelivery bound is rejected
+   * unprocessed; one whose processing throws is returned to the queue alone (the failure is
+   * counted), so the rest of the batch is acked ("rejects a message whose processing throws, after
+   * the redelivery bound, and acks the rest of its batch").
+   */
+  async function classify(
+    ch: Channel,
+    batch: ConsumeMessage[],
+    now: Date,
+  ): Promise<{ items: Item[]; requeue: ConsumeMessage[] }> {
+    const copies = batch.map((msg) => ({ msg, copy: copyIdOf(msg.content, msg.properties.headers) }));
+    const counts = await durably(ch, "redis", () => redeliveries.count(copies));
+    const items: Item[] = [];
+    const failed: typeof copies = [];
+    copies.forEach(({ msg, copy }, idx) => {
+      try {
+        items.push(toItem(msg, copy, counts[idx]!, now));
+      } catch (err) {
+        logger.error(
+          { err: errorMessage(err), stack: (err as Error).stack, copy, redeliveries: counts[idx] },
+          "processing a delivery failed; returning it to the queue",
+        );
+        failed.push({ msg, copy });
+      }
     });
+    if (failed.length > 0) await durably(ch, "redis", () => redeliveries.failed(failed.map((f) => f.copy)));
+    return { items, requeue: failed.map((f) => f.msg) };
   }
 
-  /** Makes the batch's side effects durable; returns what to forward with the ack, and what to record after. */
-  async function processBatch(ch: Channel, batch: ConsumeMessage[]): Promise<{ forwards: ForwardItem[]; finish: () => void }> {
+  function toItem(msg: ConsumeMessage, copy: string, redeliveries: number, now: Date): Item {
+    const { content, properties } = msg;
+    const { maxMessageBytes, maxRedeliveries } = config.consumer;
+    const outcome =
+      redeliveries > maxRedeliveries
+        ? rejectRedelivered(content, properties.headers, redeliveries, { maxRedeliveries, maxMessageBytes })
+        : decideOne(content, properties.headers, { maxAttempts: config.retry.maxAttempts, maxMessageBytes });
+    // A message id the log cannot hold (a NUL, on FerretDB) would fail the batch's log write forever.
+    const propId =
+      typeof properties.messageId === "string" && !properties.messageId.includes("\u0000") ? properties.messageId : undefined;
+    const item: Omit<Item, "doc"> = {
+      msg,
+      outcome,
+      duplicate: false,
+      copy,
+      messageId: deliveryOf(outcome)?.message.messageId ?? propId ?? unreadableMessageId(content, copy),
+      receivedAt: Date.now(),
+    };
+    return { ...item, doc: toLogDocument(item, now) };
+  }
+
+  /**
+   * Writes the successes' endput rows; a row the endput refuses for good rejects only its message
+   * ("dead-letters only the messages the endput refuses; the rest of their batch is written").
+   */
+  async function writeEndput(ch: Channel, successes: Item[]): Promise<Map<Item, StoreRefused>> {
+    const refused = await writeIsolating(successes, (part) =>
+      durably(
+        ch,
+        "endput",
+        () =>
+          insertEndputRows(
+            endput,
+            part.map((i) => deliveryOf(i.outcome)!),
+          ),
+        (err) => refusalOf("endput", err),
+      ),
+    );
+    return new Map([...refused].map(([idx, refusal]) => [successes[idx]!, refusal]));
+  }
+
+  /**
+   * Turns refused successes into rejections: logs (claims) their REJECTED attempt, then withdraws
+   * the SUCCEEDED entry the batch logged beside the refused write. Both are idempotent, so a
+   * redelivery in between does the same again. Returns the owners of the REJECTED claims.
+   */
+  async function rejectRefused(ch: Channel, refused: Map<Item, StoreRefused>, now: Date): Promise<Map<Item, string | null>> {
+    const items = [...refused.keys()];
+    const succeeded = items.map((i) => ({ ...i.doc }));
+    for (const item of items) {
+      logger.warn({ messageId: item.messageId, err: refused.get(item)!.message }, "endput refused a row; rejecting its message");
+      item.outcome = rejectOutcome(deliveryOf(item.outcome)!, refused.get(item)!);
+      item.doc = { ...toLogDocument(item, now), durationMs: item.doc.durationMs };
+    }
+    const owners = await durably(ch, "mongo", () => log.claim(items.map((i) => i.doc)));
+    await durably(ch, "mongo", () => log.withdraw(succeeded));
+    return new Map(items.map((item, idx) => [item, owners[idx]!]));
+  }
+
+  /** Makes the batch's side effects durable; returns what to forward with the ack, what to return to the queue, and what to record after. */
+  async function processBatch(
+    ch: Channel,
+    batch: ConsumeMessage[],
+  ): Promise<{ forwards: ForwardItem[]; requeue: ConsumeMessage[]; finish: () => void }> {
     const started = performance.now();
     // processedAt is when the attempt began, so the gap between attempts is never shorter than the retry delay.
     const now = new Date();
-    const items = classify(batch);
-    const docs = items.map((i) => toLogDocument(i, now, (performance.now() - started) / items.length));
+    const { items, requeue } = await classify(ch, batch, now);
+    const perItemMs = (performance.now() - started) / Math.max(1, items.length);
+    for (const i of items) i.doc.durationMs = perItemMs;
 
     // Every copy claims (logs) its attempt; the endput insert does not wait for the
     // claims: it is idempotent, and any copy of a success writes the same row.
     const successes = items.filter((i) => i.outcome.kind === "SUCCEEDED");
-    const [owners] = await Promise.all([
-      durably(ch, "mongo", () => log.claim(docs)),
-      successes.length > 0
-        ? durably(ch, "endput", () =>
-            insertEndputRows(
-              endput,
-              successes.map(({ outcome }) => (outcome as Extract<Outcome, { kind: "SUCCEEDED" }>).delivery),
-            ),
-          )
-        : undefined,
+    const [owners, refused] = await Promise.all([
+      durably(ch, "mongo", () => log.claim(items.map((i) => i.doc))),
+      writeEndput(ch, successes),
     ]);
+    const ownerOf = new Map<Item, string | null>(items.map((item, idx) => [item, owners[idx]!]));
+    if (refused.size > 0) for (const [item, owner] of await rejectRefused(ch, refused, now)) ownerOf.set(item, owner);
 
     // Then choose: the copy that owns an attempt acts on it, once per batch; any other copy is a duplicate.
     // An attempt logged without a copy id (before copies were recorded) goes to its first copy here.
     const acting = new Set<string>();
-    items.forEach((item, idx) => {
-      const doc = docs[idx]!;
+    for (const item of items) {
+      const { doc } = item;
       const attempt = `${doc.messageId}:${doc.round}:${doc.attempt}:${doc.status}`;
-      const owner = owners[idx];
+      const owner = ownerOf.get(item)!;
       // Two deliveries in one batch are two messages. Sharing a copy id of their own, they are a
       // broker's duplicate, acted on once; sharing one derived from identical content, they are two
       // publishes, and each is acted on ("dead-letters every one of identical unreadable messages").
       const oncePerBatch = owner === null || !isDerivedCopyId(item.copy);
       item.duplicate = (owner !== null && owner !== item.copy) || (oncePerBatch && acting.has(attempt));
       if (!item.duplicate) acting.add(attempt);
-    });
+    }
     const live = items.filter((i) => !i.duplicate);
     const forwards = live.filter((i): i is Item & ForwardItem => i.outcome.kind !== "SUCCEEDED");
 
-    const dead = live.filter((i) => i.outcome.kind === "DEAD_LETTERED").map((i) => i.messageId);
+    // A dead letter's whole history stays while it is in the DLQ (a readable REJECTED one's too).
+    const dead = forwards.filter((i) => i.outcome.kind === "DEAD_LETTERED" || deliveryOf(i.outcome)).map((i) => i.messageId);
     if (dead.length > 0) await durably(ch, "mongo", () => log.retain(dead));
 
     if (live.length > 0) {
-      const attempts = live.map((i) => {
-        const doc = docs[items.indexOf(i)]!;
-        return {
-          key: countedKey(config, doc.messageId, doc.round, doc.attempt, doc.status),
-          field: counterField(systemOf(i), i.outcome.kind),
-          event: JSON.stringify(toEvent(i, now)),
-        };
-      });
+      const attempts = live.map(({ doc, ...i }) => ({
+        key: countedKey(config, doc.messageId, doc.round, doc.attempt, doc.status),
+        field: counterField(systemOf(i), i.outcome.kind),
+        event: JSON.stringify(toEvent(i, now)),
+      }));
       await durably(ch, "redis", () => countOnce(redis, counterKey(config), topic, attempts));
     }
 
     return {
       forwards,
+      requeue,
       finish: () => {
         processed += batch.length;
         batches++;
@@ -303,8 +397,8 @@ export function createConsumer(deps: {
     };
   }
 
-  function systemOf(i: Item): string {
-    return i.outcome.kind === "REJECTED" ? "UNKNOWN" : i.outcome.delivery.message.source.system;
+  function systemOf(i: Pick<Item, "outcome">): string {
+    return deliveryOf(i.outcome)?.message.source.system ?? "UNKNOWN";
   }
 
   function record(items: Item[], live: Item[], started: number): void {
@@ -322,7 +416,7 @@ export function createConsumer(deps: {
     }
     for (const i of live) {
       if (i.outcome.kind === "SUCCEEDED") continue;
-      const d = i.outcome.kind === "REJECTED" ? undefined : i.outcome.delivery;
+      const d = deliveryOf(i.outcome);
       logger.debug(
         {
           messageId: i.messageId,
@@ -336,7 +430,7 @@ export function createConsumer(deps: {
     }
   }
 
-  function toLogDocument(item: Item, now: Date, durationMs: number): LogDocument {
+  function toLogDocument(item: Omit<Item, "doc">, now: Date): LogDocument {
     const { outcome } = item;
     const failed = outcome.kind !== "SUCCEEDED";
     const terminal = outcome.kind === "DEAD_LETTERED" || outcome.kind === "REJECTED";
@@ -347,12 +441,13 @@ export function createConsumer(deps: {
       processedAt: now,
       expiresAt: terminal ? null : log.expiryFrom(now),
       retained: terminal,
-      durationMs,
+      durationMs: null,
       consumerId,
       copyId: item.copy,
       error: failed ? outcome.error : null,
     };
-    if (outcome.kind === "REJECTED") {
+    const delivery = deliveryOf(outcome);
+    if (!delivery) {
       const headers = item.msg.properties.headers ?? {};
       const attempt = Number(headers[HEADERS.attempt]);
       return {
@@ -366,12 +461,12 @@ export function createConsumer(deps: {
         order: null,
       };
     }
-    return { ...common, ...deliveryLogFields(outcome.delivery) };
+    return { ...common, ...deliveryLogFields(delivery) };
   }
 
-  function toEvent(item: Item, now: Date): ProcessingEvent {
+  function toEvent(item: Omit<Item, "doc">, now: Date): ProcessingEvent {
     const { outcome } = item;
-    const d = outcome.kind === "REJECTED" ? undefined : outcome.delivery;
+    const d = deliveryOf(outcome);
     return {
       messageId: item.messageId,
       system: d?.message.source.system ?? null,

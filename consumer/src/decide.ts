@@ -5,9 +5,15 @@ export type Outcome =
   | { kind: "SUCCEEDED"; delivery: DecodedDelivery }
   | { kind: "RETRY_SCHEDULED"; delivery: DecodedDelivery; error: string }
   | { kind: "DEAD_LETTERED"; delivery: DecodedDelivery; error: string; reason: string }
-  | { kind: "REJECTED"; error: string; reason: string };
+  /** `delivery` is there when the message could be read (a store refused it, or it came back too often). */
+  | { kind: "REJECTED"; error: string; reason: string; delivery?: DecodedDelivery };
 
 export const REASONS = { maxAttempts: "max-attempts", rejected: "rejected" } as const;
+
+/** The decoded delivery behind an outcome, when the message could be read. */
+export function deliveryOf(outcome: Outcome): DecodedDelivery | undefined {
+  return outcome.delivery;
+}
 
 export function statusOf(outcome: Outcome): ProcessingStatus {
   return outcome.kind;
@@ -47,6 +53,35 @@ export function decide(
     error: `${error}; giving up after ${attempt} of ${opts.maxAttempts} attempts`,
     reason: REASONS.maxAttempts,
   };
+}
+
+/**
+ * A copy delivered more often than allowed: whatever keeps it from being processed (it fails its
+ * consumer every time, or crashes it), it goes to the DLQ instead of coming back forever.
+ */
+export function rejectRedelivered(
+  content: Buffer,
+  headers: Record<string, unknown> | undefined,
+  redeliveries: number,
+  opts: { maxRedeliveries: number; maxMessageBytes: number },
+): Extract<Outcome, { kind: "REJECTED" }> {
+  let delivery: DecodedDelivery | undefined;
+  try {
+    delivery = decodeDelivery(content, headers, opts.maxMessageBytes);
+  } catch {
+    delivery = undefined;
+  }
+  return {
+    kind: "REJECTED",
+    error: `redelivered ${redeliveries} times, more than the ${opts.maxRedeliveries} allowed (CONSUMER_MAX_REDELIVERIES)`,
+    reason: REASONS.rejected,
+    ...(delivery ? { delivery } : {}),
+  };
+}
+
+/** A readable message that a store refuses to hold whatever the retries. */
+export function rejectRefused(delivery: DecodedDelivery, refusal: Error): Extract<Outcome, { kind: "REJECTED" }> {
+  return { kind: "REJECTED", error: refusal.message, reason: REASONS.rejected, delivery };
 }
 
 /** The free-text fields of a message that reach the stores (the others are enums or patterns). */

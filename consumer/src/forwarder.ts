@@ -49,11 +49,18 @@ export class ForwardAborted extends Error {
 
 export interface Forwarder {
   /**
-   * Forwards the batch's failed attempts, then acks the batch (multiple = true up to `last`)
-   * on the consume channel `ch` (in transaction mode). Store and publish failures are retried
-   * while `alive()`; rejects with ForwardAborted once it is not, and the batch is redelivered.
+   * Forwards the batch's failed attempts, then returns `requeue` to the queue one by one and acks
+   * the rest of the batch (multiple = true up to `last`) on the consume channel `ch` (in
+   * transaction mode). Store and publish failures are retried while `alive()`; rejects with
+   * ForwardAborted once it is not, and the batch is redelivered.
    */
-  commit(ch: Channel, items: ForwardItem[], last: ConsumeMessage, alive: () => boolean): Promise<void>;
+  commit(
+    ch: Channel,
+    items: ForwardItem[],
+    last: ConsumeMessage | undefined,
+    alive: () => boolean,
+    requeue?: ConsumeMessage[],
+  ): Promise<void>;
 }
 
 export function createForwarder(deps: { config: Config; broker: Broker; redis: Redis; logger?: Logger }): Forwarder {
@@ -155,14 +162,16 @@ export function createForwarder(deps: { config: Config; broker: Broker; redis: R
   }
 
   return {
-    async commit(ch, items, last, alive) {
+    async commit(ch, items, last, alive, requeue = []) {
       const fresh = await notYetForwarded(items, alive);
       const confirmed: ForwardItem[] = [];
       try {
         await publishConfirmed(fresh, alive, confirmed);
         // Only now may the deliveries go: everything they forward is in the broker's keeping.
         if (!alive()) throw new ForwardAborted("ack: the consume channel is gone");
-        ch.ack(last, true);
+        // Returned first, so that the multiple ack after them does not take them too.
+        for (const msg of requeue) ch.nack(msg, false, true);
+        if (last) ch.ack(last, true);
         await txCommit(ch);
       } finally {
         await markForwarded(confirmed);

@@ -21,6 +21,7 @@ import {
   type SourceClients,
 } from "../../common/stores.ts";
 import { type Consumer, createConsumer } from "../../consumer/src/consumer.ts";
+import type { decide } from "../../consumer/src/decide.ts";
 import type { ConsumerMetrics } from "../../consumer/src/metrics.ts";
 import { createGateway, type Gateway } from "../../gateway/src/app.ts";
 import { createGatewayMetrics } from "../../gateway/src/metrics.ts";
@@ -55,7 +56,7 @@ export interface TestEnv {
     variables?: Record<string, unknown>,
     headers?: Record<string, string>,
   ): Promise<{ data?: T; errors?: { message: string; extensions?: Record<string, unknown> }[] }>;
-  startConsumer(overrides?: Overrides, metrics?: ConsumerMetrics): Promise<RunningConsumer>;
+  startConsumer(overrides?: Overrides, metrics?: ConsumerMetrics, opts?: { decide?: typeof decide }): Promise<RunningConsumer>;
   queueDepth(queue: string): Promise<number>;
   /** Waits until every queue of the topology is empty and nothing is unacked. */
   drained(timeoutMs?: number): Promise<void>;
@@ -146,10 +147,10 @@ export async function createTestEnv(overrides: Overrides = {}): Promise<TestEnv>
       });
       return (await res.json()) as never;
     },
-    async startConsumer(more = {}, metrics) {
+    async startConsumer(more = {}, metrics, opts = {}) {
       const cfg = readConfigWith({ ...baseOverrides, CONSUMER_ID: `consumer-${consumers.length + 1}`, ...more });
       const cBroker = createBroker({ config: cfg, logger, name: "test-consumer", waitQueues: true });
-      const consumer = createConsumer({ config: cfg, logger, broker: cBroker, endput, log, redis, metrics });
+      const consumer = createConsumer({ config: cfg, logger, broker: cBroker, endput, log, redis, metrics, ...opts });
       consumer.start();
       await cBroker.ready();
       const deadline = Date.now() + 10_000;
