@@ -30,12 +30,19 @@ import type { AttemptLog, LogDocument } from "../../common/attempt-log.ts";
 import { type Broker, txSelect } from "../../common/broker.ts";
 import type { Config } from "../../common/config.ts";
 import { copyIdOf, HEADERS, isDerivedCopyId } from "../../common/contract.ts";
+import {
+  deadLetterGroupKey,
+  deadLetterGroupsKey,
+  groupName,
+  groupReasonOf,
+  type GroupSystem,
+} from "../../common/dead-letter-groups.ts";
 import { errorMessage, sleep } from "../../common/errors.ts";
 import { eventsTopic, type ProcessingEvent } from "../../common/events.ts";
 import { countedKey, counterKey } from "../../common/keys.ts";
 import type { Logger } from "../../common/logger.ts";
 import type { EndputClient } from "../../common/stores.ts";
-import { decide, type Outcome } from "./decide.ts";
+import { deadReasonOf, decide, type Outcome } from "./decide.ts";
 import { createForwarder, type ForwardItem } from "./forwarder.ts";
 import type { ConsumerMetrics } from "./metrics.ts";
 import { countOnce, deliveryLogFields, insertEndputRows } from "./records.ts";
@@ -276,6 +283,7 @@ export function createConsumer(deps: {
     });
     const live = items.filter((i) => !i.duplicate);
     const forwards = live.filter((i): i is Item & ForwardItem => i.outcome.kind !== "SUCCEEDED");
+    for (const f of forwards) if (f.outcome.kind !== "RETRY_SCHEDULED") f.deadAt = now;
 
     const dead = live.filter((i) => i.outcome.kind === "DEAD_LETTERED").map((i) => i.messageId);
     if (dead.length > 0) await durably(ch, "mongo", () => log.retain(dead));
@@ -287,9 +295,11 @@ export function createConsumer(deps: {
           key: countedKey(config, doc.messageId, doc.round, doc.attempt, doc.status),
           field: `${systemOf(i)}:${i.outcome.kind}`,
           event: JSON.stringify(toEvent(i, now)),
+          dead: deadLetterOf(i, now),
         };
       });
-      await durably(ch, "redis", () => countOnce(redis, counterKey(config), topic, attempts));
+      const keys = { counter: counterKey(config), groups: deadLetterGroupsKey(config) };
+      await durably(ch, "redis", () => countOnce(redis, keys, topic, attempts));
     }
 
     return {
@@ -299,6 +309,19 @@ export function createConsumer(deps: {
         batches++;
         record(items, live, started);
       },
+    };
+  }
+
+  /** The dead-letter group a dead letter joins, by the reason its x-dead-reason header will carry. */
+  function deadLetterOf(i: Item, now: Date) {
+    if (i.outcome.kind !== "DEAD_LETTERED" && i.outcome.kind !== "REJECTED") return undefined;
+    const system = systemOf(i) as GroupSystem;
+    const reason = groupReasonOf(deadReasonOf(i.outcome));
+    return {
+      groupKey: deadLetterGroupKey(config, system, reason),
+      group: groupName(system, reason),
+      messageId: i.messageId,
+      deadAt: now,
     };
   }
 

@@ -9,6 +9,11 @@ export type Outcome =
 
 export const REASONS = { maxAttempts: "max-attempts", rejected: "rejected" } as const;
 
+/** The x-dead-reason header of a dead letter: the full error text is in the attempt log. */
+export function deadReasonOf(outcome: Extract<Outcome, { kind: "DEAD_LETTERED" | "REJECTED" }>): string {
+  return outcome.kind === "DEAD_LETTERED" ? outcome.reason : `${outcome.reason}: ${outcome.error}`;
+}
+
 export function statusOf(outcome: Outcome): ProcessingStatus {
   return outcome.kind;
 }

@@ -4,7 +4,7 @@
 export const SYSTEMS = ["SYSTEM1", "SYSTEM2"] as const;
 export type System = (typeof SYSTEMS)[number];
 
-export type ProcessingStatus = "SUCCEEDED" | "RETRY_SCHEDULED" | "DEAD_LETTERED" | "REJECTED" | "REDRIVEN";
+export type ProcessingStatus = "SUCCEEDED" | "RETRY_SCHEDULED" | "DEAD_LETTERED" | "REJECTED" | "REDRIVEN" | "DISCARDED";
 
 export const OVERVIEW = /* GraphQL */ `
   query DashboardOverview {
