@@ -209,7 +209,7 @@ describe("refusals through the gateway", () => {
       broker: env.broker,
       log: env.log,
       pubsub: { subscribe: () => (async function* () {})() } as never,
-      metrics: createGatewayMetrics(env.broker),
+      metrics: createGatewayMetrics({ broker: env.broker, redis: env.redis, config: env.config, sources: env.sources }),
     });
     try {
       const ask = async (query: string) => {

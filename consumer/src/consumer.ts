@@ -97,6 +97,9 @@ export function createConsumer(deps: {
   let processed = 0;
   let batches = 0;
   let unacked = 0;
+  // Arrival times of the deliveries held unacked, in delivery order: acks go in that order too.
+  let unackedSince: number[] = [];
+  metrics?.watchUnacked(() => unackedSince[0] ?? null);
 
   async function setup(conn: ChannelModel): Promise<void> {
     if (stopping) return;
@@ -110,6 +113,7 @@ export function createConsumer(deps: {
       // Unacked deliveries of this channel go back to the queue; drop our copies.
       buffer = [];
       unacked = 0;
+      unackedSince = [];
       // A channel-level error leaves the connection up: consume again on a new channel.
       if (!stopping && broker.isConnected()) {
         setTimeout(() => {
@@ -129,6 +133,7 @@ export function createConsumer(deps: {
   function onMessage(ch: Channel, msg: ConsumeMessage): void {
     if (ch !== channel) return;
     unacked++;
+    unackedSince.push(Date.now());
     buffer.push(msg);
     if (buffer.length >= config.consumer.batchSize) kick();
     else if (!timer) timer = setTimeout(() => ((flushDue = true), kick()), config.consumer.batchWaitMs);
@@ -188,6 +193,7 @@ export function createConsumer(deps: {
         throw new ChannelGone();
       }
       unacked -= batch.length;
+      unackedSince.splice(0, batch.length);
       finish();
       return true;
     } catch (err) {
