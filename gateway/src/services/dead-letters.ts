@@ -111,8 +111,14 @@ function describe(msg: GetMessage): DeadLetter {
 /** The system a dead letter is grouped under: the consumer could not read a rejected one's. */
 const groupSystemOf = (d: DeadLetter): System | null => (isRejection(d.group) ? null : d.system);
 
-async function scan(channel: Channel, queue: string, visit: (msg: GetMessage) => Promise<boolean>): Promise<void> {
-  for (let seen = 0; seen < SCAN_PREFETCH_LIMIT; seen++) {
+/** Gets up to `max` messages in queue order, while `visit` asks for more. */
+async function scan(
+  channel: Channel,
+  queue: string,
+  visit: (msg: GetMessage) => Promise<boolean>,
+  max = SCAN_PREFETCH_LIMIT,
+): Promise<void> {
+  for (let seen = 0; seen < Math.min(max, SCAN_PREFETCH_LIMIT); seen++) {
     const msg = await channel.get(queue, { noAck: false });
     if (!msg) return;
     if (!(await visit(msg))) return;
@@ -197,24 +203,33 @@ async function walkMatching(deps: WalkDeps, filter: RedriveFilter, visit: (hold:
   await exclusively(redis, config, () =>
     using("rabbitmq", () =>
       broker.withChannel(async (ch) => {
+        // Only what the DLQ held when the walk began (the lock means no other walk holds any of it):
+        // a copy a consumer dead-letters meanwhile (a redriven one failing again) waits for the next
+        // walk instead of going round again in this one ("walks only the dead letters there when it began").
+        const { messageCount } = await ch.checkQueue(broker.topology.dlq);
         try {
-          await scan(ch, broker.topology.dlq, async (msg) => {
-            const letter = describe(msg);
-            if (!matches(letter)) return true;
-            matched++;
-            await visit(
-              {
-                msg,
-                letter,
-                ack: () => {
-                  ch.ack(msg);
-                  acked.push(letter);
+          await scan(
+            ch,
+            broker.topology.dlq,
+            async (msg) => {
+              const letter = describe(msg);
+              if (!matches(letter)) return true;
+              matched++;
+              await visit(
+                {
+                  msg,
+                  letter,
+                  ack: () => {
+                    ch.ack(msg);
+                    acked.push(letter);
+                  },
                 },
-              },
-              ch,
-            );
-            return matched < limit;
-          });
+                ch,
+              );
+              return matched < limit;
+            },
+            messageCount,
+          );
         } finally {
           await releaseAcked(ch, log, redis, config, logger, broker.topology.dlq, acked);
         }
