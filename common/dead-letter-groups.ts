@@ -14,7 +14,9 @@
 // removes it once the broker has processed the ack of its copy. What the groups do not see: a
 // dead letter the forwarder published twice (a confirm lost with a broker crash) is one member
 // for two copies, and a gateway that dies between an ack and the removal leaves the member
-// counted (an over-count: never a dead letter in the queue that no group shows).
+// counted (an over-count: never a dead letter in the queue that no group shows). A removal takes
+// out only an entry no newer than the copy that left, so a redriven message that fails again
+// before the redrive's walk ends stays counted.
 import type { Redis } from "ioredis";
 
 import type { Config } from "./config.ts";
@@ -110,19 +112,26 @@ export async function oldestDeadAt(redis: Redis, config: Config): Promise<Date |
   return new Date(Math.min(...groups.map((g) => g.oldestDeadAt.getTime())));
 }
 
-// Removes the members; a group left empty leaves the set of names (unless a dead letter came in meanwhile).
+// Removes each member unless a later dead-lettering of the message re-added it (its score is past
+// the removed copy's deadAt: a redriven message that failed again before the walk finished); a
+// group left empty leaves the set of names (unless a dead letter came in meanwhile).
 const REMOVE_SCRIPT = `
 for i = 2, #KEYS do
-  redis.call('ZREM', KEYS[i], ARGV[2 * i - 3])
-  if redis.call('ZCARD', KEYS[i]) == 0 then redis.call('SREM', KEYS[1], ARGV[2 * i - 2]) end
+  local member, group, upTo = ARGV[3 * i - 5], ARGV[3 * i - 4], ARGV[3 * i - 3]
+  local score = redis.call('ZSCORE', KEYS[i], member)
+  if score and (upTo == '' or tonumber(score) <= tonumber(upTo)) then redis.call('ZREM', KEYS[i], member) end
+  if redis.call('ZCARD', KEYS[i]) == 0 then redis.call('SREM', KEYS[1], group) end
 end
 return #KEYS - 1`;
 
-/** Takes dead letters that left the DLQ (redriven or discarded) out of their groups. */
+/**
+ * Takes dead letters that left the DLQ (redriven or discarded) out of their groups: the entry of
+ * each, as long as it is not newer than the copy that left (`deadAt`; without one, whatever it is).
+ */
 export async function removeFromGroups(
   redis: Redis,
   config: Config,
-  letters: { system: System | null; reason: string; messageId: string }[],
+  letters: { system: System | null; reason: string; messageId: string; deadAt: Date | null }[],
 ): Promise<void> {
   if (letters.length === 0) return;
   const keys = [deadLetterGroupsKey(config)];
@@ -130,7 +139,8 @@ export async function removeFromGroups(
   for (const l of letters) {
     const system: GroupSystem = l.system ?? "UNKNOWN";
     keys.push(deadLetterGroupKey(config, system, l.reason));
-    argv.push(l.messageId, groupName(system, l.reason));
+    const upTo = l.deadAt && !Number.isNaN(l.deadAt.getTime()) ? String(l.deadAt.getTime()) : "";
+    argv.push(l.messageId, groupName(system, l.reason), upTo);
   }
   await redis.eval(REMOVE_SCRIPT, keys.length, ...keys, ...argv);
 }

@@ -5,7 +5,7 @@ import { randomUUID } from "node:crypto";
 import { afterEach, describe, expect, it } from "vitest";
 
 import { CONTENT_TYPE, HEADERS, type OrderMessage } from "../common/contract.ts";
-import { groupReasonOf } from "../common/dead-letter-groups.ts";
+import { deadLetterGroupKey, groupReasonOf, removeFromGroups } from "../common/dead-letter-groups.ts";
 import { counterKey } from "../common/keys.ts";
 import { decide } from "../consumer/src/decide.ts";
 import { discardDeadLetters } from "../gateway/src/services/dead-letters.ts";
@@ -227,6 +227,37 @@ describe("dead-letter groups", () => {
     // A discard needs a filter: it never takes the whole queue.
     const unfiltered = await e.gql(`mutation { discardDeadLetters { matched } }`, {}, auth);
     expect(unfiltered.errors?.[0]?.extensions?.code).toBe("BAD_USER_INPUT");
+  });
+
+  it("keeps a dead letter that failed again before the walk that sent it back took it out of its group", async () => {
+    const e = (env = await createTestEnv({ MAX_ATTEMPTS: "1" }));
+    const consumer = await e.startConsumer();
+    const m = order("SYSTEM1", 2);
+    await publish(e, m);
+    await waitFor(
+      () => e.queueDepth(e.broker.topology.dlq),
+      (n) => n === 1,
+    );
+    await consumer.stop();
+    const key = deadLetterGroupKey(e.config, "SYSTEM1", "max-attempts");
+    const first = Number(await e.redis.zscore(key, m.messageId));
+    expect(first).toBeGreaterThan(0);
+
+    // A redrive acked the copy; before it removed the member, the new round failed and the
+    // consumer added it again, later. Removing the acked copy must leave the new one.
+    const again = first + 1500;
+    await e.redis.zadd(key, again, m.messageId);
+    await removeFromGroups(e.redis, e.config, [
+      { system: "SYSTEM1", reason: "max-attempts", messageId: m.messageId, deadAt: new Date(first) },
+    ]);
+    expect(Number(await e.redis.zscore(key, m.messageId))).toBe(again);
+    expect(summary(await groups(e))).toEqual([["SYSTEM1", "max-attempts", 1]]);
+
+    // The removal of that later copy takes it out.
+    await removeFromGroups(e.redis, e.config, [
+      { system: "SYSTEM1", reason: "max-attempts", messageId: m.messageId, deadAt: new Date(again) },
+    ]);
+    expect(await groups(e)).toEqual([]);
   });
 
   it("classifies every rejection the consumer makes into a stable reason", () => {

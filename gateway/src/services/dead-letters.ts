@@ -396,7 +396,12 @@ async function releaseAcked(
     logger.warn({ err: (err as Error).message, messages: acked.length }, "acks not confirmed; histories stay retained");
     return;
   }
-  const members = acked.map((d) => ({ system: groupSystemOf(d), reason: d.group, messageId: d.messageId }));
+  const members = acked.map((d) => ({
+    system: groupSystemOf(d),
+    reason: d.group,
+    messageId: d.messageId,
+    deadAt: d.deadAt ? new Date(d.deadAt) : null,
+  }));
   await removeFromGroups(redis, config, members).catch((err) =>
     logger.warn({ err: (err as Error).message, messages: acked.length }, "could not update the dead-letter groups"),
   );
