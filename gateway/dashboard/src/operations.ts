@@ -110,6 +110,54 @@ export interface Redrive {
   redriveDeadLetters: RedriveResult;
 }
 
+export const DEAD_LETTER_GROUPS = /* GraphQL */ `
+  query DashboardDeadLetterGroups {
+    deadLetterGroups {
+      system
+      reason
+      count
+      oldestDeadAt
+      newestDeadAt
+      sampleMessageId
+    }
+  }
+`;
+export interface DeadLetterGroup {
+  /** Null for messages rejected because they could not be read. */
+  system: System | null;
+  reason: string;
+  count: number;
+  oldestDeadAt: string;
+  newestDeadAt: string;
+  sampleMessageId: string;
+}
+export interface DeadLetterGroups {
+  deadLetterGroups: DeadLetterGroup[];
+}
+
+export const REDRIVE_GROUP = /* GraphQL */ `
+  mutation DashboardRedriveGroup($system: System, $reason: String!) {
+    redriveDeadLetters(system: $system, reason: $reason) {
+      matched
+      moved
+      dryRun
+    }
+  }
+`;
+
+export const DISCARD_GROUP = /* GraphQL */ `
+  mutation DashboardDiscardGroup($system: System, $reason: String!) {
+    discardDeadLetters(system: $system, reason: $reason) {
+      matched
+      discarded
+      dryRun
+    }
+  }
+`;
+export interface Discard {
+  discardDeadLetters: { matched: number; discarded: number; dryRun: boolean };
+}
+
 export const SEED = /* GraphQL */ `
   mutation DashboardSeed($system: System!, $count: Int!) {
     seedOrders(system: $system, count: $count) {
