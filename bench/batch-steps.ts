@@ -9,6 +9,7 @@ import { randomUUID } from "node:crypto";
 import { createAttemptLog, type LogDocument } from "../common/attempt-log.ts";
 import { type Config } from "../common/config.ts";
 import { encodeMessage, HEADERS, type System } from "../common/contract.ts";
+import { deadLetterGroupsKey } from "../common/dead-letter-groups.ts";
 import { eventsTopic } from "../common/events.ts";
 import { countedKey, counterKey } from "../common/keys.ts";
 import { createLogger } from "../common/logger.ts";
@@ -128,7 +129,7 @@ export async function batchSteps(
         await time("redis count", () =>
           countOnce(
             redis,
-            counterKey(config),
+            { counter: counterKey(config), groups: deadLetterGroupsKey(config) },
             topic,
             deliveries.map((d) => ({
               key: countedKey(config, d.message.messageId, d.round, d.attempt, "SUCCEEDED"),

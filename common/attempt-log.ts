@@ -12,7 +12,7 @@
 //
 // Retention is tiered: every document expires at `expiresAt`, except the history
 // of a message sitting in the dead-letter queue, whose documents carry no expiry
-// until it is redriven. On MongoDB a TTL index deletes expired documents; on a
+// until it is redriven or discarded. On MongoDB a TTL index deletes expired documents; on a
 // server that refuses TTL indexes a sweeper does the same on an interval.
 import { type Collection, type Db, MongoBulkWriteError, MongoServerError, ObjectId } from "mongodb";
 import pg from "pg";
@@ -88,7 +88,7 @@ export interface AttemptLog {
   withdraw(attempts: Pick<LogDocument, "messageId" | "round" | "attempt" | "status">[]): Promise<void>;
   /** Keeps the whole history of these dead-lettered messages (no expiry) until they are redriven. */
   retain(messageIds: string[]): Promise<void>;
-  /** Lets the histories of redriven messages expire again from now. */
+  /** Lets the histories of redriven or discarded messages expire again from now. */
   release(messageIds: string[]): Promise<void>;
   /** Deletes expired documents (sweeper mode) in one query whatever is retained; returns how many. */
   sweep(now?: Date): Promise<number>;
@@ -126,8 +126,13 @@ async function eachLimited<T, R>(items: T[], width: number, fn: (item: T) => Pro
 
 const PER_MESSAGE_WIDTH = 8;
 
+// A DISCARDED entry (attempt 0) closes its round: it comes after the round's attempts.
+const closesRound = (d: LogDocument) => (d.status === "DISCARDED" ? 1 : 0);
 const byProcessingOrder = (a: LogDocument, b: LogDocument) =>
-  a.round - b.round || a.attempt - b.attempt || a.processedAt.getTime() - b.processedAt.getTime();
+  a.round - b.round ||
+  closesRound(a) - closesRound(b) ||
+  a.attempt - b.attempt ||
+  a.processedAt.getTime() - b.processedAt.getTime();
 
 export function createAttemptLog(opts: { db: Db; config: Config; logger: Logger }): AttemptLog {
   const { db, config, logger } = opts;

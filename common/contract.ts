@@ -16,7 +16,14 @@ import { z } from "zod";
 export const SYSTEMS = ["SYSTEM1", "SYSTEM2"] as const;
 export type System = (typeof SYSTEMS)[number];
 
-export const PROCESSING_STATUSES = ["RETRY_SCHEDULED", "SUCCEEDED", "DEAD_LETTERED", "REJECTED", "REDRIVEN"] as const;
+export const PROCESSING_STATUSES = [
+  "RETRY_SCHEDULED",
+  "SUCCEEDED",
+  "DEAD_LETTERED",
+  "REJECTED",
+  "REDRIVEN",
+  "DISCARDED",
+] as const;
 export type ProcessingStatus = (typeof PROCESSING_STATUSES)[number];
 
 /** AMQP header names. Attempt numbers start at 1; a redrive starts a new round at attempt 1. */

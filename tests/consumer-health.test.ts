@@ -74,7 +74,11 @@ describe("consumer health and metrics", () => {
       throw new Error(`${err.message}\n${output()}`);
     });
     const before = await (await fetch(`${base}/metrics`)).text();
-    expect(before).not.toMatch(/tentativa_messages_processed_total\{/);
+    // Every series is there from the start, at 0, for rate() and the alerting rules.
+    const series = [...before.matchAll(/^tentativa_messages_processed_total\{.*\} (\S+)$/gm)].map((m) => Number(m[1]));
+    expect(series.length).toBeGreaterThan(0);
+    expect(series.every((v) => v === 0)).toBe(true);
+    expect(before).toMatch(/^tentativa_messages_processed_total\{status="DEAD_LETTERED",system="SYSTEM1"\} 0$/m);
     await e.gql(`mutation { seedOrders(system: SYSTEM1, count: 20, securityCheckRatio: 0.5) { inserted } }`);
     await e.gql(`mutation { publishPending(system: SYSTEM1) { published } }`);
     await e.drained();

@@ -32,7 +32,7 @@ function clientOperations(): { name: string; query: string; variables?: Record<s
       ops.push({
         name: `dashboard ${name}`,
         query: value,
-        variables: { first: 20, system: "SYSTEM1", count: 1000, messageId: "x" },
+        variables: { first: 20, system: "SYSTEM1", count: 1000, messageId: "x", reason: "max-attempts" },
       });
   for (const name of ["SEED", "PUBLISH", "STATS", "HISTORY"] as const)
     ops.push({ name: `bench ${name}`, query: bench[name], variables: { system: "SYSTEM1", count: 1000, id: "x" } });
@@ -209,7 +209,7 @@ describe("refusals through the gateway", () => {
       broker: env.broker,
       log: env.log,
       pubsub: { subscribe: () => (async function* () {})() } as never,
-      metrics: createGatewayMetrics(env.broker),
+      metrics: createGatewayMetrics({ broker: env.broker, redis: env.redis, config: env.config, sources: env.sources }),
     });
     try {
       const ask = async (query: string) => {

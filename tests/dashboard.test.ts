@@ -145,112 +145,150 @@ describe("dashboard in a browser", () => {
     return { page, pageErrors };
   }
 
-  it("seeds, publishes, follows the events live, opens a timeline and redrives a dead letter", { timeout: 180_000 }, async () => {
-    env = await createTestEnv({ RETRY_DELAY_MS: "200", GATEWAY_TOKEN: token });
-    await env.startConsumer();
-    const { page, pageErrors } = await openDashboard(env);
+  it(
+    "seeds, publishes, follows the events live, opens a timeline, redrives a dead letter, then redrives and discards a group",
+    { timeout: 180_000 },
+    async () => {
+      env = await createTestEnv({ RETRY_DELAY_MS: "200", GATEWAY_TOKEN: token });
+      await env.startConsumer();
+      const { page, pageErrors } = await openDashboard(env);
 
-    await poll(() => page.getByTestId("connection").textContent()).toBe("events: live");
-    const s1 = page.getByRole("region", { name: "SYSTEM1", exact: true });
-    const s2 = page.getByRole("region", { name: "SYSTEM2", exact: true });
-    await poll(() => numberIn(s1.getByTestId("orders"))).toBe(0);
+      await poll(() => page.getByTestId("connection").textContent()).toBe("events: live");
+      const s1 = page.getByRole("region", { name: "SYSTEM1", exact: true });
+      const s2 = page.getByRole("region", { name: "SYSTEM2", exact: true });
+      await poll(() => numberIn(s1.getByTestId("orders"))).toBe(0);
 
-    // Seeding is a mutation: the gateway wants the token, so the dashboard asks; a wrong one is asked for again.
-    await s1.getByLabel("Orders to seed").fill("50");
-    await s1.getByRole("button", { name: "Seed", exact: true }).click();
-    const tokenDialog = page.getByRole("dialog", { name: "Gateway token" });
-    const tokenInput = tokenDialog.getByLabel("Gateway token");
-    await tokenDialog.waitFor();
-    expect(await tokenDialog.getByRole("alert").textContent()).toContain("needs the gateway token");
-    await tokenInput.fill("not-the-token-at-all");
-    await tokenDialog.getByRole("button", { name: "Save and retry" }).click();
-    await poll(() => tokenInput.inputValue()).toBe("");
-    expect(await env.sources.SYSTEM1.order.count()).toBe(0);
-    await tokenInput.fill(token);
-    await tokenDialog.getByRole("button", { name: "Save and retry" }).click();
-    await tokenDialog.waitFor({ state: "hidden" });
-    await toast(page, "SYSTEM1: seeded 50 orders (ids 1–50)").waitFor();
-    expect(await page.evaluate(() => localStorage.getItem("tentativa.gatewayToken"))).toBe(token);
-    expect(await env.sources.SYSTEM1.order.count()).toBe(50);
-    await poll(() => numberIn(s1.getByTestId("orders"))).toBe(50);
-    await poll(() => numberIn(s1.getByTestId("pending"))).toBe(50);
-    const expectedDead = 50 - (await countTrue(env, "SYSTEM1"));
-    expect(expectedDead).toBeGreaterThan(0);
-    // A new token reconnects the subscription; publish once it is live again.
-    await poll(() => page.getByTestId("connection").textContent()).toBe("events: live");
+      // Seeding is a mutation: the gateway wants the token, so the dashboard asks; a wrong one is asked for again.
+      await s1.getByLabel("Orders to seed").fill("50");
+      await s1.getByRole("button", { name: "Seed", exact: true }).click();
+      const tokenDialog = page.getByRole("dialog", { name: "Gateway token" });
+      const tokenInput = tokenDialog.getByLabel("Gateway token");
+      await tokenDialog.waitFor();
+      expect(await tokenDialog.getByRole("alert").textContent()).toContain("needs the gateway token");
+      await tokenInput.fill("not-the-token-at-all");
+      await tokenDialog.getByRole("button", { name: "Save and retry" }).click();
+      await poll(() => tokenInput.inputValue()).toBe("");
+      expect(await env.sources.SYSTEM1.order.count()).toBe(0);
+      await tokenInput.fill(token);
+      await tokenDialog.getByRole("button", { name: "Save and retry" }).click();
+      await tokenDialog.waitFor({ state: "hidden" });
+      await toast(page, "SYSTEM1: seeded 50 orders (ids 1–50)").waitFor();
+      expect(await page.evaluate(() => localStorage.getItem("tentativa.gatewayToken"))).toBe(token);
+      expect(await env.sources.SYSTEM1.order.count()).toBe(50);
+      await poll(() => numberIn(s1.getByTestId("orders"))).toBe(50);
+      await poll(() => numberIn(s1.getByTestId("pending"))).toBe(50);
+      const expectedDead = 50 - (await countTrue(env, "SYSTEM1"));
+      expect(expectedDead).toBeGreaterThan(0);
+      // A new token reconnects the subscription; publish once it is live again.
+      await poll(() => page.getByTestId("connection").textContent()).toBe("events: live");
 
-    await s1.getByRole("button", { name: "Publish pending" }).click();
-    await toast(page, "SYSTEM1: published 50 orders (ids 1–50)").waitFor();
-    await poll(() => numberIn(s1.getByTestId("cursor"))).toBe(50);
-    await poll(() => numberIn(s1.getByTestId("pending"))).toBe(0);
+      await s1.getByRole("button", { name: "Publish pending" }).click();
+      await toast(page, "SYSTEM1: published 50 orders (ids 1–50)").waitFor();
+      await poll(() => numberIn(s1.getByTestId("cursor"))).toBe(50);
+      await poll(() => numberIn(s1.getByTestId("pending"))).toBe(0);
 
-    // The subscription drives the counters: every order ends SUCCEEDED or DEAD_LETTERED.
-    await env.drained(90_000);
-    const counter = (status: string) => numberIn(s1.getByTestId(`count-${status}`));
-    await poll(() => counter("SUCCEEDED")).toBe(50 - expectedDead);
-    await poll(() => counter("DEAD_LETTERED")).toBe(expectedDead);
-    expect(await counter("RETRY_SCHEDULED")).toBeGreaterThanOrEqual(expectedDead * (env.config.retry.maxAttempts - 1));
-    expect(await counter("REJECTED")).toBe(0);
-    expect(await numberIn(s2.getByTestId("count-SUCCEEDED"))).toBe(0);
-    const events = page.getByRole("region", { name: "Latest events" });
-    expect(await events.locator("tbody tr").count()).toBeGreaterThan(50);
-    // The sparkline plots completed 5-second buckets: the burst shows once its bucket closes.
-    const peak = async () => Number(/peak ([\d.]+)/.exec((await s1.getByRole("img").getAttribute("aria-label")) ?? "")?.[1]);
-    await poll(peak).toBeGreaterThan(0);
+      // The subscription drives the counters: every order ends SUCCEEDED or DEAD_LETTERED.
+      await env.drained(90_000);
+      const counter = (status: string) => numberIn(s1.getByTestId(`count-${status}`));
+      await poll(() => counter("SUCCEEDED")).toBe(50 - expectedDead);
+      await poll(() => counter("DEAD_LETTERED")).toBe(expectedDead);
+      expect(await counter("RETRY_SCHEDULED")).toBeGreaterThanOrEqual(expectedDead * (env.config.retry.maxAttempts - 1));
+      expect(await counter("REJECTED")).toBe(0);
+      expect(await numberIn(s2.getByTestId("count-SUCCEEDED"))).toBe(0);
+      const events = page.getByRole("region", { name: "Latest events" });
+      expect(await events.locator("tbody tr").count()).toBeGreaterThan(50);
+      // The sparkline plots completed 5-second buckets: the burst shows once its bucket closes.
+      const peak = async () => Number(/peak ([\d.]+)/.exec((await s1.getByRole("img").getAttribute("aria-label")) ?? "")?.[1]);
+      await poll(peak).toBeGreaterThan(0);
 
-    // Queue depths, reconciliation and dead letters come from pipelineStats and deadLetters.
-    const queues = page.getByRole("region", { name: "Queues" });
-    await poll(() => numberIn(queues.getByTestId("queue-messages-dead-letter"))).toBe(expectedDead);
-    expect(await numberIn(queues.getByTestId("queue-messages-primary"))).toBe(0);
-    await poll(() => numberIn(s1.getByTestId("succeeded"))).toBe(50 - expectedDead);
-    await poll(() => numberIn(s1.getByTestId("dead-lettered"))).toBe(expectedDead);
-    await poll(() => numberIn(s1.getByTestId("endput-rows"))).toBe(50 - expectedDead);
-    const deadLetters = page.getByRole("region", { name: "Dead letters" });
-    const rows = deadLetters.locator("tbody tr[data-message-id]");
-    await poll(() => rows.count()).toBe(Math.min(20, expectedDead));
-    await page.screenshot({ path: path.join(SCREENSHOTS, "01-live.png"), fullPage: true });
+      // Queue depths, reconciliation and dead letters come from pipelineStats and deadLetters.
+      const queues = page.getByRole("region", { name: "Queues" });
+      await poll(() => numberIn(queues.getByTestId("queue-messages-dead-letter"))).toBe(expectedDead);
+      expect(await numberIn(queues.getByTestId("queue-messages-primary"))).toBe(0);
+      await poll(() => numberIn(s1.getByTestId("succeeded"))).toBe(50 - expectedDead);
+      await poll(() => numberIn(s1.getByTestId("dead-lettered"))).toBe(expectedDead);
+      await poll(() => numberIn(s1.getByTestId("endput-rows"))).toBe(50 - expectedDead);
+      const deadLetters = page.getByRole("region", { name: "Dead letters" });
+      const rows = deadLetters.locator("tbody tr[data-message-id]");
+      await poll(() => rows.count()).toBe(Math.min(20, expectedDead));
+      await page.screenshot({ path: path.join(SCREENSHOTS, "01-live.png"), fullPage: true });
 
-    // Clicking a dead-lettered event opens its timeline: maxAttempts attempts, the last one DEAD_LETTERED.
-    const deadEvent = events.locator("tbody tr").filter({ hasText: "Dead-lettered" }).first();
-    const deadId = (await deadEvent.locator("button[data-message-id]").getAttribute("data-message-id"))!;
-    await deadEvent.locator("button[data-message-id]").click();
-    const timeline = page.getByRole("region", { name: "Message timeline" });
-    await poll(() => timeline.getByTestId("timeline-message-id").textContent()).toBe(deadId);
-    const attempts = timeline.getByRole("list", { name: `Attempts of ${deadId}` }).getByRole("listitem");
-    await poll(() => attempts.count()).toBe(env.config.retry.maxAttempts);
-    expect(await attemptsOf(attempts)).toEqual([
-      ...Array.from({ length: env.config.retry.maxAttempts - 1 }, (_, k) => `0/${k + 1}/RETRY_SCHEDULED`),
-      `0/${env.config.retry.maxAttempts}/DEAD_LETTERED`,
-    ]);
-    expect(await attempts.last().textContent()).toContain(`giving up after ${env.config.retry.maxAttempts}`);
-    expect(page.url()).toContain(`#message=${deadId}`);
-    await page.screenshot({ path: path.join(SCREENSHOTS, "02-timeline.png"), fullPage: true });
+      // Clicking a dead-lettered event opens its timeline: maxAttempts attempts, the last one DEAD_LETTERED.
+      const deadEvent = events.locator("tbody tr").filter({ hasText: "Dead-lettered" }).first();
+      const deadId = (await deadEvent.locator("button[data-message-id]").getAttribute("data-message-id"))!;
+      await deadEvent.locator("button[data-message-id]").click();
+      const timeline = page.getByRole("region", { name: "Message timeline" });
+      await poll(() => timeline.getByTestId("timeline-message-id").textContent()).toBe(deadId);
+      const attempts = timeline.getByRole("list", { name: `Attempts of ${deadId}` }).getByRole("listitem");
+      await poll(() => attempts.count()).toBe(env.config.retry.maxAttempts);
+      expect(await attemptsOf(attempts)).toEqual([
+        ...Array.from({ length: env.config.retry.maxAttempts - 1 }, (_, k) => `0/${k + 1}/RETRY_SCHEDULED`),
+        `0/${env.config.retry.maxAttempts}/DEAD_LETTERED`,
+      ]);
+      expect(await attempts.last().textContent()).toContain(`giving up after ${env.config.retry.maxAttempts}`);
+      expect(page.url()).toContain(`#message=${deadId}`);
+      await page.screenshot({ path: path.join(SCREENSHOTS, "02-timeline.png"), fullPage: true });
 
-    // Redrive one dead letter: the UI shows the result, and the message runs (and dead-letters) again.
-    const redriveId = (await rows.first().getAttribute("data-message-id"))!;
-    await deadLetters.getByRole("button", { name: `Redrive ${redriveId}` }).click();
-    const result = deadLetters.getByTestId("redrive-result");
-    await result.waitFor();
-    expect(await result.textContent()).toMatch(/: matched 1, moved 1$/);
-    await toast(page, "matched 1, moved 1").waitFor();
+      // Redrive one dead letter: the UI shows the result, and the message runs (and dead-letters) again.
+      const redriveId = (await rows.first().getAttribute("data-message-id"))!;
+      await deadLetters.getByRole("button", { name: `Redrive ${redriveId}` }).click();
+      const result = deadLetters.getByTestId("redrive-result");
+      await result.waitFor();
+      expect(await result.textContent()).toMatch(/: matched 1, moved 1$/);
+      await toast(page, "matched 1, moved 1").waitFor();
 
-    // This time the timeline opens from a pasted id; it follows the new round as it happens.
-    await timeline.getByLabel("Message id").fill(redriveId);
-    await timeline.getByRole("button", { name: "Show" }).click();
-    await poll(() => timeline.getByTestId("timeline-message-id").textContent()).toBe(redriveId);
-    const redriven = timeline.getByRole("list", { name: `Attempts of ${redriveId}` }).getByRole("listitem");
-    // The new round: REDRIVEN, then attempts from 1 again up to DEAD_LETTERED.
-    const maxAttempts = env.config.retry.maxAttempts;
-    await poll(async () => (await attemptsOf(redriven)).filter((a) => a.startsWith("1/"))).toEqual([
-      "1/0/REDRIVEN",
-      ...Array.from({ length: maxAttempts - 1 }, (_, k) => `1/${k + 1}/RETRY_SCHEDULED`),
-      `1/${maxAttempts}/DEAD_LETTERED`,
-    ]);
-    await poll(() => counter("DEAD_LETTERED")).toBe(expectedDead + 1);
-    await page.screenshot({ path: path.join(SCREENSHOTS, "03-redrive.png"), fullPage: true });
+      // This time the timeline opens from a pasted id; it follows the new round as it happens.
+      await timeline.getByLabel("Message id").fill(redriveId);
+      await timeline.getByRole("button", { name: "Show" }).click();
+      await poll(() => timeline.getByTestId("timeline-message-id").textContent()).toBe(redriveId);
+      const redriven = timeline.getByRole("list", { name: `Attempts of ${redriveId}` }).getByRole("listitem");
+      // The new round: REDRIVEN, then attempts from 1 again up to DEAD_LETTERED.
+      const maxAttempts = env.config.retry.maxAttempts;
+      await poll(async () => (await attemptsOf(redriven)).filter((a) => a.startsWith("1/"))).toEqual([
+        "1/0/REDRIVEN",
+        ...Array.from({ length: maxAttempts - 1 }, (_, k) => `1/${k + 1}/RETRY_SCHEDULED`),
+        `1/${maxAttempts}/DEAD_LETTERED`,
+      ]);
+      await poll(() => counter("DEAD_LETTERED")).toBe(expectedDead + 1);
+      await page.screenshot({ path: path.join(SCREENSHOTS, "03-redrive.png"), fullPage: true });
 
-    expect(pageErrors).toEqual([]);
-  });
+      // The groups: every dead letter of SYSTEM1 failed its attempts, so one group holds them all.
+      const groups = page.getByRole("region", { name: "Dead-letter groups" });
+      const group = groups.locator('tbody tr[data-group="SYSTEM1 max-attempts"]');
+      await poll(() => numberIn(group.getByTestId("group-count"))).toBe(expectedDead);
+      expect(await groups.locator("tbody tr[data-group]").count()).toBe(1);
+
+      // "Redrive group" sends the whole group back; its messages fail their new round and return to it.
+      await groups.getByRole("button", { name: "Redrive group SYSTEM1 max-attempts" }).click();
+      const groupResult = groups.getByTestId("group-result");
+      expect(await groupOutcome(page, groupResult, "Redrive SYSTEM1 max-attempts")).toBe(
+        `Redrive SYSTEM1 max-attempts: matched ${expectedDead}, moved ${expectedDead}`,
+      );
+      await env.drained(90_000);
+      await poll(() => numberIn(queues.getByTestId("queue-messages-dead-letter"))).toBe(expectedDead);
+      await poll(() => numberIn(group.getByTestId("group-count"))).toBe(expectedDead);
+
+      // "Discard group" asks first: cancelling changes nothing, confirming removes the group for good.
+      await groups.getByRole("button", { name: "Discard group SYSTEM1 max-attempts" }).click();
+      const confirm = groups.getByRole("group", { name: "Confirm discard of SYSTEM1 max-attempts" });
+      expect(await confirm.textContent()).toContain(`Discard ${expectedDead} for good?`);
+      await confirm.getByRole("button", { name: "Cancel" }).click();
+      await confirm.waitFor({ state: "hidden" });
+      expect(await env.queueDepth(env.broker.topology.dlq)).toBe(expectedDead);
+      await groups.getByRole("button", { name: "Discard group SYSTEM1 max-attempts" }).click();
+      await confirm.getByRole("button", { name: "Confirm discard" }).click();
+      expect(await groupOutcome(page, groupResult, "Discard SYSTEM1 max-attempts")).toBe(
+        `Discard SYSTEM1 max-attempts: matched ${expectedDead}, discarded ${expectedDead}`,
+      );
+      await poll(() => groups.locator("td.empty").textContent()).toBe("No dead letters.");
+      expect(await env.queueDepth(env.broker.topology.dlq)).toBe(0);
+      expect(await env.log.count({ status: "DISCARDED" })).toBe(expectedDead);
+      await poll(() => numberIn(queues.getByTestId("queue-messages-dead-letter"))).toBe(0);
+      await page.screenshot({ path: path.join(SCREENSHOTS, "05-groups.png"), fullPage: true });
+
+      expect(pageErrors).toEqual([]);
+    },
+  );
 
   it("keeps the other panels working when one query fails", { timeout: 120_000 }, async () => {
     env = await createTestEnv();
@@ -307,6 +345,16 @@ function bundleIsStale(): boolean {
   ];
   const newest = Math.max(...sources.map((f) => fs.statSync(f).mtimeMs));
   return newest > fs.statSync(built).mtimeMs;
+}
+
+/** What a group's redrive or discard reported: its result line, or the error it failed with (a walk of the whole group may take a while on a loaded machine). */
+async function groupOutcome(page: Page, result: Locator, action: string): Promise<string | null> {
+  const failed = page.locator(".toasts .toast-error").filter({ hasText: action });
+  await expect
+    .poll(async () => (await result.filter({ hasText: action }).count()) + (await failed.count()), { timeout: 90_000 })
+    .toBeGreaterThan(0);
+  expect(await failed.allTextContents()).toEqual([]);
+  return result.textContent();
 }
 
 function toast(page: Page, text: string): Locator {

@@ -113,6 +113,28 @@ describe("redriveDeadLetters", () => {
     ]);
   });
 
+  it("walks only the dead letters there when it began: copies that arrive meanwhile wait for the next walk", async () => {
+    const { primary, dlq } = env.broker.topology;
+    for (const id of [1, 2]) await deadLetter(id);
+    // As a consumer dead-letters again what a redrive sent back, while the redrive still walks.
+    let arrivals = 0;
+    const result = await redriveDeadLetters({
+      filter: {},
+      broker: env.broker,
+      log: env.log,
+      redis: env.redis,
+      config: env.config,
+      logger: env.logger,
+      beforeAck: async () => {
+        if (arrivals < 2) await deadLetter(100 + ++arrivals);
+      },
+    });
+    expect(arrivals).toBe(2);
+    expect(result).toEqual({ matched: 2, moved: 2, alreadyRedriven: 0, dryRun: false });
+    expect(await env.queueDepth(primary)).toBe(2);
+    expect(await env.queueDepth(dlq)).toBe(2);
+  });
+
   it("counts what a concurrent peek holds: a dry run waits for the scan in progress", async () => {
     const { dlq } = env.broker.topology;
     for (const id of [1, 2, 3]) await deadLetter(id);

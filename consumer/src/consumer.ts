@@ -33,12 +33,19 @@ import type { AttemptLog, LogDocument } from "../../common/attempt-log.ts";
 import type { Broker } from "../../common/broker.ts";
 import type { Config } from "../../common/config.ts";
 import { copyIdOf, HEADERS, isDerivedCopyId } from "../../common/contract.ts";
+import {
+  deadLetterGroupKey,
+  deadLetterGroupsKey,
+  groupName,
+  groupReasonOf,
+  type GroupSystem,
+} from "../../common/dead-letter-groups.ts";
 import { errorMessage, sleep } from "../../common/errors.ts";
 import { eventsTopic, type ProcessingEvent } from "../../common/events.ts";
 import { countedKey, counterField, counterKey } from "../../common/keys.ts";
 import type { Logger } from "../../common/logger.ts";
 import type { EndputClient } from "../../common/stores.ts";
-import { decide, deliveryOf, type Outcome, rejectRedelivered, rejectRefused as rejectOutcome } from "./decide.ts";
+import { deadReasonOf, decide, deliveryOf, type Outcome, rejectRedelivered, rejectRefused as rejectOutcome } from "./decide.ts";
 import { createForwarder, type ForwardItem } from "./forwarder.ts";
 import type { ConsumerMetrics } from "./metrics.ts";
 import { countOnce, deliveryLogFields, insertEndputRows } from "./records.ts";
@@ -101,6 +108,9 @@ export function createConsumer(deps: {
   let processed = 0;
   let batches = 0;
   let unacked = 0;
+  // Arrival times of the deliveries held unacked, in delivery order: acks go in that order too.
+  let unackedSince: number[] = [];
+  metrics?.watchUnacked(() => unackedSince[0] ?? null);
 
   async function setup(conn: ChannelModel): Promise<void> {
     if (stopping) return;
@@ -114,6 +124,7 @@ export function createConsumer(deps: {
       // Unacked deliveries of this channel go back to the queue; drop our copies.
       buffer = [];
       unacked = 0;
+      unackedSince = [];
       // A channel-level error leaves the connection up: consume again on a new channel.
       if (!stopping && broker.isConnected()) {
         setTimeout(() => {
@@ -133,6 +144,7 @@ export function createConsumer(deps: {
   function onMessage(ch: Channel, msg: ConsumeMessage): void {
     if (ch !== channel) return;
     unacked++;
+    unackedSince.push(Date.now());
     buffer.push(msg);
     if (buffer.length >= config.consumer.batchSize) kick();
     else if (!timer) timer = setTimeout(() => ((flushDue = true), kick()), config.consumer.batchWaitMs);
@@ -194,6 +206,7 @@ export function createConsumer(deps: {
         throw new ChannelGone();
       }
       unacked -= batch.length;
+      unackedSince.splice(0, batch.length);
       finish();
       return true;
     } catch (err) {
@@ -372,6 +385,7 @@ export function createConsumer(deps: {
     }
     const live = items.filter((i) => !i.duplicate);
     const forwards = live.filter((i): i is Item & ForwardItem => i.outcome.kind !== "SUCCEEDED");
+    for (const f of forwards) if (f.outcome.kind !== "RETRY_SCHEDULED") f.deadAt = now;
 
     // A dead letter's whole history stays while it is in the DLQ (a readable REJECTED one's too).
     const dead = forwards.filter((i) => i.outcome.kind === "DEAD_LETTERED" || deliveryOf(i.outcome)).map((i) => i.messageId);
@@ -382,8 +396,10 @@ export function createConsumer(deps: {
         key: countedKey(config, doc.messageId, doc.round, doc.attempt, doc.status),
         field: counterField(systemOf(i), i.outcome.kind),
         event: JSON.stringify(toEvent(i, now)),
+        dead: deadLetterOf(i, now),
       }));
-      await durably(ch, "redis", () => countOnce(redis, counterKey(config), topic, attempts));
+      const keys = { counter: counterKey(config), groups: deadLetterGroupsKey(config) };
+      await durably(ch, "redis", () => countOnce(redis, keys, topic, attempts));
     }
 
     return {
@@ -394,6 +410,21 @@ export function createConsumer(deps: {
         batches++;
         record(items, live, started);
       },
+    };
+  }
+
+  /** The dead-letter group a dead letter joins, by the reason its x-dead-reason header will carry. */
+  function deadLetterOf(i: Pick<Item, "outcome" | "messageId">, now: Date) {
+    if (i.outcome.kind !== "DEAD_LETTERED" && i.outcome.kind !== "REJECTED") return undefined;
+    // Groups name a rejection's system UNKNOWN even when the message was readable: a DLQ walk
+    // cannot tell those apart from unreadable ones, and it must find the same group to remove from.
+    const system: GroupSystem = i.outcome.kind === "REJECTED" ? "UNKNOWN" : (systemOf(i) as GroupSystem);
+    const reason = groupReasonOf(deadReasonOf(i.outcome));
+    return {
+      groupKey: deadLetterGroupKey(config, system, reason),
+      group: groupName(system, reason),
+      messageId: i.messageId,
+      deadAt: now,
     };
   }
 

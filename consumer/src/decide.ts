@@ -15,6 +15,11 @@ export function deliveryOf(outcome: Outcome): DecodedDelivery | undefined {
   return outcome.delivery;
 }
 
+/** The x-dead-reason header of a dead letter: the full error text is in the attempt log. */
+export function deadReasonOf(outcome: Extract<Outcome, { kind: "DEAD_LETTERED" | "REJECTED" }>): string {
+  return outcome.kind === "DEAD_LETTERED" ? outcome.reason : `${outcome.reason}: ${outcome.error}`;
+}
+
 export function statusOf(outcome: Outcome): ProcessingStatus {
   return outcome.kind;
 }

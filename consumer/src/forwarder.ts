@@ -27,7 +27,7 @@ import { CONTENT_TYPE, HEADERS, isDerivedCopyId, withNewCopyId } from "../../com
 import { errorMessage, sleep } from "../../common/errors.ts";
 import { forwardedKey } from "../../common/keys.ts";
 import type { Logger } from "../../common/logger.ts";
-import type { Outcome } from "./decide.ts";
+import { deadReasonOf, type Outcome } from "./decide.ts";
 
 const MAX_REASON_LENGTH = 200;
 /** A copy redelivered later than this after its forward was confirmed forwards again. */
@@ -41,6 +41,8 @@ export interface ForwardItem {
   /** The physical copy the delivery is (kept across redeliveries). */
   copy: string;
   messageId: string;
+  /** When the attempt that dead-lettered it began: the x-dead-at header, and its score in its dead-letter group. */
+  deadAt?: Date;
 }
 
 export class ForwardAborted extends Error {
@@ -88,10 +90,9 @@ export function createForwarder(deps: { config: Config; broker: Broker; redis: R
       return { queue: topology.waitQueueFor(attempt), content: msg.content, options };
     }
     // Dead letters keep a short reason in the headers; the full error is in the attempt log.
-    const reason = outcome.kind === "DEAD_LETTERED" ? outcome.reason : `${outcome.reason}: ${outcome.error}`;
-    headers[HEADERS.deadReason] = reason.slice(0, MAX_REASON_LENGTH);
+    headers[HEADERS.deadReason] = deadReasonOf(outcome).slice(0, MAX_REASON_LENGTH);
     headers[HEADERS.deadAttempts] = outcome.kind === "DEAD_LETTERED" ? outcome.delivery.attempt : 0;
-    headers[HEADERS.deadAt] = new Date().toISOString();
+    headers[HEADERS.deadAt] = (item.deadAt ?? new Date()).toISOString();
     headers[HEADERS.consumerId] = consumerId;
     return { queue: topology.dlq, content: msg.content, options };
   }

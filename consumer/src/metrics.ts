@@ -1,12 +1,32 @@
-import { collectDefaultMetrics, Counter, Histogram, Registry } from "prom-client";
+import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from "prom-client";
+
+import { SYSTEMS } from "../../common/contract.ts";
 
 export type ConsumerMetrics = ReturnType<typeof createConsumerMetrics>;
+
+/** The outcomes the consumer counts, and the steps whose store writes can hold a batch: exported at 0 from the start. */
+const OUTCOMES = ["SUCCEEDED", "RETRY_SCHEDULED", "DEAD_LETTERED", "REJECTED"] as const;
+const STORE_STEPS = ["mongo", "endput", "redis"] as const;
 
 export function createConsumerMetrics() {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry, prefix: "tentativa_consumer_" });
-  return {
+  let oldestUnackedAt: () => number | null = () => null;
+  new Gauge({
+    name: "tentativa_consumer_oldest_unacked_seconds",
+    help: "Age of the oldest delivery this consumer holds unacked (0 when it holds none)",
+    registers: [registry],
+    collect() {
+      const at = oldestUnackedAt();
+      this.set(at === null ? 0 : Math.max(0, (Date.now() - at) / 1000));
+    },
+  });
+  const metrics = {
     registry,
+    /** Where the unacked gauge reads the oldest delivery's arrival (the consumer sets it). */
+    watchUnacked(fn: () => number | null) {
+      oldestUnackedAt = fn;
+    },
     processed: new Counter({
       name: "tentativa_messages_processed_total",
       help: "Attempts processed, by outcome and source system",
@@ -48,4 +68,11 @@ export function createConsumerMetrics() {
       registers: [registry],
     }),
   };
+  // Labelled series exist before their first event, so rate() and the alerts see them from the start.
+  for (const status of OUTCOMES)
+    for (const system of [...SYSTEMS, "UNKNOWN"]) {
+      if (status === "REJECTED" ? system === "UNKNOWN" : system !== "UNKNOWN") metrics.processed.inc({ status, system }, 0);
+    }
+  for (const step of STORE_STEPS) metrics.storeErrors.inc({ step }, 0);
+  return metrics;
 }

@@ -13,14 +13,22 @@ import type { EndputClient } from "../../common/stores.ts";
  */
 const COUNTED_TTL_SECONDS = 24 * 3600;
 
-// Per attempt: marks it counted and, only the first time, adds it to its counter and
-// publishes its event. One script, so the mark and the count are never apart.
+// Per attempt: marks it counted and, only the first time, adds it to its counter, publishes
+// its event and, for a dead letter, adds it to its dead-letter group. One script, so the mark,
+// the count and the group are never apart. KEYS: the counters, the set of group names, then
+// the n counted marks, then n group keys (a dead letter's group; any key for another attempt).
 const COUNT_SCRIPT = `
+local n = tonumber(ARGV[3])
 local counted = 0
-for i, key in ipairs(KEYS) do
-  if i > 1 and redis.call('SET', key, '1', 'NX', 'EX', ARGV[2]) then
-    redis.call('HINCRBY', KEYS[1], ARGV[2 * i - 1], 1)
-    redis.call('PUBLISH', ARGV[1], ARGV[2 * i])
+for i = 1, n do
+  if redis.call('SET', KEYS[2 + i], '1', 'NX', 'EX', ARGV[2]) then
+    local a = 3 + (i - 1) * 5
+    redis.call('HINCRBY', KEYS[1], ARGV[a + 1], 1)
+    redis.call('PUBLISH', ARGV[1], ARGV[a + 2])
+    if ARGV[a + 3] ~= '' then
+      redis.call('ZADD', KEYS[2 + n + i], ARGV[a + 4], ARGV[a + 3])
+      redis.call('SADD', KEYS[2], ARGV[a + 5])
+    end
     counted = counted + 1
   end
 end
@@ -33,17 +41,35 @@ export interface Counted {
   field: string;
   /** The event, serialised. */
   event: string;
+  /** For a dead letter: the group it joins (common/dead-letter-groups.ts). */
+  dead?: { groupKey: string; group: string; messageId: string; deadAt: Date };
 }
 
 /**
  * Counts each attempt and publishes its event exactly once, however often its batch
- * is redelivered; returns how many were counted now.
+ * is redelivered, adding each dead letter to its group at the same time; returns how
+ * many were counted now.
  */
-export async function countOnce(redis: Redis, counterKey: string, topic: string, attempts: Counted[]): Promise<number> {
+export async function countOnce(
+  redis: Redis,
+  keys: { counter: string; groups: string },
+  topic: string,
+  attempts: Counted[],
+): Promise<number> {
   if (attempts.length === 0) return 0;
-  const argv: (string | number)[] = [topic, COUNTED_TTL_SECONDS];
-  for (const a of attempts) argv.push(a.field, a.event);
-  return (await redis.eval(COUNT_SCRIPT, attempts.length + 1, counterKey, ...attempts.map((a) => a.key), ...argv)) as number;
+  const argv: (string | number)[] = [topic, COUNTED_TTL_SECONDS, attempts.length];
+  for (const a of attempts)
+    argv.push(a.field, a.event, a.dead?.messageId ?? "", a.dead?.deadAt.getTime() ?? 0, a.dead?.group ?? "");
+  const groupKeys = attempts.map((a) => a.dead?.groupKey ?? a.key);
+  return (await redis.eval(
+    COUNT_SCRIPT,
+    2 + 2 * attempts.length,
+    keys.counter,
+    keys.groups,
+    ...attempts.map((a) => a.key),
+    ...groupKeys,
+    ...argv,
+  )) as number;
 }
 
 /** Endput rows for successful deliveries, one statement; a row already there (a redelivery) is left as it is. */

@@ -44,10 +44,13 @@ export const STORE_CALLS: Readonly<Record<string, number>> = {
   "Query.messages": 1,
   "Query.messageHistory": 1,
   "Query.deadLetters": 1,
+  // The set of group names, then one pipeline over the groups.
+  "Query.deadLetterGroups": 2,
   "Mutation.publishPending": 4,
   "Mutation.resetCursor": 4,
   "Mutation.seedOrders": 2,
   "Mutation.redriveDeadLetters": 4,
+  "Mutation.discardDeadLetters": 4,
 };
 
 type ListSize = (args: Record<string, unknown>, historyDocuments: number) => number;
@@ -62,6 +65,9 @@ export const LIST_SIZE: Readonly<Record<string, ListSize>> = {
   "Query.endputOrders": page,
   "Query.messages": page,
   "Query.deadLetters": page,
+  // One group per system and reason: max-attempts, unknown and the rejection kinds.
+  "Query.deadLetterGroups": () => (SYSTEMS.length + 1) * 9,
+  "DiscardResult.letters": () => 100,
   "Query.cursors": () => SYSTEMS.length,
   // One document per attempt: up to MAX_ATTEMPTS per round.
   "Query.messageHistory": history,

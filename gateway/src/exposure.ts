@@ -1,5 +1,5 @@
 // Who can reach the gateway decides whether it may run without a token: on loopback only this
-// machine can seed, publish, reset cursors and redrive; anywhere else, anyone on the network.
+// machine can seed, publish, reset cursors, redrive and discard; anywhere else, anyone on the network.
 import net from "node:net";
 
 import type { Config } from "../../common/config.ts";
@@ -17,7 +17,7 @@ export function anonymousExposure(gateway: Config["gateway"]): string | undefine
   if (gateway.token || gateway.allowAnonymous || isLoopback(gateway.host)) return undefined;
   return (
     `GATEWAY_HOST=${gateway.host} is not a loopback address and GATEWAY_TOKEN is not set: anyone who can reach ` +
-    `it could seed, publish, reset cursors and redrive dead letters. Set GATEWAY_TOKEN, listen on 127.0.0.1, ` +
+    `it could seed, publish, reset cursors, redrive and discard dead letters. Set GATEWAY_TOKEN, listen on 127.0.0.1, ` +
     `or set GATEWAY_ALLOW_ANONYMOUS=true to accept that`
   );
 }

@@ -27,7 +27,9 @@ query MessageHistory { messageHistory(messageId: "…") { round attempt status e
 query Orders { orders(system: SYSTEM1, first: 20) { totalCount edges { node { id securityCheck history { attempt status } } } } }
 query EndputOrders { endputOrders(system: SYSTEM1, first: 20) { totalCount edges { node { sourceOrderId attempts } } } }
 query DeadLetters { deadLetters(first: 20) { messageId system orderId reason attempts } }
+query DeadLetterGroups { deadLetterGroups { system reason count oldestDeadAt newestDeadAt sampleMessageId } }
 mutation RedriveDryRun { redriveDeadLetters(system: SYSTEM1, reason: "max-attempts", dryRun: true) { matched moved alreadyRedriven dryRun } }
+mutation DiscardDryRun { discardDeadLetters(system: SYSTEM1, reason: "max-attempts", dryRun: true) { matched discarded dryRun letters { messageId orderId group } } }
 subscription ProcessingEvents { processingEvents(system: SYSTEM1) { messageId orderId attempt status at } }
 `;
 

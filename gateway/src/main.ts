@@ -39,7 +39,7 @@ async function main(config: Config): Promise<void> {
   await log.ensureIndexes().catch((err) => logger.warn({ err: errorMessage(err) }, "attempt log indexes not ensured yet"));
   const pubsub = createEventsPubSub(redis, redisSub);
 
-  const metrics = createGatewayMetrics(broker);
+  const metrics = createGatewayMetrics({ broker, redis, config, sources });
   const gateway = createGateway({ config, logger, sources, endput, redis, broker, log, pubsub, metrics });
   gateway.server.listen(config.gateway.port, config.gateway.host);
   await once(gateway.server, "listening");

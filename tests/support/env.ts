@@ -117,7 +117,7 @@ export async function createTestEnv(overrides: Overrides = {}): Promise<TestEnv>
     broker,
     log,
     pubsub,
-    metrics: createGatewayMetrics(broker),
+    metrics: createGatewayMetrics({ broker, redis, config, sources }),
   });
   closers.push(() => gateway.close());
 

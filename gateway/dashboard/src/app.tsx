@@ -1,4 +1,5 @@
 import { useServices } from "./context.ts";
+import { DeadLetterGroupsPanel } from "./dead-letter-groups-panel.tsx";
 import { DeadLettersPanel } from "./dead-letters-panel.tsx";
 import { EventsPanel } from "./events-panel.tsx";
 import { Header } from "./header.tsx";
@@ -18,6 +19,7 @@ export function App() {
   const live = useLive();
   const overview = usePoll(() => api.query<Overview>(OVERVIEW), POLL_MS);
   const stats = usePoll(() => api.query<PipelineStats>(PIPELINE_STATS).then((r) => r.pipelineStats), POLL_MS);
+  const dlqDepth = stats.data?.queues.find((q) => queueKind(q.name) === "dead-letter")?.messages;
 
   return (
     <>
@@ -30,8 +32,9 @@ export function App() {
         </div>
         <div class="grid two">
           <QueuesPanel stats={stats} />
-          <DeadLettersPanel depth={stats.data?.queues.find((q) => queueKind(q.name) === "dead-letter")?.messages} />
+          <DeadLettersPanel depth={dlqDepth} />
         </div>
+        <DeadLetterGroupsPanel depth={dlqDepth} />
         <div class="grid two">
           <EventsPanel live={live.model} onReset={live.reset} />
           <TimelinePanel onEvent={live.onEvent} />

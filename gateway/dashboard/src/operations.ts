@@ -4,7 +4,7 @@
 export const SYSTEMS = ["SYSTEM1", "SYSTEM2"] as const;
 export type System = (typeof SYSTEMS)[number];
 
-export type ProcessingStatus = "SUCCEEDED" | "RETRY_SCHEDULED" | "DEAD_LETTERED" | "REJECTED" | "REDRIVEN";
+export type ProcessingStatus = "SUCCEEDED" | "RETRY_SCHEDULED" | "DEAD_LETTERED" | "REJECTED" | "REDRIVEN" | "DISCARDED";
 
 export const OVERVIEW = /* GraphQL */ `
   query DashboardOverview {
@@ -108,6 +108,54 @@ export interface RedriveResult {
 }
 export interface Redrive {
   redriveDeadLetters: RedriveResult;
+}
+
+export const DEAD_LETTER_GROUPS = /* GraphQL */ `
+  query DashboardDeadLetterGroups {
+    deadLetterGroups {
+      system
+      reason
+      count
+      oldestDeadAt
+      newestDeadAt
+      sampleMessageId
+    }
+  }
+`;
+export interface DeadLetterGroup {
+  /** Null for messages rejected because they could not be read. */
+  system: System | null;
+  reason: string;
+  count: number;
+  oldestDeadAt: string;
+  newestDeadAt: string;
+  sampleMessageId: string;
+}
+export interface DeadLetterGroups {
+  deadLetterGroups: DeadLetterGroup[];
+}
+
+export const REDRIVE_GROUP = /* GraphQL */ `
+  mutation DashboardRedriveGroup($system: System, $reason: String!) {
+    redriveDeadLetters(system: $system, reason: $reason) {
+      matched
+      moved
+      dryRun
+    }
+  }
+`;
+
+export const DISCARD_GROUP = /* GraphQL */ `
+  mutation DashboardDiscardGroup($system: System, $reason: String!) {
+    discardDeadLetters(system: $system, reason: $reason) {
+      matched
+      discarded
+      dryRun
+    }
+  }
+`;
+export interface Discard {
+  discardDeadLetters: { matched: number; discarded: number; dryRun: boolean };
 }
 
 export const SEED = /* GraphQL */ `

@@ -6,6 +6,7 @@ const LABELS: Record<ProcessingStatus, string> = {
   DEAD_LETTERED: "Dead-lettered",
   REJECTED: "Rejected",
   REDRIVEN: "Redriven",
+  DISCARDED: "Discarded",
 };
 
 export function StatusBadge(props: { status: ProcessingStatus }) {

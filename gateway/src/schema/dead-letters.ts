@@ -1,7 +1,13 @@
-// The dead-letter queue: peek without consuming, and redrive back to the primary queue.
+// The dead-letter queue: its groups, peek without consuming, redrive back to the primary
+// queue, and discard for good.
+import type { DeadLetterGroup as Group } from "../../../common/dead-letter-groups.ts";
 import { boundedFirst } from "../errors.ts";
+import { clientKey } from "../rate-limits.ts";
 import {
   type DeadLetter as Letter,
+  deadLetterGroups,
+  discardDeadLetters,
+  type DiscardResult as Discarded,
   peekDeadLetters,
   redriveDeadLetters,
   type RedriveResult as Result,
@@ -19,7 +25,8 @@ const DeadLetter = builder.objectRef<Letter>("DeadLetter").implement({
       resolve: (d) => d.system,
     }),
     orderId: t.exposeInt("orderId", { nullable: true }),
-    reason: t.exposeString("reason"),
+    reason: t.exposeString("reason", { description: "The reason the consumer recorded (x-dead-reason)" }),
+    group: t.exposeString("group", { description: "The reason of its group: max-attempts, rejected:<kind> or unknown" }),
     attempts: t.exposeInt("attempts"),
     round: t.exposeInt("round"),
     deadAt: t.field({ type: "DateTime", nullable: true, resolve: (d) => d.deadAt }),
@@ -58,7 +65,9 @@ builder.mutationField("redriveDeadLetters", (t) =>
     description: "Moves matching dead letters back to the primary queue as a new round starting at attempt 1; dryRun only counts",
     args: {
       system: t.arg({ type: SystemEnum }),
-      reason: t.arg.string({ description: "The reason, e.g. max-attempts or rejected" }),
+      reason: t.arg.string({
+        description: "A group's reason (max-attempts, rejected:not-json), a class of them (rejected) or a recorded reason",
+      }),
       messageIds: t.arg.idList(),
       limit: t.arg.int(),
       dryRun: t.arg.boolean(),
@@ -66,6 +75,78 @@ builder.mutationField("redriveDeadLetters", (t) =>
     resolve: (_root, args, ctx) =>
       redriveDeadLetters({
         filter: { ...args, messageIds: args.messageIds?.map(String) },
+        by: clientKey(ctx),
+        broker: ctx.broker,
+        log: ctx.log,
+        redis: ctx.redis,
+        config: ctx.config,
+        logger: ctx.logger,
+      }),
+  }),
+);
+
+const DeadLetterGroup = builder.objectRef<Group>("DeadLetterGroup").implement({
+  description: "The dead letters in the queue that share a system and a reason",
+  fields: (t) => ({
+    system: t.field({
+      type: SystemEnum,
+      nullable: true,
+      description: "Null for messages rejected because they could not be read",
+      resolve: (g) => g.system,
+    }),
+    reason: t.exposeString("reason", {
+      description:
+        "max-attempts, rejected:<kind> (too-large, bad-headers, unsupported-contract, not-json, contract-mismatch, unstorable, other)",
+    }),
+    count: t.exposeInt("count"),
+    oldestDeadAt: t.field({ type: "DateTime", resolve: (g) => g.oldestDeadAt }),
+    newestDeadAt: t.field({ type: "DateTime", resolve: (g) => g.newestDeadAt }),
+    sampleMessageId: t.id({ description: "The group's oldest dead letter", resolve: (g) => g.sampleMessageId }),
+  }),
+});
+
+const DiscardResult = builder.objectRef<Discarded>("DiscardResult").implement({
+  fields: (t) => ({
+    matched: t.exposeInt("matched"),
+    discarded: t.exposeInt("discarded", { description: "Logged as DISCARDED and removed from the queue (0 in a dry run)" }),
+    dryRun: t.exposeBoolean("dryRun"),
+    letters: t.field({
+      type: [DeadLetter],
+      description: "The first 100 matching dead letters: what was, or in a dry run would be, discarded",
+      resolve: (r) => r.letters,
+    }),
+  }),
+});
+
+builder.queryField("deadLetterGroups", (t) =>
+  t.field({
+    type: [DeadLetterGroup],
+    description:
+      "The dead letters grouped by system and reason, largest group first; kept as they come and go, not read from the queue",
+    args: { system: t.arg({ type: SystemEnum }) },
+    resolve: (_root, args, ctx) =>
+      ctx.budget.run("redis", () => deadLetterGroups({ redis: ctx.redis, config: ctx.config, system: args.system })),
+  }),
+);
+
+builder.mutationField("discardDeadLetters", (t) =>
+  t.field({
+    type: DiscardResult,
+    description:
+      "Removes matching dead letters for good, each logged as DISCARDED before it leaves the queue; needs a system, a reason or messageIds; dryRun only lists",
+    args: {
+      system: t.arg({ type: SystemEnum }),
+      reason: t.arg.string({
+        description: "A group's reason (max-attempts, rejected:not-json), a class of them (rejected) or a recorded reason",
+      }),
+      messageIds: t.arg.idList(),
+      limit: t.arg.int(),
+      dryRun: t.arg.boolean(),
+    },
+    resolve: (_root, args, ctx) =>
+      discardDeadLetters({
+        filter: { ...args, messageIds: args.messageIds?.map(String) },
+        by: clientKey(ctx),
         broker: ctx.broker,
         log: ctx.log,
         redis: ctx.redis,

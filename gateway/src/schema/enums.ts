@@ -7,6 +7,7 @@ export const SystemEnum = builder.enumType("System", {
 });
 
 export const ProcessingStatusEnum = builder.enumType("ProcessingStatus", {
-  description: "The outcome of one processing attempt (REDRIVEN marks a dead letter sent back for another round)",
+  description:
+    "The outcome of one processing attempt (REDRIVEN marks a dead letter sent back for another round, DISCARDED one removed from the dead-letter queue for good)",
   values: PROCESSING_STATUSES,
 });

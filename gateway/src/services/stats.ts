@@ -70,15 +70,16 @@ export async function pipelineStats(deps: {
         mark?.count ??
         (cursor === 0 ? 0 : await using("postgresql", () => sources[system].order.count({ where: { id: { lte: cursor } } })));
       const endputRows = endputBySystem.find((r) => r.sourceSystem === system)?._count._all ?? 0;
-      const deadLettered = Math.max(0, count(system, "DEAD_LETTERED") - count(system, "REDRIVEN"));
+      const discarded = count(system, "DISCARDED");
+      const deadLettered = Math.max(0, count(system, "DEAD_LETTERED") - count(system, "REDRIVEN") - discarded);
       return {
         system,
         sourceRows,
         published,
         succeeded: endputRows,
         deadLettered,
-        // Published but neither in the sink nor dead-lettered: queued, waiting to retry, or being processed.
-        inFlight: Math.max(0, published - endputRows - deadLettered),
+        // Published but neither in the sink, dead-lettered nor discarded: queued, waiting to retry, or being processed.
+        inFlight: Math.max(0, published - endputRows - deadLettered - discarded),
         endputRows,
         attempts: PROCESSING_STATUSES.map((status) => ({ status, count: count(system, status) })),
       };
