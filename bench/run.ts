@@ -18,6 +18,7 @@ import { fmt, progress } from "./progress.ts";
 import { rawBroker, type RawResult } from "./raw-broker.ts";
 import { fillLog, type LogFill, type ReadResult, runReadSide, settleLog } from "./read-side.ts";
 import { renderTable, type Row } from "./table.ts";
+import { type TargetCheck, targetChecks } from "./targets.ts";
 import { createWorld, type Scenario } from "./world.ts";
 
 interface Results {
@@ -67,7 +68,19 @@ const ratio = (a: number, b: number) => (b > 0 ? a / b : NaN);
 const r2 = (x: number) => (Number.isFinite(x) ? x.toFixed(2) : "n/a");
 const atLeast = (x: number, t: number): Row["result"] => (Number.isFinite(x) && x >= t ? "PASS" : "FAIL");
 
-function buildRows(r: Results, o: Options, errors: Record<string, string>): Row[] {
+function targetRow(t: TargetCheck): Row {
+  const v = (x: number) => (Number.isFinite(x) ? fmt(x, x < 10 ? 1 : 0) : "n/a");
+  return {
+    metric: `target ${t.id}: ${t.what} (${t.unit})`,
+    value: v(t.value),
+    baseline: v(t.baseline),
+    ratio: r2(t.ratio),
+    target: `${t.atMost ? "<=" : ">="} ${t.limit}`,
+    result: t.pass ? "PASS" : "FAIL",
+  };
+}
+
+function buildRows(r: Results, o: Options, errors: Record<string, string>, targets: TargetCheck[]): Row[] {
   const rows: Row[] = [];
   const info = (metric: string, value: string, baseline = "", rat = ""): Row => ({
     metric,
@@ -195,6 +208,7 @@ function buildRows(r: Results, o: Options, errors: Record<string, string>): Row[
     if (r.logGrowth.sweeps > 0)
       rows.push(info("  sweeper intervals elapsed in the run (whole-log passes)", fmt(r.logGrowth.sweeps)));
   }
+  rows.push(...targets.map(targetRow));
   if (r.profile)
     rows.push(info(`profiled happy path, ${fmt(r.profile.run.orders)} orders (orders/s)`, fmt(r.profile.run.ordersPerSecond)));
   for (const [step, message] of Object.entries(errors))
@@ -412,7 +426,8 @@ async function main(): Promise<number> {
   }
 
   const seconds = (performance.now() - t0) / 1000;
-  const rows = buildRows(results, options, errors);
+  const targets = targetChecks(results);
+  const rows = buildRows(results, options, errors, targets);
   const table = renderTable(rows);
   const cpu = cpuLines(results);
   const out = [
@@ -447,6 +462,7 @@ async function main(): Promise<number> {
       options: { ...options, steps: [...options.steps] },
       scaled,
       targets: TARGETS,
+      issueTargets: targets,
       cpuPerMessageMicros: cpu.json,
       table: rows,
       results,

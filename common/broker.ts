@@ -3,10 +3,12 @@
 // callers never mistake an unsent message for a sent one. With several nodes
 // (a cluster, AMQP_URL as a list) a lost or refused connection moves on to the
 // next node at once; the backoff starts only when every node refused.
+import { randomUUID } from "node:crypto";
+
 import amqp, { type Channel, type ChannelModel, type ConfirmChannel, type Options } from "amqplib";
 
 import type { Config } from "./config.ts";
-import { withNewCopyId } from "./contract.ts";
+import { HEADERS, withNewCopyId } from "./contract.ts";
 import { DependencyError, errorMessage, sleep } from "./errors.ts";
 import type { Logger } from "./logger.ts";
 import { assertTopology, makeTopology, type Topology } from "./topology.ts";
@@ -29,9 +31,31 @@ export interface Broker {
   close(): Promise<void>;
 }
 
+/**
+ * The headers of one published copy. A frozen headers object (publishPending freezes the one its
+ * batch shares) gets a headers object of the broker's own, made once, whose copy id each publish
+ * overwrites: amqplib encodes the properties into the frame inside publish(), synchronously, so
+ * the object is free again when publish() returns, and a batch allocates no headers per message.
+ */
+function copyHeaders(): (headers: Options.Publish["headers"]) => Record<string, unknown> {
+  const owned = new WeakMap<object, Record<string, unknown>>();
+  return (headers) => {
+    if (!headers || !Object.isFrozen(headers)) return withNewCopyId(headers);
+    const mine = owned.get(headers);
+    if (!mine) {
+      const fresh = withNewCopyId(headers);
+      owned.set(headers, fresh);
+      return fresh;
+    }
+    mine[HEADERS.copyId] = randomUUID();
+    return mine;
+  };
+}
+
 export function createBroker(opts: { config: Config; logger: Logger; name: string; waitQueues?: boolean }): Broker {
   const { config, logger } = opts;
   const topology = makeTopology(config);
+  const headersOfCopy = copyHeaders();
   let connection: ChannelModel | undefined;
   let admin: Promise<ChannelModel> | undefined;
   let publisher: ConfirmChannel | undefined;
@@ -177,7 +201,7 @@ export function createBroker(opts: { config: Config; logger: Logger; name: strin
       await new Promise<void>((resolve, reject) => {
         let ok: boolean;
         try {
-          ok = ch.publish(exchange, routingKey, content, { ...options, headers: withNewCopyId(options.headers) }, (err) =>
+          ok = ch.publish(exchange, routingKey, content, { ...options, headers: headersOfCopy(options.headers) }, (err) =>
             err
               ? reject(new DependencyError("rabbitmq", "message was not confirmed (nack or channel closed)", { cause: err }))
               : resolve(),

@@ -150,6 +150,32 @@ describe("refusals through the gateway", () => {
     ]);
   });
 
+  it("keeps a document within the limit only for the values its cost reads: defaults, null and directives", async () => {
+    const send = async (query: string, variables: Record<string, unknown>) => {
+      const res = await env.gateway.yoga.fetch("http://localhost/graphql", {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({ query, variables }),
+      });
+      return ((await res.json()) as { errors?: { extensions?: { code?: string } }[] }).errors?.[0]?.extensions?.code ?? "ok";
+    };
+    // null is a page of the default size; an absent variable takes its default of 100.
+    const withDefault = `query ($n: Int = 100, $id: ID!) {
+      orders(system: SYSTEM1, first: $n) { edges { node { id } } }
+      messageHistory(messageId: $id) { id }
+    }`;
+    const id = "00000000-0000-4000-8000-000000000000";
+    expect([await send(withDefault, { n: null, id }), await send(withDefault, { id })]).toEqual(["ok", "QUERY_TOO_COSTLY"]);
+    // Another value of a variable the cost does not read keeps the answer.
+    expect(await send(withDefault, { n: 2, id: id.replace(/0$/, "1") })).toBe("ok");
+    // @include decides whether a costly field counts.
+    const included = `query ($big: Boolean!) {
+      small: orders(system: SYSTEM1, first: 2) { edges { node { id } } }
+      large: orders(system: SYSTEM1, first: 100) @include(if: $big) { edges { node { id } } }
+    }`;
+    expect([await send(included, { big: false }), await send(included, { big: true })]).toEqual(["ok", "QUERY_TOO_COSTLY"]);
+  });
+
   it("refuses too many tokens, aliases or directives, and fragments that multiply, each with a code", async () => {
     const { maxTokens, maxAliases, maxDirectives } = env.config.gateway;
     const aliases = (n: number) =>
@@ -180,7 +206,8 @@ describe("refusals through the gateway", () => {
   it("limits pipelineStats per client: the fourth in the window is RATE_LIMITED, another client is not", async () => {
     const query = "{ pipelineStats { systems { system } } }";
     for (let i = 0; i < 3; i++) expect((await post(query)).body.errors).toBeUndefined();
-    const refused = await post(query);
+    // Reached through a fragment, the field counts the same.
+    const refused = await post("{ ...S } fragment S on Query { pipelineStats { systems { system } } }");
     expect(refused.status).toBe(429);
     expect(refused.body.errors?.[0]?.extensions?.code).toBe("RATE_LIMITED");
     // The token's holders are another client.

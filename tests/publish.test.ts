@@ -104,7 +104,12 @@ describe("publishPending", () => {
       // The seed's rule: true orders need 1..5 attempts, false orders 6.
       const expected = row.securityCheck ? [1, 2, 3, 4, 5] : [6];
       expect(expected).toContain(m.message.requiredAttempts);
+      expect(m.headers["x-system"]).toBe("SYSTEM1");
     });
+    // Every message is a copy of its own, though the batch shares one headers object.
+    const copies = msgs.map((m) => String(m.headers[HEADERS.copyId]));
+    for (const c of copies) expect(c).toMatch(/^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/);
+    expect(new Set(copies).size).toBe(250);
 
     const second = await env.gql(PUBLISH, { system: "SYSTEM1" });
     expect(second.data).toEqual({

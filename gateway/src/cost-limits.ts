@@ -17,6 +17,8 @@ import {
   validate,
   type ValidationContext,
   type ValidationRule,
+  type ValueNode,
+  visit,
 } from "graphql";
 import { type ComplexityEstimator, createComplexityRule, getComplexity } from "graphql-query-complexity";
 import type { Plugin } from "graphql-yoga";
@@ -57,6 +59,8 @@ type ListSize = (args: Record<string, unknown>, historyDocuments: number) => num
 /** Page sizes past this are refused by the resolvers (BAD_USER_INPUT), so they are costed at it. */
 const MAX_PAGE = 500;
 const page: ListSize = (args) => Math.min(MAX_PAGE, Math.max(1, Number(args.first ?? args.last ?? DEFAULT_PAGE) || DEFAULT_PAGE));
+/** The only arguments a list size reads: a cost depends on no other argument's value. */
+const SIZE_ARGUMENTS = new Set(["first", "last"]);
 const history: ListSize = (_args, historyDocuments) => historyDocuments;
 
 /** How many items a list field returns, at most or as expected: its selection is counted that many times. */
@@ -227,6 +231,29 @@ export function createStaticLimits(config: Config): StaticLimits {
   };
 }
 
+function variablesIn(value: ValueNode, into: Set<string>): void {
+  if (value.kind === Kind.VARIABLE) into.add(value.name.value);
+  else if (value.kind === Kind.LIST) for (const v of value.values) variablesIn(v, into);
+  else if (value.kind === Kind.OBJECT) for (const f of value.fields) variablesIn(f.value, into);
+}
+
+/**
+ * The variables an operation's cost can depend on: those in a list size's arguments
+ * (SIZE_ARGUMENTS) and in directives (@skip and @include leave fields out of the cost).
+ */
+export function costVariables(document: DocumentNode): string[] {
+  const names = new Set<string>();
+  visit(document, {
+    Field(node) {
+      for (const arg of node.arguments ?? []) if (SIZE_ARGUMENTS.has(arg.name.value)) variablesIn(arg.value, names);
+    },
+    Directive(node) {
+      for (const arg of node.arguments ?? []) variablesIn(arg.value, names);
+    },
+  });
+  return [...names].sort();
+}
+
 /**
  * Refuses, before any resolver runs, a document of more than GATEWAY_MAX_TOKENS tokens
  * (while parsing), an operation with more than GATEWAY_MAX_ALIASES aliases or
@@ -238,14 +265,37 @@ export function createStaticLimits(config: Config): StaticLimits {
  */
 export function useCostLimits(config: Config): Plugin {
   const limits = createStaticLimits(config);
-  const costOf = (args: ExecutionArgs) =>
-    limits.checkCost(args.schema, args.document, (args.variableValues ?? undefined) as never, args.operationName);
+  // Both checks walk the whole document with the schema's type information, which costs a
+  // lookup more than the lookup itself; Yoga hands the same DocumentNode for the same text
+  // (its parse cache), so each document's results are kept beside it. The shape depends on
+  // the document alone. The cost depends on it and on costVariables' values only; a refusal
+  // is not kept, because variables that fail coercion turn a refusal into no error (the
+  // executor reports them), while "within the limit" holds whatever else they are.
+  const shapes = new WeakMap<DocumentNode, GraphQLError[]>();
+  const withinLimit = new WeakMap<DocumentNode, { variables: string[]; keys: Set<string> }>();
+  const costOf = (args: ExecutionArgs): GraphQLError[] => {
+    let known = withinLimit.get(args.document);
+    if (!known) withinLimit.set(args.document, (known = { variables: costVariables(args.document), keys: new Set() }));
+    const values = args.variableValues ?? {};
+    // Absent and null differ (an absent variable takes its default); undefined is neither, so not kept.
+    const cacheable = known.variables.every((v) => !Object.hasOwn(values, v) || values[v] !== undefined);
+    const key = JSON.stringify([
+      args.operationName ?? null,
+      ...known.variables.map((v) => (Object.hasOwn(values, v) ? [values[v]] : [])),
+    ]);
+    if (cacheable && known.keys.has(key)) return [];
+    const refused = limits.checkCost(args.schema, args.document, (args.variableValues ?? undefined) as never, args.operationName);
+    // Bounded: a client varying `first` cannot grow it past a few hundred keys per document.
+    if (cacheable && refused.length === 0 && known.keys.size < 256) known.keys.add(key);
+    return refused;
+  };
   return {
     onParse({ setParseFn }) {
       setParseFn(limits.parse);
     },
     onValidate({ params, setResult }) {
-      const refused = limits.checkShape(params.schema, params.documentAST);
+      let refused = shapes.get(params.documentAST);
+      if (!refused) shapes.set(params.documentAST, (refused = limits.checkShape(params.schema, params.documentAST)));
       if (refused.length) setResult(refused);
     },
     onExecute({ args, setResultAndStopExecution }) {

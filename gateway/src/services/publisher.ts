@@ -178,8 +178,8 @@ const orderSchema = orderMessageSchema.shape.order;
 function createEncoder(system: System, maxAttempts: number, random: (() => number) | undefined) {
   const publishedAt = new Date().toISOString();
   const timestamp = Math.floor(Date.now() / 1000);
-  // One object for the batch: neither the broker nor amqplib writes to the headers it is given.
-  const headers = { ...contractHeaders(), [HEADERS.attempt]: 1, [HEADERS.round]: 0, "x-system": system };
+  // One object for the batch, frozen so that the broker may keep its own copy beside it.
+  const headers = Object.freeze({ ...contractHeaders(), [HEADERS.attempt]: 1, [HEADERS.round]: 0, "x-system": system });
   let checked = false;
   return (row: Row): { body: Buffer; options: Options.Publish } => {
     const messageId = orderMessageId(system, row.id);
