@@ -59,6 +59,11 @@ export interface Tracing {
     facts: { system: string; fromId: number; toId: number; count: number },
     fn: (message: MessagePublisher) => Promise<T>,
   ): Promise<T>;
+  /**
+   * Runs one consumer batch in a span of its own (its store calls and forwards are batch-wide,
+   * not one order's), linked to the trace of each delivery.
+   */
+  consumeBatch<T>(deliveries: readonly Delivery[], fn: () => Promise<T>): Promise<T>;
   /** Starts an attempt span per delivery (docs[i] describes deliveries[i]) and records its trace id on the doc. */
   startAttempts(deliveries: readonly Delivery[], docs: LogDocument[]): void;
   /** Runs the endput write for these deliveries, with a span under each one's attempt. */
@@ -84,6 +89,7 @@ export interface Tracing {
 export const noTracing: Tracing = {
   enabled: false,
   publishBatch: (_facts, fn) => fn((_facts, options, publish) => publish(options)),
+  consumeBatch: (_deliveries, fn) => fn(),
   startAttempts: () => undefined,
   endputWrite: (_deliveries, fn) => fn(),
   forward: (_delivery, _to, fn) => fn(),
@@ -151,6 +157,9 @@ function inject(span: Span, options: Publish): void {
   propagation.inject(trace.setSpan(ROOT_CONTEXT, span), options.headers);
 }
 
+/** The SDK's default limit on links per span. */
+const MAX_LINKS = 128;
+
 const contextOf = (headers: Headers | undefined): Context => propagation.extract(ROOT_CONTEXT, headers ?? {});
 
 function createTracing(shutdown: () => Promise<void>): Tracing {
@@ -188,13 +197,27 @@ function createTracing(shutdown: () => Promise<void>): Tracing {
       };
       return within(batch, () => fn(message));
     },
+    consumeBatch(deliveries, fn) {
+      const links = deliveries.slice(0, MAX_LINKS).flatMap((d) => {
+        const c = trace.getSpanContext(contextOf(d.properties.headers));
+        return c ? [{ context: c }] : [];
+      });
+      const batch = tracer.startSpan(
+        "consume batch",
+        { kind: SpanKind.CONSUMER, root: true, links, attributes: { "messaging.batch.message_count": deliveries.length } },
+        ROOT_CONTEXT,
+      );
+      return within(batch, fn);
+    },
     startAttempts(deliveries, docs) {
+      const batch = trace.getSpanContext(context.active());
       deliveries.forEach((d, i) => {
         const doc = docs[i]!;
         const span = tracer.startSpan(
           "attempt",
           {
             kind: SpanKind.CONSUMER,
+            links: batch ? [{ context: batch }] : [],
             attributes: {
               ...orderAttributes(doc),
               [ATTR.round]: doc.round,

@@ -35,6 +35,7 @@ import { eventsTopic, type ProcessingEvent } from "../../common/events.ts";
 import { countedKey, counterKey } from "../../common/keys.ts";
 import type { Logger } from "../../common/logger.ts";
 import type { EndputClient } from "../../common/stores.ts";
+import { noTracing, type Tracing } from "../../common/tracing.ts";
 import { decide, type Outcome } from "./decide.ts";
 import { createForwarder, type ForwardItem } from "./forwarder.ts";
 import type { ConsumerMetrics } from "./metrics.ts";
@@ -69,12 +70,13 @@ export function createConsumer(deps: {
   log: AttemptLog;
   redis: Redis;
   metrics?: ConsumerMetrics;
+  tracing?: Tracing;
 }): Consumer {
-  const { config, logger, broker, endput, log, redis, metrics } = deps;
+  const { config, logger, broker, endput, log, redis, metrics, tracing = noTracing } = deps;
   const topology = broker.topology;
   const consumerId = config.consumer.id;
   const topic = eventsTopic(config);
-  const forwarder = createForwarder({ config, broker, redis, logger });
+  const forwarder = createForwarder({ config, broker, redis, logger, tracing });
 
   let channel: Channel | undefined;
   let consumerTag: string | undefined;
@@ -151,7 +153,8 @@ export function createConsumer(deps: {
         const previous = ackChain.get(ch) ?? Promise.resolve(true);
         let settle!: (acked: boolean) => void;
         ackChain.set(ch, new Promise<boolean>((r) => (settle = r)));
-        const run: Promise<void> = runBatch(ch, batch, previous)
+        const run: Promise<void> = tracing
+          .consumeBatch(batch, () => runBatch(ch, batch, previous))
           .then(settle, () => settle(false))
           .finally(() => running.delete(run));
         running.add(run);
@@ -182,8 +185,10 @@ export function createConsumer(deps: {
       }
       unacked -= batch.length;
       finish();
+      tracing.endAttempts(batch);
       return true;
     } catch (err) {
+      tracing.endAttempts(batch, err);
       if (err instanceof ChannelGone) {
         logger.warn({ dropped: batch.length }, "channel closed mid-batch; the broker redelivers it");
         return false;
@@ -244,6 +249,7 @@ export function createConsumer(deps: {
     const now = new Date();
     const items = classify(batch);
     const docs = items.map((i) => toLogDocument(i, now, (performance.now() - started) / items.length));
+    tracing.startAttempts(batch, docs);
 
     // Every copy claims (logs) its attempt; the endput insert does not wait for the
     // claims: it is idempotent, and any copy of a success writes the same row.
@@ -252,9 +258,13 @@ export function createConsumer(deps: {
       durably(ch, "mongo", () => log.claim(docs)),
       successes.length > 0
         ? durably(ch, "endput", () =>
-            insertEndputRows(
-              endput,
-              successes.map(({ outcome }) => (outcome as Extract<Outcome, { kind: "SUCCEEDED" }>).delivery),
+            tracing.endputWrite(
+              successes.map((i) => i.msg),
+              () =>
+                insertEndputRows(
+                  endput,
+                  successes.map(({ outcome }) => (outcome as Extract<Outcome, { kind: "SUCCEEDED" }>).delivery),
+                ),
             ),
           )
         : undefined,

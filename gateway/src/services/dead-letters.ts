@@ -23,6 +23,7 @@ import { HEADERS, orderMessageSchema, type System } from "../../../common/contra
 import { eventsTopic, type ProcessingEvent } from "../../../common/events.ts";
 import { counterKey, deadLetterScanLockKey } from "../../../common/keys.ts";
 import type { Logger } from "../../../common/logger.ts";
+import { noTracing, type Tracing } from "../../../common/tracing.ts";
 import { badInput, DomainError, using } from "../errors.ts";
 import { waitForLock } from "./redis-lock.ts";
 
@@ -136,8 +137,9 @@ export async function redriveDeadLetters(deps: {
   logger: Logger;
   /** Runs between logging a redrive and acking its DLQ copy (tests stop a redrive there). */
   beforeAck?: (messageId: string) => Promise<void>;
+  tracing?: Tracing;
 }): Promise<RedriveResult> {
-  const { filter, broker, log, redis, config, logger } = deps;
+  const { filter, broker, log, redis, config, logger, tracing = noTracing } = deps;
   const dryRun = filter.dryRun ?? false;
   const limit = filter.limit ?? Number.POSITIVE_INFINITY;
   if (filter.limit != null && (!Number.isInteger(filter.limit) || filter.limit < 1))
@@ -179,15 +181,18 @@ export async function redriveDeadLetters(deps: {
                 delete headers[k];
               headers[HEADERS.attempt] = 1;
               headers[HEADERS.round] = round;
-              await broker.publish(exchange, routingKey, msg.content, {
+              const options = {
                 persistent: true,
                 contentType: msg.properties.contentType,
                 messageId: msg.properties.messageId,
                 timestamp: Math.floor(Date.now() / 1000),
                 type: msg.properties.type,
                 headers,
-              });
-              await recordRedrive(log, redis, config, d, round);
+              };
+              const traceId = await tracing.redrive({ ...d, round }, msg.properties.headers, options, () =>
+                broker.publish(exchange, routingKey, msg.content, options),
+              );
+              await recordRedrive(log, redis, config, d, round, traceId);
               await deps.beforeAck?.(d.messageId);
               ch.ack(msg);
               acked.push(d.messageId);
@@ -249,7 +254,7 @@ async function releaseAcked(ch: Channel, log: AttemptLog, logger: Logger, dlq: s
 }
 
 /** A REDRIVEN entry opens the new round in the message's history and records that the round before was redriven. */
-async function recordRedrive(log: AttemptLog, redis: Redis, config: Config, d: DeadLetter, round: number) {
+async function recordRedrive(log: AttemptLog, redis: Redis, config: Config, d: DeadLetter, round: number, traceId?: string) {
   const now = new Date();
   const doc: LogDocument = {
     messageId: d.messageId,
@@ -268,6 +273,7 @@ async function recordRedrive(log: AttemptLog, redis: Redis, config: Config, d: D
     retained: false,
     durationMs: null,
     consumerId: "gateway",
+    ...(traceId ? { traceId } : {}),
   };
   await log.insert([doc]);
   // The round before is still in the DLQ until the ack: the whole history, this entry too, stays.
