@@ -2,7 +2,7 @@
 // launched with the tracing preload, export their spans as JSON lines into this test's output
 // folder; the test follows one order's trace from the publish through its attempts into the
 // endput write, and a dead letter's trace through the redrive into its new round.
-import { type ChildProcess, spawn } from "node:child_process";
+import { type ChildProcess, execFileSync, spawn } from "node:child_process";
 import fs from "node:fs";
 import net from "node:net";
 import path from "node:path";
@@ -10,9 +10,11 @@ import { fileURLToPath } from "node:url";
 
 import { afterEach, describe, expect, it } from "vitest";
 
+import type { LogDocument } from "../common/attempt-log.ts";
 import { environment } from "../common/config.ts";
 import type { SpanRecord } from "../common/tracing-sdk.ts";
 import { fractionOf, orderMessageId } from "../gateway/src/services/message-id.ts";
+import { type BrowserSession, listen, openBrowser, poll } from "./support/browser.ts";
 import { createTestEnv, type TestEnv, waitFor } from "./support/env.ts";
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
@@ -21,8 +23,11 @@ const MAX_ATTEMPTS = 3;
 const TRACE_URL = "http://jaeger.example/trace/{traceId}";
 
 let env: TestEnv | undefined;
+let browser: BrowserSession | undefined;
 const children: ChildProcess[] = [];
 afterEach(async () => {
+  await browser?.close();
+  browser = undefined;
   for (const c of children.splice(0)) if (c.exitCode === null && c.signalCode === null) c.kill("SIGKILL");
   await env?.cleanup();
   env = undefined;
@@ -267,5 +272,60 @@ describe("tracing", () => {
       .sort((a, b) => a.startMs - b.startMs);
     expect(newRound.map((s) => s.attributes["tentativa.attempt"])).toEqual([1, 2, 3]);
     for (const a of newRound) expect(ancestry(spans, a)).toContain(redrive[0]);
+  });
+});
+
+describe("the dashboard's timeline", () => {
+  it("shows each entry's trace id and links it through TRACE_URL_TEMPLATE", { timeout: 120_000 }, async () => {
+    const dashboard = path.join(ROOT, "gateway/dashboard");
+    const built = path.join(dashboard, "dist/index.html");
+    const src = path.join(dashboard, "src");
+    const newest = Math.max(...fs.readdirSync(src).map((f) => fs.statSync(path.join(src, f)).mtimeMs));
+    if (!fs.existsSync(built) || fs.statSync(built).mtimeMs < newest)
+      execFileSync(process.execPath, ["node_modules/vite/bin/vite.js", "build", "--config", "gateway/dashboard/vite.config.ts"], {
+        cwd: ROOT,
+        stdio: ["ignore", "ignore", "inherit"],
+      });
+    env = await createTestEnv({ TRACE_URL_TEMPLATE: TRACE_URL });
+    const traced = "0af7651916cd43dd8448eb211c80319c";
+    const messageId = orderMessageId("SYSTEM1", 5);
+    const now = new Date();
+    const entry = (attempt: number, status: "RETRY_SCHEDULED" | "SUCCEEDED", traceId?: string): LogDocument => ({
+      messageId,
+      round: 0,
+      attempt,
+      status,
+      requiredAttempts: 2,
+      maxAttempts: 5,
+      system: "SYSTEM1",
+      orderId: 5,
+      source: { system: "SYSTEM1", orderId: 5, publishedAt: now },
+      order: { product: "Lamp", price: "9.99", securityCheck: true },
+      error: null,
+      processedAt: new Date(now.getTime() + attempt),
+      expiresAt: env!.log.expiryFrom(now),
+      retained: false,
+      durationMs: 1,
+      consumerId: "test",
+      ...(traceId ? { traceId } : {}),
+    });
+    // The first attempt was logged while tracing was off: it shows no trace.
+    await env.log.insert([entry(1, "RETRY_SCHEDULED"), entry(2, "SUCCEEDED", traced)]);
+
+    const base = await listen(env.gateway.server);
+    browser = await openBrowser("tracing");
+    const { page, pageErrors } = browser;
+    await page.goto(`${base}/`);
+    const timeline = page.getByRole("region", { name: "Message timeline" });
+    await timeline.getByLabel("Message id").fill(messageId);
+    await timeline.getByRole("button", { name: "Show" }).click();
+    const attempts = timeline.getByRole("list", { name: `Attempts of ${messageId}` }).getByRole("listitem");
+    await poll(() => attempts.count()).toBe(2);
+    expect(await attempts.nth(0).getByTestId("timeline-trace").count()).toBe(0);
+    const link = attempts.nth(1).getByTestId("timeline-trace").getByRole("link", { name: traced });
+    expect(await link.getAttribute("href")).toBe(TRACE_URL.replace("{traceId}", traced));
+    fs.mkdirSync(OUT, { recursive: true });
+    await timeline.screenshot({ path: path.join(OUT, "timeline-trace.png") });
+    expect(pageErrors).toEqual([]);
   });
 });

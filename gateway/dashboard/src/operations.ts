@@ -154,6 +154,8 @@ export const MESSAGE_HISTORY = /* GraphQL */ `
       processedAt
       durationMs
       consumerId
+      traceId
+      traceUrl
     }
   }
 `;
@@ -165,6 +167,8 @@ export interface Attempt {
   processedAt: string;
   durationMs: number | null;
   consumerId: string;
+  traceId: string | null;
+  traceUrl: string | null;
 }
 export interface MessageHistory {
   messageHistory: Attempt[];
