@@ -60,6 +60,9 @@ const USAGE = `usage: npm run bench -- [options]
   --only a,b              steps to run: ${STEPS.join(",")} (profile is off unless named or --profile)
   --skip a,b              steps to leave out
   --profile               add a happy-path run with --cpu-prof and a batch-step timing
+  --tracing               run the gateway and consumers with tracing on (BENCH_TRACING=1): every
+                          span is serialised by the file exporter into /dev/null, so the run shows
+                          the cost of the SDK and the instrumentations without a collector
   --consumer-env K=V      setting for the consumer children (repeatable)
   --gateway-env K=V       setting for the gateway children (repeatable)
   --gateway-node-args A   node's arguments for the gateway children instead of the shipped
@@ -86,7 +89,10 @@ function keyValue(raw: string): [string, string] {
   return [m[1]!, m[2]!];
 }
 
-const BOOLEAN_FLAGS = new Set(["quick", "profile", "keep", "help"]);
+const BOOLEAN_FLAGS = new Set(["quick", "profile", "keep", "help", "tracing"]);
+
+/** Tracing on, every span serialised and written away: its cost without a collector's. */
+const TRACING_ENV = { OTEL_TRACES_EXPORTER: "file", OTEL_TRACES_FILE: "/dev/null" };
 const REPEATABLE_FLAGS = new Set(["consumer-env", "gateway-env"]);
 const VALUE_FLAGS = new Set([
   "n",
@@ -138,6 +144,7 @@ export function parseOptions(argv: string[]): Options {
   if (values.has("skip")) for (const s of stepList(values.get("skip")!)) steps.delete(s);
   if (booleans.has("profile")) steps.add("profile");
 
+  const tracing = booleans.has("tracing") || env.BENCH_TRACING === "1" || env.BENCH_TRACING === "true";
   const n = size("n", "BENCH_N", ISSUE_SIZES.n, 10_000);
   const consumers = (values.get("consumers") ?? "1,2,4").split(",").map((c) => positive("--consumers", c));
   return {
@@ -154,10 +161,10 @@ export function parseOptions(argv: string[]): Options {
     connections: size("connections", "BENCH_CONNECTIONS", 50, 50),
     retryDelayMs: size("retry-delay-ms", "BENCH_RETRY_DELAY_MS", 200, 200),
     steps,
-    consumerEnv: Object.fromEntries(repeated["consumer-env"]!.map(keyValue)),
-    gatewayEnv: Object.fromEntries(repeated["gateway-env"]!.map(keyValue)),
+    consumerEnv: { ...(tracing ? TRACING_ENV : {}), ...Object.fromEntries(repeated["consumer-env"]!.map(keyValue)) },
+    gatewayEnv: { ...(tracing ? TRACING_ENV : {}), ...Object.fromEntries(repeated["gateway-env"]!.map(keyValue)) },
     gatewayNodeArgs: values.get("gateway-node-args")?.trim().split(/\s+/).filter(Boolean),
-    label: values.get("label"),
+    label: values.get("label") ?? (tracing ? "tracing" : undefined),
     keep: booleans.has("keep"),
   };
 }
