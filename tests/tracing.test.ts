@@ -11,7 +11,7 @@ import { fileURLToPath } from "node:url";
 import { afterEach, describe, expect, it } from "vitest";
 
 import type { LogDocument } from "../common/attempt-log.ts";
-import { environment } from "../common/config.ts";
+import { ConfigError, environment, readConfig } from "../common/config.ts";
 import type { SpanRecord } from "../common/tracing-sdk.ts";
 import { fractionOf, orderMessageId } from "../gateway/src/services/message-id.ts";
 import { type BrowserSession, listen, openBrowser, poll } from "./support/browser.ts";
@@ -144,6 +144,27 @@ const HISTORY = `query ($id: ID!) { messageHistory(messageId: $id) { round attem
 type History = {
   messageHistory: { round: number; attempt: number; status: string; traceId: string | null; traceUrl: string | null }[];
 };
+
+describe("tracing settings", () => {
+  const unset = { OTEL_EXPORTER_OTLP_ENDPOINT: "", OTEL_TRACES_EXPORTER: "", TRACE_URL_TEMPLATE: "" };
+  it("is off unless an exporter or an OTLP endpoint is set", () => {
+    expect(readConfig(unset).tracing).toMatchObject({ enabled: false, exporter: "none", urlTemplate: null });
+    expect(readConfig({ ...unset, OTEL_EXPORTER_OTLP_ENDPOINT: "http://collector:4318/" }).tracing).toMatchObject({
+      enabled: true,
+      exporter: "otlp",
+      otlpTracesUrl: "http://collector:4318/v1/traces",
+    });
+    expect(readConfig({ ...unset, OTEL_TRACES_EXPORTER: "console" }).tracing.enabled).toBe(true);
+    expect(
+      readConfig({ ...unset, OTEL_EXPORTER_OTLP_ENDPOINT: "http://c:4318", OTEL_TRACES_EXPORTER: "none" }).tracing.enabled,
+    ).toBe(false);
+  });
+
+  it("wants a trace URL template with {traceId}", () => {
+    expect(() => readConfig({ ...unset, TRACE_URL_TEMPLATE: "http://jaeger/trace/" })).toThrow(ConfigError);
+    expect(readConfig({ ...unset, TRACE_URL_TEMPLATE: TRACE_URL }).tracing.urlTemplate).toBe(TRACE_URL);
+  });
+});
 
 describe("tracing", () => {
   it("follows an order in one trace from its publish through every attempt into endput, and a dead letter through its redrive", async () => {
