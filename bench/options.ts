@@ -62,6 +62,9 @@ const USAGE = `usage: npm run bench -- [options]
   --only a,b              steps to run: ${STEPS.join(",")} (profile is off unless named or --profile)
   --skip a,b              steps to leave out
   --profile               add a happy-path run with --cpu-prof and a batch-step timing
+  --tracing               run the gateway and consumers with tracing on (BENCH_TRACING=1): every
+                          span is serialised by the file exporter into /dev/null, so the run shows
+                          the cost of the SDK and the instrumentations without a collector
   --consumer-env K=V      setting for the consumer children (repeatable)
   --gateway-env K=V       setting for the gateway children (repeatable)
   --gateway-node-args A   node's arguments for the gateway children instead of the shipped
@@ -93,6 +96,7 @@ const OPTIONS = {
   quick: { type: "boolean" },
   profile: { type: "boolean" },
   keep: { type: "boolean" },
+  tracing: { type: "boolean" },
   help: { type: "boolean", short: "h" },
   n: value,
   "raw-n": value,
@@ -111,6 +115,9 @@ const OPTIONS = {
   "consumer-env": { type: "string", multiple: true },
   "gateway-env": { type: "string", multiple: true },
 } as const;
+
+/** Tracing on, every span serialised and written away: its cost without a collector's. */
+const TRACING_ENV = { OTEL_TRACES_EXPORTER: "file", OTEL_TRACES_FILE: "/dev/null" };
 
 // parseArgs reads a separate value that starts with "-" as a forgotten value; the node
 // arguments given to --gateway-node-args do start with it, so they are joined to the flag.
@@ -143,6 +150,7 @@ export function parseOptions(argv: string[]): Options {
   if (values.skip !== undefined) for (const s of stepList(values.skip)) steps.delete(s);
   if (values.profile) steps.add("profile");
 
+  const tracing = values.tracing === true || env.BENCH_TRACING === "1" || env.BENCH_TRACING === "true";
   const n = size("n", "BENCH_N", ISSUE_SIZES.n, 10_000);
   const consumers = (values.consumers ?? "1,2,4").split(",").map((c) => positive("--consumers", c));
   return {
@@ -159,10 +167,10 @@ export function parseOptions(argv: string[]): Options {
     connections: size("connections", "BENCH_CONNECTIONS", 50, 50),
     retryDelayMs: size("retry-delay-ms", "BENCH_RETRY_DELAY_MS", 200, 200),
     steps,
-    consumerEnv: Object.fromEntries((values["consumer-env"] ?? []).map(keyValue)),
-    gatewayEnv: Object.fromEntries((values["gateway-env"] ?? []).map(keyValue)),
+    consumerEnv: { ...(tracing ? TRACING_ENV : {}), ...Object.fromEntries((values["consumer-env"] ?? []).map(keyValue)) },
+    gatewayEnv: { ...(tracing ? TRACING_ENV : {}), ...Object.fromEntries((values["gateway-env"] ?? []).map(keyValue)) },
     gatewayNodeArgs: values["gateway-node-args"]?.trim().split(/\s+/).filter(Boolean),
-    label: values.label,
+    label: values.label ?? (tracing ? "tracing" : undefined),
     keep: values.keep === true,
   };
 }

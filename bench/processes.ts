@@ -21,10 +21,10 @@ export type Script = "gateway/src/main.ts" | "consumer/src/main.ts";
  */
 export const LAUNCH: Record<Script, { nodeArgs: readonly string[]; env: Record<string, string> }> = {
   "gateway/src/main.ts": {
-    nodeArgs: ["--max-semi-space-size=8", "--max-old-space-size=128"],
+    nodeArgs: ["--max-semi-space-size=8", "--max-old-space-size=128", "--import", "./common/tracing-preload.ts"],
     env: { MALLOC_ARENA_MAX: "2" },
   },
-  "consumer/src/main.ts": { nodeArgs: [], env: {} },
+  "consumer/src/main.ts": { nodeArgs: ["--import", "./common/tracing-preload.ts"], env: {} },
 };
 
 export interface Child {

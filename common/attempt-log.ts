@@ -45,6 +45,8 @@ export interface LogDocument {
   consumerId: string;
   /** The physical copy that logged (and so owns) the attempt; absent on documents logged before copies were recorded. */
   copyId?: string;
+  /** The OpenTelemetry trace of the message's order (absent when tracing is off). */
+  traceId?: string;
 }
 
 /** A log write the server refuses for this document whatever the retries (a validation error, a size limit). */

@@ -97,6 +97,16 @@ const schema = z.object({
   PUBLISH_BATCH_SIZE: int(1, 100_000).default(2000),
   PUBLISH_LOCK_TTL_MS: int(1000).default(30_000),
 
+  OTEL_EXPORTER_OTLP_ENDPOINT: url(["http", "https"]).optional(),
+  OTEL_TRACES_EXPORTER: z.enum(["otlp", "console", "file", "none"]).optional(),
+  OTEL_TRACES_FILE: z.string().min(1).default("traces.jsonl"),
+  TRACE_URL_TEMPLATE: z
+    .string()
+    .refine((v) => v.includes("{traceId}") && isUrl(v.replaceAll("{traceId}", "0"), ["http", "https"]), {
+      error: "must be an http(s) URL containing {traceId}",
+    })
+    .optional(),
+
   LOG_LEVEL: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
   LOG_PRETTY: bool.default(false),
 });
@@ -180,7 +190,24 @@ function build(e: z.output<typeof schema>) {
       publishBatchSize: e.PUBLISH_BATCH_SIZE,
       publishLockTtlMs: e.PUBLISH_LOCK_TTL_MS,
     },
+    tracing: tracingOf(e),
     logs: { level: e.LOG_LEVEL, pretty: e.LOG_PRETTY },
+  };
+}
+
+/**
+ * Tracing is off unless an exporter is named or an OTLP endpoint is given. `file` appends
+ * every finished span to OTEL_TRACES_FILE as one JSON line (tests and offline inspection).
+ */
+function tracingOf(e: z.output<typeof schema>) {
+  const exporter = e.OTEL_TRACES_EXPORTER ?? (e.OTEL_EXPORTER_OTLP_ENDPOINT ? "otlp" : "none");
+  return {
+    enabled: exporter !== "none",
+    exporter,
+    // The OTLP/HTTP exporter posts to <endpoint>/v1/traces, as the specification says for this variable.
+    otlpTracesUrl: `${(e.OTEL_EXPORTER_OTLP_ENDPOINT ?? "http://localhost:4318").replace(/\/+$/, "")}/v1/traces`,
+    file: e.OTEL_TRACES_FILE,
+    urlTemplate: e.TRACE_URL_TEMPLATE ?? null,
   };
 }
 
@@ -275,6 +302,7 @@ export const BENCH_KEYS = [
   "BENCH_READ_SECONDS",
   "BENCH_CONNECTIONS",
   "BENCH_RETRY_DELAY_MS",
+  "BENCH_TRACING",
 ] as const;
 export function benchVariables(): Readonly<Partial<Record<(typeof BENCH_KEYS)[number], string>>> {
   return Object.freeze(pick(process.env, BENCH_KEYS));

@@ -82,8 +82,11 @@ run() { # name colour command...
 # rows (BENCHMARKS.md, gateway memory while publishing); bench/processes.ts and the Dockerfile
 # launch it the same way.
 GATEWAY_NODE_FLAGS=(--max-semi-space-size=8 --max-old-space-size=128)
-run consumer 36 node consumer/src/main.ts
-run gateway 35 env MALLOC_ARENA_MAX=2 node "${GATEWAY_NODE_FLAGS[@]}" gateway/src/main.ts
+# With tracing on (OTEL_TRACES_EXPORTER or OTEL_EXPORTER_OTLP_ENDPOINT), the preload lets the
+# OpenTelemetry instrumentations patch the client libraries before they load; off, it does nothing.
+TRACING=(--import ./common/tracing-preload.ts)
+run consumer 36 node "${TRACING[@]}" consumer/src/main.ts
+run gateway 35 env MALLOC_ARENA_MAX=2 node "${GATEWAY_NODE_FLAGS[@]}" "${TRACING[@]}" gateway/src/main.ts
 
 stopping=0
 shutdown() {

@@ -45,6 +45,7 @@ import { eventsTopic, type ProcessingEvent } from "../../common/events.ts";
 import { countedKey, counterField, counterKey } from "../../common/keys.ts";
 import type { Logger } from "../../common/logger.ts";
 import type { EndputClient } from "../../common/stores.ts";
+import { noTracing, type Tracing } from "../../common/tracing.ts";
 import { deadReasonOf, decide, deliveryOf, type Outcome, rejectRedelivered, rejectRefused as rejectOutcome } from "./decide.ts";
 import { createForwarder, type ForwardItem } from "./forwarder.ts";
 import type { ConsumerMetrics } from "./metrics.ts";
@@ -85,13 +86,14 @@ export function createConsumer(deps: {
   metrics?: ConsumerMetrics;
   /** What to do with one delivery (decide.ts); tests give one that fails on a chosen message. */
   decide?: typeof decide;
+  tracing?: Tracing;
 }): Consumer {
-  const { config, logger, broker, endput, log, redis, metrics } = deps;
+  const { config, logger, broker, endput, log, redis, metrics, tracing = noTracing } = deps;
   const decideOne = deps.decide ?? decide;
   const topology = broker.topology;
   const consumerId = config.consumer.id;
   const topic = eventsTopic(config);
-  const forwarder = createForwarder({ config, broker, redis, logger });
+  const forwarder = createForwarder({ config, broker, redis, logger, tracing });
   const redeliveries = createRedeliveryCounter(redis, config);
 
   let channel: Channel | undefined;
@@ -174,7 +176,8 @@ export function createConsumer(deps: {
         const previous = ackChain.get(ch) ?? Promise.resolve(true);
         let settle!: (acked: boolean) => void;
         ackChain.set(ch, new Promise<boolean>((r) => (settle = r)));
-        const run: Promise<void> = runBatch(ch, batch, previous)
+        const run: Promise<void> = tracing
+          .consumeBatch(batch, () => runBatch(ch, batch, previous))
           .then(settle, () => settle(false))
           .finally(() => running.delete(run));
         running.add(run);
@@ -208,8 +211,10 @@ export function createConsumer(deps: {
       unacked -= batch.length;
       unackedSince.splice(0, batch.length);
       finish();
+      tracing.endAttempts(batch);
       return true;
     } catch (err) {
+      tracing.endAttempts(batch, err);
       if (err instanceof ChannelGone) {
         logger.warn({ dropped: batch.length }, "channel closed mid-batch; the broker redelivers it");
         return false;
@@ -319,9 +324,13 @@ export function createConsumer(deps: {
         ch,
         "endput",
         () =>
-          insertEndputRows(
-            endput,
-            part.map((i) => deliveryOf(i.outcome)!),
+          tracing.endputWrite(
+            part.map((i) => i.msg),
+            () =>
+              insertEndputRows(
+                endput,
+                part.map((i) => deliveryOf(i.outcome)!),
+              ),
           ),
         (err) => refusalOf("endput", err),
       ),
@@ -358,6 +367,10 @@ export function createConsumer(deps: {
     const { items, requeue } = await classify(ch, batch, now);
     const perItemMs = (performance.now() - started) / Math.max(1, items.length);
     for (const i of items) i.doc.durationMs = perItemMs;
+    tracing.startAttempts(
+      items.map((i) => i.msg),
+      items.map((i) => i.doc),
+    );
 
     // Every copy claims (logs) its attempt; the endput insert does not wait for the
     // claims: it is idempotent, and any copy of a success writes the same row.

@@ -27,6 +27,7 @@ import { CONTENT_TYPE, HEADERS, isDerivedCopyId, withNewCopyId } from "../../com
 import { errorMessage, sleep } from "../../common/errors.ts";
 import { forwardedKey } from "../../common/keys.ts";
 import type { Logger } from "../../common/logger.ts";
+import { noTracing, type Tracing } from "../../common/tracing.ts";
 import { deadReasonOf, type Outcome } from "./decide.ts";
 
 const MAX_REASON_LENGTH = 200;
@@ -65,8 +66,14 @@ export interface Forwarder {
   ): Promise<void>;
 }
 
-export function createForwarder(deps: { config: Config; broker: Broker; redis: Redis; logger?: Logger }): Forwarder {
-  const { config, broker, redis, logger } = deps;
+export function createForwarder(deps: {
+  config: Config;
+  broker: Broker;
+  redis: Redis;
+  logger?: Logger;
+  tracing?: Tracing;
+}): Forwarder {
+  const { config, broker, redis, logger, tracing = noTracing } = deps;
   const topology = broker.topology;
   const consumerId = config.consumer.id;
 
@@ -130,7 +137,11 @@ export function createForwarder(deps: { config: Config; broker: Broker; redis: R
     let pending = items.map((item) => ({ item, message: toMessage(item) }));
     await whileAlive(alive, "forward", async () => {
       const results = await Promise.allSettled(
-        pending.map(({ message: m }) => broker.publish("", m.queue, m.content, m.options)),
+        pending.map(({ item, message: m }) =>
+          tracing.forward(item.msg, { queue: m.queue, deadLetter: m.queue === topology.dlq, options: m.options }, () =>
+            broker.publish("", m.queue, m.content, m.options),
+          ),
+        ),
       );
       const failed = results.flatMap((r) => (r.status === "rejected" ? [r.reason as Error] : []));
       confirmed.push(...pending.filter((_, idx) => results[idx]!.status === "fulfilled").map((p) => p.item));

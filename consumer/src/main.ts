@@ -10,12 +10,16 @@ import { createReleasers, onShutdownSignal } from "../../common/lifecycle.ts";
 import { createLogger } from "../../common/logger.ts";
 import { runMain } from "../../common/run-main.ts";
 import { createEndputClient, createMongo, createRedis } from "../../common/stores.ts";
+import { startTracing } from "../../common/tracing.ts";
 import { createConsumer } from "./consumer.ts";
 import { createConsumerMetrics } from "./metrics.ts";
 
 async function main(config: Config): Promise<void> {
   const logger = createLogger(config, "consumer");
   const releasers = createReleasers(logger);
+  // Started first, so it is released last and flushes the spans of the final batches.
+  const tracing = await startTracing(config, "consumer", logger);
+  releasers.add("tracing", () => tracing.shutdown());
 
   const endput = createEndputClient(config);
   releasers.add("endput postgresql", () => endput.$disconnect());
@@ -35,7 +39,7 @@ async function main(config: Config): Promise<void> {
   releasers.add("log sweeper", log.startSweeper(sweepTurn));
 
   const metrics = createConsumerMetrics();
-  const consumer = createConsumer({ config, logger, broker, endput, log, redis, metrics });
+  const consumer = createConsumer({ config, logger, broker, endput, log, redis, metrics, tracing });
 
   const health = createHealthServer({
     registry: metrics.registry,

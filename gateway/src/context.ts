@@ -8,6 +8,7 @@ import type { Config } from "../../common/config.ts";
 import type { System } from "../../common/contract.ts";
 import type { Logger } from "../../common/logger.ts";
 import type { EndputClient, SourceClients } from "../../common/stores.ts";
+import type { Tracing } from "../../common/tracing.ts";
 import type { GatewayMetrics } from "./metrics.ts";
 import type { PubSub } from "./pubsub.ts";
 import type { RequestBudget } from "./request-budget.ts";
@@ -22,6 +23,8 @@ export interface Deps {
   log: AttemptLog;
   pubsub: PubSub;
   metrics: GatewayMetrics;
+  /** Absent: tracing off. */
+  tracing?: Tracing;
 }
 
 export interface Context extends Deps {

@@ -9,6 +9,7 @@ import { createReleasers, onShutdownSignal } from "../../common/lifecycle.ts";
 import { createLogger } from "../../common/logger.ts";
 import { runMain } from "../../common/run-main.ts";
 import { createEndputClient, createMongo, createRedis, createSourceClients } from "../../common/stores.ts";
+import { startTracing } from "../../common/tracing.ts";
 import { createGateway } from "./app.ts";
 import { anonymousExposure, isLoopback } from "./exposure.ts";
 import { createGatewayMetrics } from "./metrics.ts";
@@ -21,6 +22,9 @@ async function main(config: Config): Promise<void> {
   if (!config.gateway.token && !isLoopback(config.gateway.host))
     logger.warn({ host: config.gateway.host }, "GATEWAY_ALLOW_ANONYMOUS=true: anyone who reaches the gateway can run mutations");
   const releasers = createReleasers(logger);
+  // Started first, so it is released last and flushes the spans of the final requests.
+  const tracing = await startTracing(config, "gateway", logger);
+  releasers.add("tracing", () => tracing.shutdown());
 
   const sources = createSourceClients(config);
   releasers.add("source postgresql", () => Promise.all([sources.SYSTEM1.$disconnect(), sources.SYSTEM2.$disconnect()]));
@@ -40,7 +44,7 @@ async function main(config: Config): Promise<void> {
   const pubsub = createEventsPubSub(redis, redisSub);
 
   const metrics = createGatewayMetrics({ broker, redis, config, sources });
-  const gateway = createGateway({ config, logger, sources, endput, redis, broker, log, pubsub, metrics });
+  const gateway = createGateway({ config, logger, sources, endput, redis, broker, log, pubsub, metrics, tracing });
   gateway.server.listen(config.gateway.port, config.gateway.host);
   await once(gateway.server, "listening");
   releasers.add("http server", () => gateway.close());

@@ -202,6 +202,8 @@ export const MESSAGE_HISTORY = /* GraphQL */ `
       processedAt
       durationMs
       consumerId
+      traceId
+      traceUrl
     }
   }
 `;
@@ -213,6 +215,8 @@ export interface Attempt {
   processedAt: string;
   durationMs: number | null;
   consumerId: string;
+  traceId: string | null;
+  traceUrl: string | null;
 }
 export interface MessageHistory {
   messageHistory: Attempt[];

@@ -114,6 +114,18 @@ export function TimelinePanel(props: { onEvent(listener: (event: ProcessingEvent
                     </span>
                   </div>
                   {a.error && <div class="timeline-error">{a.error}</div>}
+                  {a.traceId && (
+                    <div class="timeline-trace mono muted" data-testid="timeline-trace">
+                      trace{" "}
+                      {a.traceUrl ? (
+                        <a href={a.traceUrl} target="_blank" rel="noreferrer noopener">
+                          {a.traceId}
+                        </a>
+                      ) : (
+                        a.traceId
+                      )}
+                    </div>
+                  )}
                 </li>
               ))}
             </ol>

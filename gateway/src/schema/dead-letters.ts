@@ -81,6 +81,7 @@ builder.mutationField("redriveDeadLetters", (t) =>
         redis: ctx.redis,
         config: ctx.config,
         logger: ctx.logger,
+        tracing: ctx.tracing,
       }),
   }),
 );

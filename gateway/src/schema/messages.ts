@@ -32,6 +32,19 @@ export const LogEntry = builder.objectRef<LogDocument>("LogEntry").implement({
     }),
     durationMs: t.exposeFloat("durationMs", { nullable: true }),
     consumerId: t.exposeString("consumerId"),
+    traceId: t.string({
+      nullable: true,
+      description: "The OpenTelemetry trace of the message's order; null when tracing was off",
+      resolve: (d) => d.traceId ?? null,
+    }),
+    traceUrl: t.string({
+      nullable: true,
+      description: "The trace in the tracing UI, from TRACE_URL_TEMPLATE; null without a trace id or a template",
+      resolve: (d, _args, ctx) => {
+        const template = ctx.config.tracing.urlTemplate;
+        return d.traceId && template ? template.replaceAll("{traceId}", d.traceId) : null;
+      },
+    }),
   }),
 });
 

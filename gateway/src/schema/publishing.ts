@@ -64,6 +64,7 @@ builder.mutationField("publishPending", (t) =>
         cursors: createCursors(ctx.redis, ctx.config),
         config: ctx.config,
         logger: ctx.logger,
+        tracing: ctx.tracing,
         metrics: ctx.metrics,
       }),
   }),

@@ -40,6 +40,7 @@ import {
 import { eventsTopic, type ProcessingEvent } from "../../../common/events.ts";
 import { counterField, counterKey, deadLetterScanLockKey } from "../../../common/keys.ts";
 import type { Logger } from "../../../common/logger.ts";
+import { noTracing, type Tracing } from "../../../common/tracing.ts";
 import { badInput, DomainError, using } from "../errors.ts";
 import { waitForLock } from "./redis-lock.ts";
 
@@ -246,9 +247,10 @@ export async function redriveDeadLetters(
     by?: string;
     /** Runs between logging a redrive and acking its DLQ copy (tests stop a redrive there). */
     beforeAck?: (messageId: string) => Promise<void>;
+    tracing?: Tracing;
   },
 ): Promise<RedriveResult> {
-  const { filter, broker, log, redis, config, logger } = deps;
+  const { filter, broker, log, redis, config, logger, tracing = noTracing } = deps;
   const dryRun = filter.dryRun ?? false;
   const { primary, exchange, routingKey } = broker.topology;
   let moved = 0;
@@ -267,15 +269,18 @@ export async function redriveDeadLetters(
     for (const k of [HEADERS.deadReason, HEADERS.deadAttempts, HEADERS.deadAt, HEADERS.consumerId, "x-death"]) delete headers[k];
     headers[HEADERS.attempt] = 1;
     headers[HEADERS.round] = round;
-    await broker.publish(exchange, routingKey, msg.content, {
+    const options = {
       persistent: true,
       contentType: msg.properties.contentType,
       messageId: msg.properties.messageId,
       timestamp: Math.floor(Date.now() / 1000),
       type: msg.properties.type,
       headers,
-    });
-    await recordRedrive(log, redis, config, d, round);
+    };
+    const traceId = await tracing.redrive({ ...d, round }, msg.properties.headers, options, () =>
+      broker.publish(exchange, routingKey, msg.content, options),
+    );
+    await recordRedrive(log, redis, config, d, round, traceId);
     await deps.beforeAck?.(d.messageId);
     ack();
     moved++;
@@ -411,7 +416,7 @@ async function releaseAcked(
 }
 
 /** A REDRIVEN entry opens the new round in the message's history and records that the round before was redriven. */
-async function recordRedrive(log: AttemptLog, redis: Redis, config: Config, d: DeadLetter, round: number) {
+async function recordRedrive(log: AttemptLog, redis: Redis, config: Config, d: DeadLetter, round: number, traceId?: string) {
   const now = new Date();
   const doc: LogDocument = {
     messageId: d.messageId,
@@ -430,6 +435,7 @@ async function recordRedrive(log: AttemptLog, redis: Redis, config: Config, d: D
     retained: false,
     durationMs: null,
     consumerId: "gateway",
+    ...(traceId ? { traceId } : {}),
   };
   await log.insert([doc]);
   // The round before is still in the DLQ until the ack: the whole history, this entry too, stays.

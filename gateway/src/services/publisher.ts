@@ -29,6 +29,7 @@ import {
 } from "../../../common/contract.ts";
 import type { Logger } from "../../../common/logger.ts";
 import type { SourceClient } from "../../../common/stores.ts";
+import { noTracing, type Tracing } from "../../../common/tracing.ts";
 import { asDomainError, badInput, using } from "../errors.ts";
 import type { GatewayMetrics } from "../metrics.ts";
 import type { Cursors, PublishedMark, PublishLock } from "./cursors.ts";
@@ -97,8 +98,9 @@ export async function publishPending(deps: {
   logger: Logger;
   metrics?: GatewayMetrics;
   random?: () => number;
+  tracing?: Tracing;
 }): Promise<PublishResult> {
-  const { system, source, broker, cursors, config, logger } = deps;
+  const { system, source, broker, cursors, config, logger, tracing = noTracing } = deps;
   const limit = deps.limit ?? Number.POSITIVE_INFINITY;
   if (deps.limit != null && (!Number.isInteger(deps.limit) || deps.limit < 1 || deps.limit > MAX_INT)) {
     throw badInput("limit must be a positive whole number", "limit");
@@ -121,10 +123,14 @@ export async function publishPending(deps: {
 
       try {
         const encode = createEncoder(system, config.retry.maxAttempts, deps.random);
-        await publishConfirmed(rows, ready, (row) => {
-          const { body, options } = encode(row);
-          return broker.publish(exchange, routingKey, body, options);
-        });
+        await tracing.publishBatch({ system, fromId: rows[0]!.id, toId: rows[ready - 1]!.id, count: ready }, (message) =>
+          publishConfirmed(rows, ready, (row) => {
+            const { body, options } = encode(row);
+            return message({ messageId: options.messageId!, system, orderId: row.id }, options, (o) =>
+              broker.publish(exchange, routingKey, body, o),
+            );
+          }),
+        );
       } catch (err) {
         // Nothing past the last confirmed batch is claimed: the cursor stays where it is.
         logger.warn({ system, cursor, err: (err as Error).message }, "publish failed; cursor not advanced");
