@@ -81,7 +81,9 @@ describe("7. load held", () => {
     const publishSeconds = (Date.now() - t0) / 1000;
     expect(published).toEqual([PER_SYSTEM, PER_SYSTEM]);
 
-    await report.time("drain", () => waitDrained(w, { timeoutMs: 420_000 }));
+    // A hang detector, not a speed target (speed is measured by make bench): on the 2-core
+    // development machine this drain has taken 335 to 408 s.
+    await report.time("drain", () => waitDrained(w, { timeoutMs: 600_000 }));
     const processSeconds = (Date.now() - t0) / 1000;
     stop = true;
     await Promise.all([...clients, prober]);
@@ -115,5 +117,5 @@ describe("7. load held", () => {
     expect(result.lost).toBe(0);
     expect(result.duplicated).toBe(0);
     report.pass();
-  }, 600_000);
+  }, 780_000);
 });
