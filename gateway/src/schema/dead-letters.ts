@@ -1,6 +1,7 @@
 // The dead-letter queue: its groups, peek without consuming, redrive back to the primary
 // queue, and discard for good.
 import type { DeadLetterGroup as Group } from "../../../common/dead-letter-groups.ts";
+import type { Context } from "../context.ts";
 import { boundedFirst } from "../errors.ts";
 import { clientKey } from "../rate-limits.ts";
 import {
@@ -10,6 +11,7 @@ import {
   type DiscardResult as Discarded,
   peekDeadLetters,
   redriveDeadLetters,
+  type RedriveFilter,
   type RedriveResult as Result,
 } from "../services/dead-letters.ts";
 import { builder } from "./builder.ts";
@@ -59,30 +61,36 @@ builder.queryField("deadLetters", (t) =>
   }),
 );
 
+/** Which dead letters a redrive or a discard takes. */
+const filterArgs = builder.args((t) => ({
+  system: t.field({ type: SystemEnum }),
+  reason: t.string({
+    description: "A group's reason (max-attempts, rejected:not-json), a class of them (rejected) or a recorded reason",
+  }),
+  messageIds: t.idList(),
+  limit: t.int(),
+  dryRun: t.boolean(),
+}));
+
+/** What a DLQ walk needs from the request: the filter, who asked, and the stores. */
+function walkOf(args: Omit<RedriveFilter, "messageIds"> & { messageIds?: readonly (string | number)[] | null }, ctx: Context) {
+  return {
+    filter: { ...args, messageIds: args.messageIds?.map(String) },
+    by: clientKey(ctx),
+    broker: ctx.broker,
+    log: ctx.log,
+    redis: ctx.redis,
+    config: ctx.config,
+    logger: ctx.logger,
+  };
+}
+
 builder.mutationField("redriveDeadLetters", (t) =>
   t.field({
     type: RedriveResult,
     description: "Moves matching dead letters back to the primary queue as a new round starting at attempt 1; dryRun only counts",
-    args: {
-      system: t.arg({ type: SystemEnum }),
-      reason: t.arg.string({
-        description: "A group's reason (max-attempts, rejected:not-json), a class of them (rejected) or a recorded reason",
-      }),
-      messageIds: t.arg.idList(),
-      limit: t.arg.int(),
-      dryRun: t.arg.boolean(),
-    },
-    resolve: (_root, args, ctx) =>
-      redriveDeadLetters({
-        filter: { ...args, messageIds: args.messageIds?.map(String) },
-        by: clientKey(ctx),
-        broker: ctx.broker,
-        log: ctx.log,
-        redis: ctx.redis,
-        config: ctx.config,
-        logger: ctx.logger,
-        tracing: ctx.tracing,
-      }),
+    args: filterArgs,
+    resolve: (_root, args, ctx) => redriveDeadLetters({ ...walkOf(args, ctx), tracing: ctx.tracing }),
   }),
 );
 
@@ -135,24 +143,7 @@ builder.mutationField("discardDeadLetters", (t) =>
     type: DiscardResult,
     description:
       "Removes matching dead letters for good, each logged as DISCARDED before it leaves the queue; needs a system, a reason or messageIds; dryRun only lists",
-    args: {
-      system: t.arg({ type: SystemEnum }),
-      reason: t.arg.string({
-        description: "A group's reason (max-attempts, rejected:not-json), a class of them (rejected) or a recorded reason",
-      }),
-      messageIds: t.arg.idList(),
-      limit: t.arg.int(),
-      dryRun: t.arg.boolean(),
-    },
-    resolve: (_root, args, ctx) =>
-      discardDeadLetters({
-        filter: { ...args, messageIds: args.messageIds?.map(String) },
-        by: clientKey(ctx),
-        broker: ctx.broker,
-        log: ctx.log,
-        redis: ctx.redis,
-        config: ctx.config,
-        logger: ctx.logger,
-      }),
+    args: filterArgs,
+    resolve: (_root, args, ctx) => discardDeadLetters(walkOf(args, ctx)),
   }),
 );
