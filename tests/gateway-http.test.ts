@@ -441,7 +441,8 @@ describe("gateway shutdown", () => {
     expect(wsEvents[0]).toBe("complete");
     await ws.dispose();
 
-    // The stores were closed after the HTTP server, in reverse order of opening, and nothing failed.
+    // The stores were closed after the HTTP server, in reverse order of opening, and nothing failed;
+    // tracing, started first, stops last, so the spans of the shutdown itself are flushed.
     expect(logs.filter((l) => l.msg === "released").map((l) => l.step)).toEqual([
       "http server",
       "rabbitmq",
@@ -450,6 +451,7 @@ describe("gateway shutdown", () => {
       "redis",
       "endput postgresql",
       "source postgresql",
+      "tracing",
     ]);
     expect(logs.filter((l) => /release failed|unexpected error|timed out/.test(l.msg))).toEqual([]);
     expect(await e.redis.get(cursorKey(e.config, "SYSTEM1"))).toBe(String(rows));
