@@ -280,6 +280,9 @@ describe("refusals through the gateway", () => {
       expect(await waiting()).toBeGreaterThan(0);
       const second = await gql("{ deadLetters { messageId } }");
       expect(second.errors?.[0]?.extensions?.code).toBe("RATE_LIMITED");
+      // Reached through a fragment, it is the same operation.
+      const spread = await gql("query { ...Letters } fragment Letters on Query { deadLetters { messageId } }");
+      expect(spread.errors?.[0]?.extensions?.code).toBe("RATE_LIMITED");
       // Cheap operations are not counted.
       expect((await gql("{ cursors { system } }")).errors).toBeUndefined();
       await blocker.query("commit");

@@ -6,7 +6,7 @@
 import type { IncomingMessage } from "node:http";
 
 import { useRateLimiter } from "@envelop/rate-limiter";
-import { type DocumentNode, type ExecutionArgs, GraphQLError, Kind, type OperationDefinitionNode, visit } from "graphql";
+import { type DocumentNode, GraphQLError, visit } from "graphql";
 import type { Plugin } from "graphql-yoga";
 
 import type { Config } from "../../common/config.ts";
@@ -25,15 +25,6 @@ export function clientKey(context: unknown): string {
 
 const rateLimited = (message: string, extra: Record<string, unknown>) =>
   new GraphQLError(message, { extensions: { code: "RATE_LIMITED", ...extra, http: { status: 429 } } });
-
-/** The root fields of the operation about to execute. */
-function rootFields(args: ExecutionArgs): string[] {
-  const op = args.document.definitions.find(
-    (d): d is OperationDefinitionNode =>
-      d.kind === Kind.OPERATION_DEFINITION && (args.operationName == null || d.name?.value === args.operationName),
-  );
-  return (op?.selectionSet.selections ?? []).flatMap((s) => (s.kind === Kind.FIELD ? [s.name.value] : []));
-}
 
 const mentions = new WeakMap<DocumentNode, boolean>();
 
@@ -74,7 +65,8 @@ export function useClientLimits(config: Config): Plugin<Context>[] {
   const executing = new Map<string, number>();
   const concurrency: Plugin<Context> = {
     onExecute({ args, executeFn, setExecuteFn }) {
-      if (!rootFields(args).some((f) => EXPENSIVE.has(f))) return;
+      // Any mention counts, through a fragment too: a document is expensive if it could be.
+      if (!mentionsExpensive(args.document)) return;
       const key = clientKey(args.contextValue);
       setExecuteFn(async (a) => {
         const n = executing.get(key) ?? 0;
