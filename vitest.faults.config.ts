@@ -18,7 +18,7 @@ export default defineConfig({
     fileParallelism: false,
     pool: "forks",
     maxWorkers: 1,
-    testTimeout: 300_000,
+    testTimeout: 480_000,
     hookTimeout: 180_000,
     teardownTimeout: 60_000,
     sequence: { sequencer: ByFileName },

@@ -17,6 +17,7 @@ import type { ScenarioReport } from "./report.ts";
 import type { World } from "./world.ts";
 
 export interface DrainOptions {
+  /** A hang detector, not a speed target (make bench measures speed): 300 s unless a scenario says more. */
   timeoutMs?: number;
   /** How long every queue must stay empty (longer than the management API's ~5 s sampling). */
   quietMs?: number;
@@ -24,7 +25,7 @@ export interface DrainOptions {
 
 /** Waits until the primary and wait queues are empty and nothing is unacked, continuously for quietMs. */
 export async function waitDrained(world: World, opts: DrainOptions = {}): Promise<void> {
-  const { timeoutMs = 180_000, quietMs = 6_000 } = opts;
+  const { timeoutMs = 300_000, quietMs = 6_000 } = opts;
   const names = [world.topology.primary, ...world.topology.waitQueues.map((w) => w.name)];
   const deadline = Date.now() + timeoutMs;
   let quietSince: number | undefined;
