@@ -129,6 +129,8 @@ describe("end to end", () => {
       if (history[0]!.order!.securityCheck) {
         expect(attempts).toEqual(Array.from({ length: required }, (_, i) => i + 1));
         expect(history.map((h) => h.status)).toEqual([...Array(required - 1).fill("RETRY_SCHEDULED"), "SUCCEEDED"]);
+        // Only a dead letter's history is kept past its expiry: a retried message's is not.
+        expect(history.every((h) => !h.retained && h.expiresAt !== null)).toBe(true);
       } else {
         expect(required).toBe(6);
         expect(attempts).toEqual([1, 2, 3, 4, 5]);

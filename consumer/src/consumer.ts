@@ -401,7 +401,9 @@ export function createConsumer(deps: {
     for (const f of forwards) if (f.outcome.kind !== "RETRY_SCHEDULED") f.deadAt = now;
 
     // A dead letter's whole history stays while it is in the DLQ (a readable REJECTED one's too).
-    const dead = forwards.filter((i) => i.outcome.kind === "DEAD_LETTERED" || deliveryOf(i.outcome)).map((i) => i.messageId);
+    const dead = forwards
+      .filter((i) => i.outcome.kind === "DEAD_LETTERED" || (i.outcome.kind === "REJECTED" && deliveryOf(i.outcome)))
+      .map((i) => i.messageId);
     if (dead.length > 0) await durably(ch, "mongo", () => log.retain(dead));
 
     if (live.length > 0) {
