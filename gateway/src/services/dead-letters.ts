@@ -286,11 +286,7 @@ export async function redriveDeadLetters(
     moved++;
   });
 
-  await recordOperation(log, logger, "redrives", {
-    at: started,
-    finishedAt: new Date(),
-    by: deps.by ?? null,
-    filter: { ...filter, messageIds: filter.messageIds ? [...filter.messageIds] : null },
+  await recordOperation(log, logger, "redrives", started, deps.by, filter, {
     matched,
     moved,
     alreadyRedriven,
@@ -341,11 +337,7 @@ export async function discardDeadLetters(
     discarded++;
   });
 
-  await recordOperation(log, logger, "discards", {
-    at: started,
-    finishedAt: new Date(),
-    by: deps.by ?? null,
-    filter: { ...filter, messageIds: filter.messageIds ? [...filter.messageIds] : null },
+  await recordOperation(log, logger, "discards", started, deps.by, filter, {
     matched,
     discarded,
     dryRun,
@@ -356,7 +348,23 @@ export async function discardDeadLetters(
 }
 
 /** Redrives and discards are recorded beside the attempt log, in `redrives` and `discards`. */
-async function recordOperation(log: AttemptLog, logger: Logger, collection: string, doc: Record<string, unknown>) {
+/** Records a redrive or a discard: who asked, when, with which filter, and what it did. */
+async function recordOperation(
+  log: AttemptLog,
+  logger: Logger,
+  collection: "redrives" | "discards",
+  at: Date,
+  by: string | undefined,
+  filter: RedriveFilter,
+  outcome: Record<string, unknown>,
+) {
+  const doc = {
+    at,
+    finishedAt: new Date(),
+    by: by ?? null,
+    filter: { ...filter, messageIds: filter.messageIds ? [...filter.messageIds] : null },
+    ...outcome,
+  };
   await log.collection.db
     .collection(collection)
     .insertOne(doc)
