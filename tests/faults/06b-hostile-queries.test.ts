@@ -83,6 +83,27 @@ function send(port: number, r: HostileRequest): Promise<Answer> {
   });
 }
 
+/** The gateway's own view: event-loop delay since the last scrape, GC pauses by duration bucket. */
+async function gatewayLoad(port: number) {
+  const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+  const value = (name: string) => {
+    const line = text.split("\n").find((l) => l.startsWith(name));
+    return line ? Number(line.split(" ").at(-1)) : NaN;
+  };
+  const gc = (le: string) =>
+    text
+      .split("\n")
+      .filter((l) => l.startsWith("tentativa_gateway_nodejs_gc_duration_seconds_bucket") && l.includes(`le="${le}"`))
+      .reduce((sum, l) => sum + Number(l.split(" ").at(-1)), 0);
+  return {
+    loopMaxMs: Math.round(value("tentativa_gateway_nodejs_eventloop_lag_max_seconds") * 1000),
+    loopP99Ms: Math.round(value("tentativa_gateway_nodejs_eventloop_lag_p99_seconds") * 1000),
+    gcTotal: gc("+Inf"),
+    gcOver10ms: gc("+Inf") - gc("0.01"),
+    gcOver100ms: gc("+Inf") - gc("0.1"),
+  };
+}
+
 function percentiles(values: number[]) {
   const sorted = [...values].sort((a, b) => a - b);
   const at = (p: number) => (sorted.length ? sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)]! : 0);
@@ -128,6 +149,7 @@ describe("6b. hostile queries", () => {
     const published = await Promise.all(SYSTEMS.map((s) => publishAll(w, s)));
     expect(published).toEqual([PER_SYSTEM, PER_SYSTEM]);
     await sleep(QUIET_MS);
+    const loadBefore = await gatewayLoad(gateway.port);
     phase = "hostile";
     const pendingWhenHostileStarts = await pendingWork(w);
     const requests = costlyRequests(PER_KIND, MAX_BODY_BYTES);
@@ -149,6 +171,7 @@ describe("6b. hostile queries", () => {
     );
     const hostileSeconds = (Date.now() - t0) / 1000;
     phase = "after";
+    const loadAfter = await gatewayLoad(gateway.port);
     const pendingAfterHostile = await pendingWork(w);
 
     await report.time("drain", () => waitDrained(w));
@@ -180,6 +203,7 @@ describe("6b. hostile queries", () => {
       transportFailures: failures.slice(0, 5),
       pendingWhenStarted: pendingWhenHostileStarts,
       pendingWhenDone: pendingAfterHostile,
+      gatewayLoad: { before: loadBefore, during: loadAfter },
     });
     report.detail("normalClients", { quiet, hostile, errors: normalErrors.length, errorSamples: normalErrors.slice(0, 5) });
     const fmt = (p: ReturnType<typeof percentiles>) => `p50 ${p.p50} ms, p99 ${p.p99} ms (n=${p.count})`;
