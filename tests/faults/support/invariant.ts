@@ -158,16 +158,16 @@ function noteAll(problems: string[], label: string, items: string[]): void {
   problems.push(`${label}: ${items.length} (e.g. ${items.slice(0, MAX_LISTED).join(", ")})`);
 }
 
-/**
- * Checks the invariant after the queues drained. `expectedRejected` is the number of
- * malformed messages the scenario sent (they must be in the DLQ as REJECTED and logged once).
- */
-export async function checkInvariant(world: World, opts: { expectedRejected?: number } = {}): Promise<InvariantResult> {
-  const problems: string[] = [];
-  const maxAttempts = world.config.retry.maxAttempts;
+export interface SourceOrder {
+  key: string;
+  system: System;
+  id: number;
+  check: boolean;
+}
 
-  // Source orders of both systems, keyed by message id.
-  const orders = new Map<string, { key: string; system: System; id: number; check: boolean }>();
+/** Source orders of both systems, keyed by message id; each cursor must be at its system's highest id. */
+async function readOrders(world: World, problems: string[]): Promise<Map<string, SourceOrder>> {
+  const orders = new Map<string, SourceOrder>();
   for (const system of SYSTEMS) {
     const { rows } = await world.sources[system].query<{ id: number; security_check: boolean }>(
       "select id, security_check from orders order by id",
@@ -178,23 +178,41 @@ export async function checkInvariant(world: World, opts: { expectedRejected?: nu
     const cursor = await world.cursor(system);
     if (cursor !== max) problems.push(`${system} cursor is ${cursor}, highest id is ${max}`);
   }
-  const trueKeys = new Set([...orders.values()].filter((o) => o.check).map((o) => o.key));
-  const falseKeys = new Set([...orders.values()].filter((o) => !o.check).map((o) => o.key));
+  return orders;
+}
 
-  // The sink: exactly the true orders.
+const extraCopies = (counts: Map<string, number>) => [...counts.values()].reduce((n, c) => n + c - 1, 0);
+
+/** The sink: exactly the true orders. */
+async function checkEndput(world: World, trueKeys: Set<string>, problems: string[]) {
   const { rows: sunk } = await world.endput.query<{ k: string; attempts: number; message_id: string }>(
     "select source_system::text || ':' || source_order_id as k, attempts, message_id::text from orders",
   );
   const sunkCount = new Map<string, number>();
   for (const r of sunk) sunkCount.set(r.k, (sunkCount.get(r.k) ?? 0) + 1);
-  const missingSink = [...trueKeys].filter((k) => !sunkCount.has(k));
-  const extraSink = [...sunkCount].filter(([, n]) => n > 1).map(([k, n]) => `${k} x${n}`);
-  const falseInSink = [...sunkCount.keys()].filter((k) => !trueKeys.has(k));
-  noteAll(problems, "true orders missing from endput", missingSink);
-  noteAll(problems, "endput rows duplicated", extraSink);
-  noteAll(problems, "endput rows that are not true orders", falseInSink);
+  const missing = [...trueKeys].filter((k) => !sunkCount.has(k));
+  noteAll(problems, "true orders missing from endput", missing);
+  noteAll(
+    problems,
+    "endput rows duplicated",
+    [...sunkCount].filter(([, n]) => n > 1).map(([k, n]) => `${k} x${n}`),
+  );
+  noteAll(
+    problems,
+    "endput rows that are not true orders",
+    [...sunkCount.keys()].filter((k) => !trueKeys.has(k)),
+  );
+  return { rows: sunk.length, missing: missing.length, duplicated: extraCopies(sunkCount) };
+}
 
-  // The DLQ: every false order once, plus the REJECTED ones.
+/** The DLQ: every false order once, plus the REJECTED ones. */
+async function checkDeadLetters(
+  world: World,
+  orders: Map<string, SourceOrder>,
+  falseKeys: Set<string>,
+  expectedRejected: number,
+  problems: string[],
+) {
   const dead = await readDeadLetters(world);
   const deadCount = new Map<string, number>();
   const rejected: DeadLetter[] = [];
@@ -212,78 +230,101 @@ export async function checkInvariant(world: World, opts: { expectedRejected?: nu
     deadCount.set(o.key, (deadCount.get(o.key) ?? 0) + 1);
     if (d.reason !== "max-attempts") unexpectedDead.push(`${o.key} (${d.reason})`);
   }
-  const missingDead = [...falseKeys].filter((k) => !deadCount.has(k));
-  const extraDead = [...deadCount].filter(([, n]) => n > 1).map(([k, n]) => `${k} x${n}`);
-  const trueInDead = [...deadCount.keys()].filter((k) => !falseKeys.has(k));
-  noteAll(problems, "false orders missing from the DLQ", missingDead);
-  noteAll(problems, "false orders in the DLQ more than once", extraDead);
-  noteAll(problems, "true orders in the DLQ", trueInDead);
+  const missing = [...falseKeys].filter((k) => !deadCount.has(k));
+  noteAll(problems, "false orders missing from the DLQ", missing);
+  noteAll(
+    problems,
+    "false orders in the DLQ more than once",
+    [...deadCount].filter(([, n]) => n > 1).map(([k, n]) => `${k} x${n}`),
+  );
+  noteAll(
+    problems,
+    "true orders in the DLQ",
+    [...deadCount.keys()].filter((k) => !falseKeys.has(k)),
+  );
   noteAll(problems, "unexpected DLQ messages", unexpectedDead);
-  const expectedRejected = opts.expectedRejected ?? 0;
   if (rejected.length !== expectedRejected)
     problems.push(`REJECTED messages in the DLQ: ${rejected.length}, expected ${expectedRejected}`);
+  return { count: dead.length, rejected, missing: missing.length, duplicated: extraCopies(deadCount) };
+}
 
-  // The attempt log.
-  const docs = await readLog(world);
+/** What is wrong with one order's round-0 history (its log documents, in any order). */
+function judgeHistory(o: SourceOrder, history: LogRow[], maxAttempts: number) {
+  const seen = new Map<number, string[]>();
+  for (const h of [...history].sort((a, b) => a.attempt - b.attempt))
+    seen.set(h.attempt, [...(seen.get(h.attempt) ?? []), h.status]);
+  const repeated: string[] = [];
+  let repeatedCount = 0;
+  for (const [attempt, statuses] of seen) {
+    if (statuses.length > 1) {
+      repeatedCount += statuses.length - 1;
+      repeated.push(`${o.key} attempt ${attempt}: ${statuses.join("+")}`);
+    }
+  }
+  const attempts = [...seen.keys()];
+  const n = attempts.length;
+  const last = seen.get(attempts[n - 1]!)!;
+  const earlier = attempts.slice(0, -1).flatMap((a) => seen.get(a)!);
+  const terminal = o.check ? "SUCCEEDED" : "DEAD_LETTERED";
+  const okEnd =
+    last.includes(terminal) && earlier.every((s) => s === "RETRY_SCHEDULED") && (o.check ? n <= maxAttempts : n === maxAttempts);
+  return {
+    repeated,
+    repeatedCount,
+    gap: attempts.some((a, i) => a !== i + 1) ? `${o.key} [${attempts.join(",")}]` : undefined,
+    // Entries missing below the highest attempt seen, and the terminal one if it never came.
+    missing: attempts[n - 1]! - n + (last.includes(terminal) ? 0 : 1),
+    badEnd: okEnd ? undefined : `${o.key} ${attempts.map((a) => `${a}:${seen.get(a)!.join("+")}`).join(" ")}`,
+  };
+}
+
+/** The attempt log: every order's history complete, nothing repeated, nothing unknown. */
+export function checkHistories(
+  docs: LogRow[],
+  orders: Map<string, SourceOrder>,
+  expectedRejected: number,
+  maxAttempts: number,
+  problems: string[],
+) {
   const byMessage = new Map<string, LogRow[]>();
   let rejectedDocs = 0;
   for (const d of docs) {
-    if (d.status === "REJECTED") {
-      rejectedDocs++;
-      continue;
-    }
-    const list = byMessage.get(d.messageId);
-    if (list) list.push(d);
-    else byMessage.set(d.messageId, [d]);
+    if (d.status === "REJECTED") rejectedDocs++;
+    else byMessage.set(d.messageId, [...(byMessage.get(d.messageId) ?? []), d]);
   }
   if (rejectedDocs !== expectedRejected) problems.push(`REJECTED log documents: ${rejectedDocs}, expected ${expectedRejected}`);
-  const noHistory: string[] = [];
-  const repeated: string[] = [];
-  const gaps: string[] = [];
-  const badEnd: string[] = [];
-  const strangers: string[] = [];
+  const found = { noHistory: [] as string[], repeated: [] as string[], gaps: [] as string[], badEnd: [] as string[] };
   let repeatedCount = 0;
   let missingEntries = 0;
   for (const [messageId, o] of orders) {
     const history = (byMessage.get(messageId) ?? []).filter((d) => d.round === 0);
     byMessage.delete(messageId);
     if (history.length === 0) {
-      noHistory.push(o.key);
+      found.noHistory.push(o.key);
       missingEntries++;
       continue;
     }
-    history.sort((a, b) => a.attempt - b.attempt);
-    const seen = new Map<number, string[]>();
-    for (const h of history) seen.set(h.attempt, [...(seen.get(h.attempt) ?? []), h.status]);
-    for (const [attempt, statuses] of seen) {
-      if (statuses.length > 1) {
-        repeatedCount += statuses.length - 1;
-        repeated.push(`${o.key} attempt ${attempt}: ${statuses.join("+")}`);
-      }
-    }
-    const attempts = [...seen.keys()];
-    const n = attempts.length;
-    if (attempts.some((a, i) => a !== i + 1)) gaps.push(`${o.key} [${attempts.join(",")}]`);
-    const last = seen.get(attempts[n - 1]!)!;
-    // Entries missing below the highest attempt seen, and the terminal one if it never came.
-    missingEntries += attempts[n - 1]! - n;
-    const earlier = attempts.slice(0, -1).flatMap((a) => seen.get(a)!);
-    const terminal = o.check ? "SUCCEEDED" : "DEAD_LETTERED";
-    const okEnd =
-      last.includes(terminal) &&
-      earlier.every((s) => s === "RETRY_SCHEDULED") &&
-      (o.check ? n <= maxAttempts : n === maxAttempts);
-    if (!last.includes(o.check ? "SUCCEEDED" : "DEAD_LETTERED")) missingEntries++;
-    if (!okEnd) badEnd.push(`${o.key} ${attempts.map((a) => `${a}:${seen.get(a)!.join("+")}`).join(" ")}`);
+    const judged = judgeHistory(o, history, maxAttempts);
+    found.repeated.push(...judged.repeated);
+    repeatedCount += judged.repeatedCount;
+    missingEntries += judged.missing;
+    if (judged.gap) found.gaps.push(judged.gap);
+    if (judged.badEnd) found.badEnd.push(judged.badEnd);
   }
-  for (const [messageId, list] of byMessage) strangers.push(`${messageId} (${list.length} docs)`);
-  noteAll(problems, "orders without any logged attempt", noHistory);
-  noteAll(problems, "repeated (messageId, round, attempt) log documents", repeated);
-  noteAll(problems, "attempt histories with a gap", gaps);
-  noteAll(problems, "attempt histories with a wrong ending or order", badEnd);
-  noteAll(problems, "log documents for unknown messages", strangers);
+  noteAll(problems, "orders without any logged attempt", found.noHistory);
+  noteAll(problems, "repeated (messageId, round, attempt) log documents", found.repeated);
+  noteAll(problems, "attempt histories with a gap", found.gaps);
+  noteAll(problems, "attempt histories with a wrong ending or order", found.badEnd);
+  noteAll(
+    problems,
+    "log documents for unknown messages",
+    [...byMessage].map(([messageId, list]) => `${messageId} (${list.length} docs)`),
+  );
+  return { missingEntries, repeatedCount };
+}
 
-  // The counters: exactly one count per logged attempt, whatever was redelivered.
+/** The counters: exactly one count per logged attempt, whatever was redelivered. */
+async function checkCounters(world: World, docs: LogRow[], problems: string[]): Promise<void> {
   const counted: string[] = ["RETRY_SCHEDULED", "SUCCEEDED", "DEAD_LETTERED", "REJECTED"] satisfies ProcessingStatus[];
   const logged = new Map<string, number>();
   for (const d of docs) {
@@ -296,24 +337,35 @@ export async function checkInvariant(world: World, opts: { expectedRejected?: nu
     .filter((f) => Number(counters[f] ?? 0) !== (logged.get(f) ?? 0))
     .map((f) => `${f} counted ${counters[f] ?? 0}, logged ${logged.get(f) ?? 0}`);
   noteAll(problems, "Redis counters that differ from the attempt log", drift);
+}
 
-  const lost = missingSink.length + missingDead.length + missingEntries;
-  const duplicated =
-    [...sunkCount.values()].reduce((n, c) => n + c - 1, 0) +
-    [...deadCount.values()].reduce((n, c) => n + c - 1, 0) +
-    repeatedCount;
-
+/**
+ * Checks the invariant after the queues drained. `expectedRejected` is the number of
+ * malformed messages the scenario sent (they must be in the DLQ as REJECTED and logged once).
+ */
+export async function checkInvariant(world: World, opts: { expectedRejected?: number } = {}): Promise<InvariantResult> {
+  const problems: string[] = [];
+  const expectedRejected = opts.expectedRejected ?? 0;
+  const orders = await readOrders(world, problems);
+  const keysWhere = (check: boolean) => new Set([...orders.values()].filter((o) => o.check === check).map((o) => o.key));
+  const trueKeys = keysWhere(true);
+  const falseKeys = keysWhere(false);
+  const endput = await checkEndput(world, trueKeys, problems);
+  const dead = await checkDeadLetters(world, orders, falseKeys, expectedRejected, problems);
+  const docs = await readLog(world);
+  const log = checkHistories(docs, orders, expectedRejected, world.config.retry.maxAttempts, problems);
+  await checkCounters(world, docs, problems);
   return {
     orders: orders.size,
     trueOrders: trueKeys.size,
     falseOrders: falseKeys.size,
-    endputRows: sunk.length,
-    deadLetters: dead.length,
-    rejected,
+    endputRows: endput.rows,
+    deadLetters: dead.count,
+    rejected: dead.rejected,
     logDocuments: docs.length,
-    lost,
-    lostLogEntries: missingEntries,
-    duplicated,
+    lost: endput.missing + dead.missing + log.missingEntries,
+    lostLogEntries: log.missingEntries,
+    duplicated: endput.duplicated + dead.duplicated + log.repeatedCount,
     problems,
   };
 }
