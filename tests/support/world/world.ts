@@ -59,7 +59,9 @@ export interface World {
   topology: Topology;
   redis: Redis;
   mongo: MongoClient;
-  /** Runs fn on a fresh channel of the world's own AMQP connection (reconnects after a broker restart). */
+  /** The world's own AMQP connection, to the first node that answers (again after it closed). */
+  connection(): Promise<ChannelModel>;
+  /** Runs fn on a fresh channel of that connection. */
   withChannel<T>(fn: (ch: Channel) => Promise<T>): Promise<T>;
   /** Registers a releaser; teardown runs them in reverse order of registration. */
   onTeardown(release: () => Promise<unknown>): void;
@@ -121,6 +123,7 @@ export async function createWorld(opts: WorldOptions): Promise<World> {
     topology,
     redis,
     mongo,
+    connection: amqpConnection.get,
     withChannel,
     onTeardown,
     async launch({ settings: more, graceMs, ...rest }) {
