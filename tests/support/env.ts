@@ -73,53 +73,11 @@ export interface TestEnv {
 
 export async function createTestEnv(overrides: Overrides = {}): Promise<TestEnv> {
   const id = randomUUID().replace(/-/g, "").slice(0, 12);
-  const run = inject("dbRun");
-  const world = await createWorld({
-    name: `test-${id}`,
-    databases: {
-      copyOf: { source: run.templateSource, endput: run.templateEndput },
-      names: { system1: `${run.prefix}${id}_s1`, system2: `${run.prefix}${id}_s2`, endput: `${run.prefix}${id}_e` },
-    },
-    settings: {
-      RETRY_DELAY_MS: "200",
-      FERRETDB_POSTGRESQL_URL: serverUrl("ferretdb"),
-      CONSUMER_PORT: "0",
-      LOG_LEVEL: "warn",
-      LOG_PRETTY: "false",
-      DATABASE_POOL_SIZE: "5",
-      ...overrides,
-    },
-    redis: (config) => createRedis(config, "test"),
-  });
+  const world = await testWorld(id, overrides);
   const { config, redis, mongo, settings } = world;
   const logger = createLogger(config, "test");
   const release = world.onTeardown;
-
-  const sources = createSourceClients(config);
-  release(() => Promise.all([sources.SYSTEM1.$disconnect(), sources.SYSTEM2.$disconnect()]));
-  const endput = createEndputClient(config);
-  release(() => endput.$disconnect());
-  const redisSub = createRedis(config, "test-sub");
-  release(() => redisSub.quit());
-  const log = createAttemptLog({ db: mongo.db(config.mongo.database), config, logger });
-  await log.ensureIndexes();
-  const broker = createBroker({ config, logger, name: "test-gateway" });
-  release(() => broker.close());
-  await broker.ready();
-
-  const pubsub = createEventsPubSub(redis, redisSub);
-  const gateway = createGateway({
-    config,
-    logger,
-    sources,
-    endput,
-    redis,
-    broker,
-    log,
-    pubsub,
-    metrics: createGatewayMetrics({ broker, redis, config, sources }),
-  });
-  release(() => gateway.close());
+  const { sources, endput, log, broker, gateway } = await inProcessGateway(world, logger);
 
   const consumers: RunningConsumer[] = [];
 
@@ -163,6 +121,60 @@ export async function createTestEnv(overrides: Overrides = {}): Promise<TestEnv>
     cleanup: () => world.teardown(),
   };
   return env;
+}
+
+/** The test's world: copies of the run's template databases, and the tests' settings under `overrides`. */
+function testWorld(id: string, overrides: Overrides): Promise<World> {
+  const run = inject("dbRun");
+  return createWorld({
+    name: `test-${id}`,
+    databases: {
+      copyOf: { source: run.templateSource, endput: run.templateEndput },
+      names: { system1: `${run.prefix}${id}_s1`, system2: `${run.prefix}${id}_s2`, endput: `${run.prefix}${id}_e` },
+    },
+    settings: {
+      RETRY_DELAY_MS: "200",
+      FERRETDB_POSTGRESQL_URL: serverUrl("ferretdb"),
+      CONSUMER_PORT: "0",
+      LOG_LEVEL: "warn",
+      LOG_PRETTY: "false",
+      DATABASE_POOL_SIZE: "5",
+      ...overrides,
+    },
+    redis: (config) => createRedis(config, "test"),
+  });
+}
+
+/** The gateway in this process, on the world's stores; every client it opens is released with the world. */
+async function inProcessGateway(world: World, logger: Logger) {
+  const { config, redis, mongo } = world;
+  const release = world.onTeardown;
+  const sources = createSourceClients(config);
+  release(() => Promise.all([sources.SYSTEM1.$disconnect(), sources.SYSTEM2.$disconnect()]));
+  const endput = createEndputClient(config);
+  release(() => endput.$disconnect());
+  const redisSub = createRedis(config, "test-sub");
+  release(() => redisSub.quit());
+  const log = createAttemptLog({ db: mongo.db(config.mongo.database), config, logger });
+  await log.ensureIndexes();
+  const broker = createBroker({ config, logger, name: "test-gateway" });
+  release(() => broker.close());
+  await broker.ready();
+
+  const pubsub = createEventsPubSub(redis, redisSub);
+  const gateway = createGateway({
+    config,
+    logger,
+    sources,
+    endput,
+    redis,
+    broker,
+    log,
+    pubsub,
+    metrics: createGatewayMetrics({ broker, redis, config, sources }),
+  });
+  release(() => gateway.close());
+  return { sources, endput, log, broker, gateway };
 }
 
 /** A consumer in this process, with its own broker connection. */
