@@ -1,17 +1,13 @@
-// The shipped processes as children, launched the way scripts/start.sh and the
-// Dockerfile launch them (LAUNCH), each with the scenario's settings in its
-// environment, its output in a log file, and stopped with SIGTERM so it shuts
-// down (and writes its CPU profile) the way it does in production.
-import { type ChildProcess, spawn } from "node:child_process";
+// The shipped processes as children, started by the one launcher
+// (tests/support/world/launcher.ts) the way scripts/start.sh and the Dockerfile
+// launch them (LAUNCH), each with the scenario's settings in its environment, its
+// output in a log file, and stopped with SIGTERM so it shuts down (and writes its
+// CPU profile) the way it does in production.
 import fs from "node:fs";
-import net from "node:net";
-import path from "node:path";
-import { fileURLToPath } from "node:url";
 
-import { childEnvironment } from "../common/config.ts";
-import { sleep } from "./progress.ts";
+import { launch } from "../tests/support/world/launcher.ts";
 
-export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
+export { freePort, killChildren, ROOT } from "../tests/support/world/launcher.ts";
 
 export type Script = "gateway/src/main.ts" | "consumer/src/main.ts";
 
@@ -38,25 +34,6 @@ export interface Child {
   stop(): Promise<void>;
 }
 
-const live = new Set<ChildProcess>();
-
-export async function freePort(): Promise<number> {
-  const server = net.createServer();
-  server.listen(0, "127.0.0.1");
-  await new Promise((resolve) => server.once("listening", resolve));
-  const { port } = server.address() as net.AddressInfo;
-  await new Promise((resolve) => server.close(resolve));
-  return port;
-}
-
-function tail(file: string, lines = 15): string {
-  try {
-    return fs.readFileSync(file, "utf8").trim().split("\n").slice(-lines).join("\n");
-  } catch {
-    return "(no log)";
-  }
-}
-
 export async function startChild(opts: {
   name: string;
   script: Script;
@@ -71,68 +48,30 @@ export async function startChild(opts: {
   ready: (port: number) => Promise<boolean>;
   timeoutMs?: number;
 }): Promise<Child> {
-  fs.mkdirSync(opts.logDir, { recursive: true });
-  const logFile = path.join(opts.logDir, `${opts.name}.log`);
-  const out = fs.openSync(logFile, "a");
   const args = [...(opts.nodeArgs ?? LAUNCH[opts.script].nodeArgs)];
   if (opts.cpuProfDir) {
     fs.mkdirSync(opts.cpuProfDir, { recursive: true });
     args.push("--cpu-prof", "--cpu-prof-dir", opts.cpuProfDir, "--cpu-prof-name", `${opts.name}.cpuprofile`);
   }
-  args.push(opts.script);
-  const child = spawn(process.execPath, args, {
-    cwd: ROOT,
-    env: childEnvironment({ ...LAUNCH[opts.script].env, ...opts.env }),
-    stdio: ["ignore", out, out],
-  });
-  fs.closeSync(out);
-  live.add(child);
-  let exitCode: number | null | undefined;
-  let exitReason: string | undefined;
-  let stopping = false;
-  const exit = new Promise<void>((resolve) =>
-    child.once("exit", (code, signal) => {
-      exitCode = code ?? (signal ? -1 : 0);
-      exitReason = `${signal ? `signal ${signal}` : `code ${code}`}${stopping ? "" : ", not sent by the benchmark"}`;
-      live.delete(child);
-      resolve();
-    }),
-  );
-
-  const deadline = Date.now() + (opts.timeoutMs ?? 60_000);
-  for (;;) {
-    if (exitCode !== undefined) throw new Error(`${opts.name} exited with ${exitCode} while starting:\n${tail(logFile)}`);
-    if (Date.now() > deadline) {
-      child.kill("SIGKILL");
-      throw new Error(`${opts.name} was not ready within ${opts.timeoutMs ?? 60_000} ms:\n${tail(logFile)}`);
-    }
-    if (await opts.ready(opts.port).catch(() => false)) break;
-    await sleep(100);
-  }
-
-  return {
+  const child = await launch({
+    kind: opts.script === "gateway/src/main.ts" ? "gateway" : "consumer",
     name: opts.name,
-    pid: child.pid!,
+    settings: { ...LAUNCH[opts.script].env, ...opts.env },
     port: opts.port,
-    logFile,
-    exited: () => exitCode !== undefined,
-    exitReason: () => exitReason,
-    async stop() {
-      if (exitCode !== undefined) return;
-      stopping = true;
-      child.kill("SIGTERM");
-      const killed = await Promise.race([exit.then(() => false), sleep(30_000).then(() => true)]);
-      if (killed) {
-        child.kill("SIGKILL");
-        await exit;
-      }
-    },
+    logDir: opts.logDir,
+    nodeArgs: args,
+    ready: (c) => opts.ready(c.port),
+    timeoutMs: opts.timeoutMs ?? 60_000,
+  });
+  return {
+    name: child.name,
+    pid: child.pid,
+    port: child.port,
+    logFile: child.logFile,
+    exited: () => !child.alive(),
+    exitReason: child.exitReason,
+    stop: () => child.stop(30_000),
   };
-}
-
-/** Last resort on an aborted run: the children this process started, by pid. */
-export function killChildren(): void {
-  for (const c of live) c.kill("SIGKILL");
 }
 
 export interface MemoryStatus {

@@ -1,32 +1,33 @@
-// The benchmark's isolated world on the developer's running services: per-run
-// template databases migrated once, and per-scenario databases copied from them,
-// AMQP and Redis prefixes and a Mongo database that no one else uses. Everything
-// a scenario creates is listed, so cleanup() removes exactly that.
+// The benchmark's run on the developer's running services: template databases
+// migrated once per run, and per scenario one world of tests/support/world/
+// (databases copied from the templates, AMQP and Redis prefixes and a Mongo
+// database that no one else uses). Everything a scenario creates is its world's,
+// so cleanup() removes exactly that.
 import { randomBytes } from "node:crypto";
 
 import amqp from "amqplib";
 import type { Redis } from "ioredis";
 import type { MongoClient } from "mongodb";
-import pg from "pg";
+import type pg from "pg";
 
-import { type Config, type Env, readConfig, readConfigWith } from "../common/config.ts";
+import { type Config, readConfig } from "../common/config.ts";
 import { createMongo, createRedis } from "../common/stores.ts";
-import { makeTopology } from "../common/topology.ts";
-import { migrate } from "../scripts/prisma.ts";
+import { createTemplates, dropRun, serverUrl, withPg } from "../tests/support/world/pg-admin.ts";
+import { createWorld as createScenarioWorld, type Settings, type World as ScenarioWorld } from "../tests/support/world/world.ts";
 import { findServices } from "./machine.ts";
 import { progress } from "./progress.ts";
 
-export type Overrides = Partial<Record<keyof Env, string>>;
+export type Overrides = Settings;
 
 export const BENCH_DB_PREFIX = "tentativa_b_";
 
 export interface Scenario {
   name: string;
+  world: ScenarioWorld;
+  /** The settings its processes get. */
   overrides: Overrides;
   config: Config;
   databases: { system1: string; system2: string; endput: string };
-  /** The Mongo database belongs to another scenario (a preloaded log): dispose leaves it. */
-  borrowedMongo: boolean;
 }
 
 export interface World {
@@ -36,7 +37,7 @@ export interface World {
   mongo: MongoClient;
   serverUrl(database: string): string;
   withPg<T>(database: string, fn: (c: pg.Client) => Promise<T>): Promise<T>;
-  /** Fresh, migrated databases and unique broker, Redis and Mongo names. */
+  /** Fresh, migrated databases and unique broker, Redis and Mongo names; `borrowedMongo`: the Mongo database belongs to another scenario (a preloaded log). */
   scenario(name: string, extra?: Overrides, opts?: { borrowedMongo?: boolean }): Promise<Scenario>;
   /** Drops one scenario's databases, queues, keys and Mongo database. */
   dispose(s: Scenario): Promise<void>;
@@ -49,21 +50,6 @@ export async function createWorld(opts: { keep: boolean }): Promise<World> {
   const base = readConfig();
   const stamp = new Date().toISOString().replace(/\D/g, "").slice(2, 12);
   const id = `${stamp}${randomBytes(2).toString("hex")}`;
-  const serverUrl = (database: string) => {
-    const url = new URL(base.databases.system1);
-    url.pathname = `/${database}`;
-    return url.toString();
-  };
-  async function withPg<T>(database: string, fn: (c: pg.Client) => Promise<T>): Promise<T> {
-    const client = new pg.Client({ connectionString: serverUrl(database) });
-    await client.connect();
-    try {
-      return await fn(client);
-    } finally {
-      await client.end();
-    }
-  }
-  const admin = <T>(fn: (c: pg.Client) => Promise<T>) => withPg("postgres", fn);
 
   const ferretdbDatabase = findServices(base).ferretdbDatabase;
   const redis = createRedis(base, "bench");
@@ -76,54 +62,7 @@ export async function createWorld(opts: { keep: boolean }): Promise<World> {
   const extraQueues: string[] = [];
 
   progress(`run ${id}: migrating template databases ${templates.source}, ${templates.endput}`);
-  await admin(async (c) => {
-    for (const db of [templates.source, `${templates.source}2`, templates.endput]) await c.query(`create database "${db}"`);
-  });
-  // migrate() takes three databases; the second source copy is only a by-product.
-  await migrate({
-    system1: serverUrl(templates.source),
-    system2: serverUrl(`${templates.source}2`),
-    endput: serverUrl(templates.endput),
-  });
-  await admin((c) => c.query(`drop database if exists "${templates.source}2" with (force)`));
-
-  async function dropScenarioState(s: Scenario): Promise<void> {
-    const topo = makeTopology(s.config);
-    const conn = await amqp.connect(s.config.broker.url);
-    try {
-      for (const q of [topo.primary, topo.dlq, ...topo.waitQueues.map((w) => w.name)]) {
-        const ch = await conn.createChannel();
-        ch.on("error", () => undefined);
-        await ch.deleteQueue(q).catch(() => undefined);
-        await ch.close().catch(() => undefined);
-      }
-      const ch = await conn.createChannel();
-      ch.on("error", () => undefined);
-      await ch.deleteExchange(topo.exchange).catch(() => undefined);
-      await ch.close().catch(() => undefined);
-    } finally {
-      await conn.close().catch(() => undefined);
-    }
-    await deleteKeys(redis, `${s.config.redis.prefix}:*`);
-    // FerretDB leaves a query running in PostgreSQL after its client is gone (an abandoned
-    // lookup, or a sweep of a stopped consumer); it would hold a lock the drop waits for.
-    if (!s.borrowedMongo && ferretdbDatabase)
-      await admin((c) =>
-        c.query(
-          `select pg_cancel_backend(pid) from pg_stat_activity
-           where datname = $1 and state = 'active' and pid <> pg_backend_pid() and position($2 in query) > 0`,
-          [ferretdbDatabase, `"${s.config.mongo.database}".`],
-        ),
-      ).catch(() => undefined);
-    if (!s.borrowedMongo)
-      await mongo
-        .db(s.config.mongo.database)
-        .dropDatabase()
-        .catch(() => undefined);
-    await admin(async (c) => {
-      for (const db of Object.values(s.databases)) await c.query(`drop database if exists "${db}" with (force)`);
-    });
-  }
+  await createTemplates(templates);
 
   return {
     id,
@@ -133,64 +72,39 @@ export async function createWorld(opts: { keep: boolean }): Promise<World> {
     serverUrl,
     withPg,
     async scenario(name, extra = {}, sopts = {}) {
-      const dbs = { system1: `${prefix}${name}_s1`, system2: `${prefix}${name}_s2`, endput: `${prefix}${name}_e` };
-      await admin(async (c) => {
-        await c.query(`create database "${dbs.system1}" template "${templates.source}"`);
-        await c.query(`create database "${dbs.system2}" template "${templates.source}"`);
-        await c.query(`create database "${dbs.endput}" template "${templates.endput}"`);
+      const databases = { system1: `${prefix}${name}_s1`, system2: `${prefix}${name}_s2`, endput: `${prefix}${name}_e` };
+      const world = await createScenarioWorld({
+        name: `bench-${id}-${name}`,
+        databases: { copyOf: templates, names: databases },
+        settings: {
+          // As `make start` and the tests do: the processes add GIN lookup indexes on FerretDB's backend.
+          ...(ferretdbDatabase ? { FERRETDB_POSTGRESQL_URL: serverUrl(ferretdbDatabase) } : {}),
+          LOG_LEVEL: "warn",
+          LOG_PRETTY: "false",
+          ...extra,
+        },
+        redis: (config) => createRedis(config, "bench"),
+        keep: opts.keep,
+        keepMongo: sopts.borrowedMongo ?? false,
+        ferretdbDatabase,
       });
-      const overrides: Overrides = {
-        SYSTEM1_DATABASE_URL: serverUrl(dbs.system1),
-        SYSTEM2_DATABASE_URL: serverUrl(dbs.system2),
-        ENDPUT_DATABASE_URL: serverUrl(dbs.endput),
-        AMQP_PREFIX: `bench-${id}-${name}`,
-        REDIS_PREFIX: `bench-${id}-${name}`,
-        MONGO_DATABASE: `bench_${id}_${name}`.replace(/-/g, "_"),
-        // As `make start` and the tests do: the processes add GIN lookup indexes on FerretDB's backend.
-        ...(ferretdbDatabase ? { FERRETDB_POSTGRESQL_URL: serverUrl(ferretdbDatabase) } : {}),
-        LOG_LEVEL: "warn",
-        LOG_PRETTY: "false",
-        ...extra,
-      };
-      const s: Scenario = {
-        name,
-        overrides,
-        config: readConfigWith(overrides),
-        databases: dbs,
-        borrowedMongo: sopts.borrowedMongo ?? false,
-      };
+      const s: Scenario = { name, world, overrides: world.settings, config: world.config, databases };
       scenarios.push(s);
       return s;
     },
     async dispose(s) {
-      if (opts.keep) return;
       const i = scenarios.indexOf(s);
       if (i !== -1) scenarios.splice(i, 1);
-      await dropScenarioState(s);
+      await s.world.teardown();
     },
     trackQueue(name) {
       extraQueues.push(name);
     },
     async cleanup() {
+      for (const s of scenarios.splice(0)) await s.world.teardown();
       if (!opts.keep) {
-        for (const s of [...scenarios])
-          await dropScenarioState(s).catch((err) => progress(`cleanup ${s.name}: ${(err as Error).message}`));
-        if (extraQueues.length > 0) {
-          const conn = await amqp.connect(base.broker.url).catch(() => undefined);
-          for (const q of extraQueues) {
-            const ch = await conn?.createChannel();
-            ch?.on("error", () => undefined);
-            await ch?.deleteQueue(q).catch(() => undefined);
-            await ch?.close().catch(() => undefined);
-          }
-          await conn?.close().catch(() => undefined);
-        }
-        await admin(async (c) => {
-          const { rows } = await c.query<{ datname: string }>(`select datname from pg_database where starts_with(datname, $1)`, [
-            prefix,
-          ]);
-          for (const { datname } of rows) await c.query(`drop database if exists "${datname}" with (force)`);
-        }).catch((err) => progress(`cleanup databases: ${(err as Error).message}`));
+        await deleteQueues(base, extraQueues);
+        await dropRun(prefix).catch((err) => progress(`cleanup databases: ${(err as Error).message}`));
       }
       await redis.quit().catch(() => undefined);
       await mongo.close().catch(() => undefined);
@@ -198,13 +112,14 @@ export async function createWorld(opts: { keep: boolean }): Promise<World> {
   };
 }
 
-export async function deleteKeys(redis: Redis, pattern: string): Promise<number> {
-  let cursor = "0";
-  let deleted = 0;
-  do {
-    const [next, keys] = await redis.scan(cursor, "MATCH", pattern, "COUNT", 1000);
-    cursor = next;
-    if (keys.length > 0) deleted += await redis.del(...keys);
-  } while (cursor !== "0");
-  return deleted;
+async function deleteQueues(base: Config, queues: string[]): Promise<void> {
+  if (queues.length === 0) return;
+  const conn = await amqp.connect(base.broker.url).catch(() => undefined);
+  for (const q of queues) {
+    const ch = await conn?.createChannel();
+    ch?.on("error", () => undefined);
+    await ch?.deleteQueue(q).catch(() => undefined);
+    await ch?.close().catch(() => undefined);
+  }
+  await conn?.close().catch(() => undefined);
 }

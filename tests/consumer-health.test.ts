@@ -1,63 +1,24 @@
 // The consumer process's /healthz, /readyz and /metrics: consumer/src/main.ts itself, started
 // as a child on this test's databases and names, probed over HTTP.
-import { type ChildProcess, spawn } from "node:child_process";
-import net, { type AddressInfo } from "node:net";
-import path from "node:path";
-
 import { afterEach, describe, expect, it } from "vitest";
 
-import { childEnvironment } from "../common/config.ts";
 import { createTestEnv, type Overrides, type TestEnv, waitFor } from "./support/env.ts";
 
-const ROOT = path.resolve(import.meta.dirname, "..");
-
 let env: TestEnv | undefined;
-let child: ChildProcess | undefined;
 afterEach(async () => {
-  if (child && child.exitCode === null && child.signalCode === null) {
-    const exited = new Promise((r) => child!.once("exit", r));
-    child.kill("SIGKILL");
-    await exited;
-  }
-  child = undefined;
   await env?.cleanup();
   env = undefined;
 });
 
-async function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const probe = net.createServer().listen(0, "127.0.0.1", () => {
-      const { port } = probe.address() as AddressInfo;
-      probe.close(() => resolve(port));
-    });
-  });
-}
-
 /** consumer/src/main.ts on a free port; resolves once its health server answers. */
 async function startConsumerProcess(e: TestEnv, more: Overrides = {}) {
-  const port = await freePort();
-  const proc = spawn(process.execPath, ["consumer/src/main.ts"], {
-    cwd: ROOT,
-    stdio: ["ignore", "pipe", "pipe"],
-    env: childEnvironment({ ...e.settings, CONSUMER_ID: `health-${e.id}`, CONSUMER_PORT: String(port), ...more }),
-  });
-  child = proc;
-  let output = "";
-  proc.stdout!.on("data", (d: Buffer) => (output += d.toString()));
-  proc.stderr!.on("data", (d: Buffer) => (output += d.toString()));
-  const base = `http://127.0.0.1:${port}`;
+  const child = await e.launch("consumer", { CONSUMER_ID: `health-${e.id}`, ...more }, { ready: "/healthz", timeoutMs: 60_000 });
   const status = (p: string) =>
-    fetch(`${base}${p}`).then(
+    fetch(`${child.url}${p}`).then(
       (r) => r.status,
       () => 0,
     );
-  await waitFor(
-    () => status("/healthz"),
-    (s) => s === 200 || proc.exitCode !== null,
-    60_000,
-  );
-  expect(proc.exitCode, output).toBeNull();
-  return { base, status, output: () => output };
+  return { base: child.url, status, output: child.output };
 }
 
 describe("consumer health and metrics", () => {

@@ -1,20 +1,14 @@
 // The gateway over real HTTP: GraphiQL, health, limits, the token and shutdown.
-import { type ChildProcess, spawn } from "node:child_process";
-import { once } from "node:events";
 import http from "node:http";
 import net, { type AddressInfo } from "node:net";
-import path from "node:path";
-import { fileURLToPath } from "node:url";
 
 import { createClient } from "graphql-ws";
 import { afterEach, describe, expect, it } from "vitest";
 import WebSocket from "ws";
 
-import { childEnvironment } from "../common/config.ts";
 import { cursorKey, publishLockKey } from "../common/keys.ts";
-import { createTestEnv, type Overrides, type TestEnv, waitFor } from "./support/env.ts";
-
-const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
+import { createTestEnv, LOG_DIR, type Overrides, type TestEnv, waitFor } from "./support/env.ts";
+import { launch } from "./support/world/launcher.ts";
 
 let env: TestEnv | undefined;
 let base = "";
@@ -263,79 +257,21 @@ describe("gateway metrics and CSRF", () => {
 });
 
 describe("gateway shutdown", () => {
-  let child: ChildProcess | undefined;
-  afterEach(() => {
-    if (child && child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
-    child = undefined;
-  });
-
   /** The gateway process itself, on a free port, pointed at this test's databases and names. */
-  async function spawnGateway(e: TestEnv, more: Record<string, string> = {}) {
-    const port = await new Promise<number>((resolve) => {
-      const probe = net.createServer().listen(0, "127.0.0.1", () => {
-        const { port } = probe.address() as AddressInfo;
-        probe.close(() => resolve(port));
-      });
-    });
-    const c = e.config;
-    const proc = spawn(process.execPath, ["gateway/src/main.ts"], {
-      cwd: root,
-      stdio: ["ignore", "pipe", "pipe"],
-      env: childEnvironment({
-        SYSTEM1_DATABASE_URL: c.databases.system1,
-        SYSTEM2_DATABASE_URL: c.databases.system2,
-        ENDPUT_DATABASE_URL: c.databases.endput,
-        DATABASE_POOL_SIZE: String(c.databases.poolSize),
-        REDIS_URL: c.redis.url,
-        REDIS_PREFIX: c.redis.prefix,
-        AMQP_URL: c.broker.urls.join(","),
-        AMQP_PREFIX: c.broker.prefix,
-        MONGO_URL: c.mongo.url,
-        MONGO_DATABASE: c.mongo.database,
-        FERRETDB_POSTGRESQL_URL: c.mongo.ferretdbBackendUrl ?? "",
-        GATEWAY_HOST: "127.0.0.1",
-        GATEWAY_PORT: String(port),
-        LOG_LEVEL: "info",
-        LOG_PRETTY: "false",
-        ...more,
-      }),
-    });
-    child = proc;
-    let output = "";
-    proc.stdout.on("data", (d: Buffer) => (output += d.toString()));
-    proc.stderr.on("data", (d: Buffer) => (output += d.toString()));
-    const exited = new Promise<number | string | null>((resolve) => proc.once("exit", (code, signal) => resolve(code ?? signal)));
-    const url = `http://127.0.0.1:${port}`;
-    await waitFor(
-      () =>
-        fetch(`${url}/readyz`).then(
-          (r) => r.status,
-          () => 0,
-        ),
-      (status) => status === 200 || proc.exitCode !== null,
-      60_000,
-    );
-    expect(proc.exitCode, output).toBeNull();
-    const logs = () =>
-      output
-        .split("\n")
-        .filter((l) => l.startsWith("{"))
-        .map((l) => JSON.parse(l) as { msg: string; step?: string });
-    return { port, url, exited, output: () => output, logs };
-  }
+  const spawnGateway = (e: TestEnv, more: Overrides = {}) =>
+    e.launch("gateway", { GATEWAY_HOST: "127.0.0.1", LOG_LEVEL: "info", ...more }, { timeoutMs: 60_000 });
 
   it("refuses to start on a non-loopback address without a token, and starts when anonymous access is allowed", async () => {
-    const refused = spawn(process.execPath, ["gateway/src/main.ts"], {
-      cwd: root,
-      stdio: ["ignore", "pipe", "pipe"],
-      env: childEnvironment({ GATEWAY_HOST: "0.0.0.0", GATEWAY_PORT: "0", GATEWAY_TOKEN: "", GATEWAY_ALLOW_ANONYMOUS: "" }),
+    const refused = await launch({
+      kind: "gateway",
+      name: "gateway-refused",
+      logDir: LOG_DIR,
+      settings: { GATEWAY_HOST: "0.0.0.0", GATEWAY_TOKEN: "", GATEWAY_ALLOW_ANONYMOUS: "" },
+      ready: false,
     });
-    child = refused;
-    let stderr = "";
-    refused.stderr.on("data", (d: Buffer) => (stderr += d.toString()));
-    const [code] = (await once(refused, "exit")) as [number | null];
-    expect(code, stderr).toBe(1);
-    expect(stderr).toMatch(/GATEWAY_HOST=0\.0\.0\.0 is not a loopback address and GATEWAY_TOKEN is not set/);
+    const code = await refused.exited;
+    expect(code, refused.output()).toBe(1);
+    expect(refused.output()).toMatch(/GATEWAY_HOST=0\.0\.0\.0 is not a loopback address and GATEWAY_TOKEN is not set/);
 
     const e = (env = await createTestEnv());
     const allowed = await spawnGateway(e, { GATEWAY_HOST: "0.0.0.0", GATEWAY_ALLOW_ANONYMOUS: "true" });
@@ -403,7 +339,7 @@ describe("gateway shutdown", () => {
       () => e.redis.exists(publishLockKey(e.config, "SYSTEM1")),
       (n) => n === 1,
     );
-    child!.kill("SIGTERM");
+    gw.signal("SIGTERM");
 
     // No new connections, while the publish goes on.
     await waitFor(

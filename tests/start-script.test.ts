@@ -1,7 +1,6 @@
 // scripts/start.sh for real: a process that dies is started again and the other keeps running.
 import { type ChildProcess, spawn } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
-import net from "node:net";
 import os from "node:os";
 import path from "node:path";
 
@@ -9,18 +8,9 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 
 import { childEnvironment } from "../common/config.ts";
 import { createTestEnv, type TestEnv, waitFor } from "./support/env.ts";
+import { freePort } from "./support/world/launcher.ts";
 
 const ROOT = path.resolve(import.meta.dirname, "..");
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer().listen(0, "127.0.0.1", () => {
-      const { port } = server.address() as net.AddressInfo;
-      server.close(() => resolve(port));
-    });
-    server.on("error", reject);
-  });
-}
 
 const alive = (pid: number) => {
   try {
@@ -56,25 +46,17 @@ beforeAll(async () => {
   env = await createTestEnv();
   runDir = mkdtempSync(path.join(os.tmpdir(), "tentativa-start-"));
   ports = { gateway: await freePort(), consumer: await freePort() };
-  const c = env.config;
   start = spawn("bash", ["scripts/start.sh"], {
     cwd: ROOT,
     // Its own process group, so that whatever is left can be ended at once at the end.
     detached: true,
     stdio: ["ignore", "pipe", "pipe"],
     env: childEnvironment({
+      ...env.settings,
       START_RUN_DIR: runDir,
       GATEWAY_HOST: "127.0.0.1",
       GATEWAY_PORT: String(ports.gateway),
       CONSUMER_PORT: String(ports.consumer),
-      SYSTEM1_DATABASE_URL: c.databases.system1,
-      SYSTEM2_DATABASE_URL: c.databases.system2,
-      ENDPUT_DATABASE_URL: c.databases.endput,
-      AMQP_PREFIX: c.broker.prefix,
-      REDIS_PREFIX: c.redis.prefix,
-      MONGO_DATABASE: c.mongo.database,
-      LOG_PRETTY: "false",
-      LOG_LEVEL: "warn",
     }),
   });
   start.stdout!.on("data", (b: Buffer) => (output += b.toString()));

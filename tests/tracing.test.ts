@@ -2,16 +2,15 @@
 // launched with the tracing preload, export their spans as JSON lines into this test's output
 // folder; the test follows one order's trace from the publish through its attempts into the
 // endput write, and a dead letter's trace through the redrive into its new round.
-import { type ChildProcess, execFileSync, spawn } from "node:child_process";
+import { execFileSync } from "node:child_process";
 import fs from "node:fs";
-import net from "node:net";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 
 import { afterEach, describe, expect, it } from "vitest";
 
 import type { LogDocument } from "../common/attempt-log.ts";
-import { childEnvironment, ConfigError, readConfig } from "../common/config.ts";
+import { ConfigError, readConfig } from "../common/config.ts";
 import type { SpanRecord } from "../common/tracing-sdk.ts";
 import { fractionOf, orderMessageId } from "../gateway/src/services/message-id.ts";
 import { type BrowserSession, listen, openBrowser, poll } from "./support/browser.ts";
@@ -24,22 +23,12 @@ const TRACE_URL = "http://jaeger.example/trace/{traceId}";
 
 let env: TestEnv | undefined;
 let browser: BrowserSession | undefined;
-const children: ChildProcess[] = [];
 afterEach(async () => {
   await browser?.close();
   browser = undefined;
-  for (const c of children.splice(0)) if (c.exitCode === null && c.signalCode === null) c.kill("SIGKILL");
   await env?.cleanup();
   env = undefined;
 });
-
-async function freePort(): Promise<number> {
-  const server = net.createServer().listen(0, "127.0.0.1");
-  await new Promise((r) => server.once("listening", r));
-  const { port } = server.address() as net.AddressInfo;
-  await new Promise((r) => server.close(r));
-  return port;
-}
 
 interface Traced {
   url: string;
@@ -50,32 +39,14 @@ interface Traced {
 
 /** The process as make start launches it, with tracing into a JSON lines file. */
 async function launch(e: TestEnv, script: "gateway" | "consumer"): Promise<Traced> {
-  const port = await freePort();
   const spansFile = path.join(OUT, `${e.id}-${script}.jsonl`);
-  const logFile = path.join(OUT, `${e.id}-${script}.log`);
-  const c = e.config;
-  const out = fs.openSync(logFile, "w");
-  const proc = spawn(process.execPath, ["--import", "./common/tracing-preload.ts", `${script}/src/main.ts`], {
-    cwd: ROOT,
-    stdio: ["ignore", out, out],
-    env: {
-      ...childEnvironment(),
-      SYSTEM1_DATABASE_URL: c.databases.system1,
-      SYSTEM2_DATABASE_URL: c.databases.system2,
-      ENDPUT_DATABASE_URL: c.databases.endput,
+  const child = await e.launch(
+    script,
+    {
       DATABASE_POOL_SIZE: "3",
-      REDIS_URL: c.redis.url,
-      REDIS_PREFIX: c.redis.prefix,
-      AMQP_URL: c.broker.urls.join(","),
-      AMQP_PREFIX: c.broker.prefix,
-      MONGO_URL: c.mongo.url,
-      MONGO_DATABASE: c.mongo.database,
-      FERRETDB_POSTGRESQL_URL: c.mongo.ferretdbBackendUrl ?? "",
       MAX_ATTEMPTS: String(MAX_ATTEMPTS),
       RETRY_DELAY_MS: "200",
       GATEWAY_HOST: "127.0.0.1",
-      GATEWAY_PORT: String(port),
-      CONSUMER_PORT: String(port),
       CONSUMER_ID: "traced-consumer",
       LOG_LEVEL: "info",
       LOG_PRETTY: "false",
@@ -83,29 +54,9 @@ async function launch(e: TestEnv, script: "gateway" | "consumer"): Promise<Trace
       OTEL_TRACES_FILE: spansFile,
       TRACE_URL_TEMPLATE: TRACE_URL,
     },
-  });
-  fs.closeSync(out);
-  children.push(proc);
-  const exited = new Promise<void>((resolve) => proc.once("exit", () => resolve()));
-  const url = `http://127.0.0.1:${port}`;
-  await waitFor(
-    () =>
-      fetch(`${url}/readyz`).then(
-        (r) => r.status,
-        () => 0,
-      ),
-    (status) => status === 200 || proc.exitCode !== null,
-    90_000,
+    { nodeArgs: ["--import", "./common/tracing-preload.ts"], logDir: OUT, name: `${e.id}-${script}` },
   );
-  expect(proc.exitCode, fs.readFileSync(logFile, "utf8")).toBeNull();
-  return {
-    url,
-    spansFile,
-    async stop() {
-      proc.kill("SIGTERM");
-      await exited;
-    },
-  };
+  return { url: child.url, spansFile, stop: () => child.stop() };
 }
 
 async function gql<T>(gateway: Traced, query: string, variables: Record<string, unknown> = {}): Promise<T> {

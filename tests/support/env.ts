@@ -1,7 +1,8 @@
-// A per-test world on the real services: its own databases (copied from the
-// migrated templates), AMQP names, Redis key prefix and Mongo database. Every
-// client and process it starts is closed by cleanup().
+// A per-test world (tests/support/world/) with the gateway built in-process on
+// it, and consumers started in-process or as processes. Every client and process
+// it starts is closed by cleanup().
 import { randomUUID } from "node:crypto";
+import path from "node:path";
 
 import type { Redis } from "ioredis";
 import type { MongoClient } from "mongodb";
@@ -9,12 +10,11 @@ import { inject } from "vitest";
 
 import { type AttemptLog, createAttemptLog } from "../../common/attempt-log.ts";
 import { type Broker, createBroker } from "../../common/broker.ts";
-import { type Config, type Env, readConfigWith } from "../../common/config.ts";
+import { type Config, readConfigWith } from "../../common/config.ts";
 import type { System } from "../../common/contract.ts";
 import { createLogger, type Logger } from "../../common/logger.ts";
 import {
   createEndputClient,
-  createMongo,
   createRedis,
   createSourceClients,
   type EndputClient,
@@ -26,9 +26,14 @@ import type { ConsumerMetrics } from "../../consumer/src/metrics.ts";
 import { createGateway, type Gateway } from "../../gateway/src/app.ts";
 import { createGatewayMetrics } from "../../gateway/src/metrics.ts";
 import { createEventsPubSub } from "../../gateway/src/pubsub.ts";
-import { createDatabase, dropDatabases, serverUrl } from "./pg-admin.ts";
+import { type Child, type Kind, type LaunchOptions, ROOT } from "./world/launcher.ts";
+import { serverUrl } from "./world/pg-admin.ts";
+import { createWorld, type Settings, type World } from "./world/world.ts";
 
-export type Overrides = Partial<Record<keyof Env, string>>;
+export type Overrides = Settings;
+
+/** Where the processes a test launches write their output. */
+export const LOG_DIR = path.join(ROOT, "test-output", "tests", "logs");
 
 export interface RunningConsumer {
   consumer: Consumer;
@@ -38,6 +43,7 @@ export interface RunningConsumer {
 
 export interface TestEnv {
   id: string;
+  world: World;
   /** The settings this environment was built from (on top of the process environment's), for child processes. */
   settings: Overrides;
   config: Config;
@@ -57,6 +63,8 @@ export interface TestEnv {
     headers?: Record<string, string>,
   ): Promise<{ data?: T; errors?: { message: string; extensions?: Record<string, unknown> }[] }>;
   startConsumer(overrides?: Overrides, metrics?: ConsumerMetrics, opts?: { decide?: typeof decide }): Promise<RunningConsumer>;
+  /** The gateway or consumer as a child process on this environment; stopped by cleanup(). */
+  launch(kind: Kind, settings?: Overrides, opts?: Partial<Omit<LaunchOptions, "kind" | "settings">>): Promise<Child>;
   queueDepth(queue: string): Promise<number>;
   /** Waits until every queue of the topology is empty and nothing is unacked. */
   drained(timeoutMs?: number): Promise<void>;
@@ -65,61 +73,11 @@ export interface TestEnv {
 
 export async function createTestEnv(overrides: Overrides = {}): Promise<TestEnv> {
   const id = randomUUID().replace(/-/g, "").slice(0, 12);
-  const run = inject("dbRun");
-  const dbs = { system1: `${run.prefix}${id}_s1`, system2: `${run.prefix}${id}_s2`, endput: `${run.prefix}${id}_e` };
-  await Promise.all([
-    createDatabase(dbs.system1, run.templateSource),
-    createDatabase(dbs.system2, run.templateSource),
-    createDatabase(dbs.endput, run.templateEndput),
-  ]);
-  const baseOverrides: Overrides = {
-    SYSTEM1_DATABASE_URL: serverUrl(dbs.system1),
-    SYSTEM2_DATABASE_URL: serverUrl(dbs.system2),
-    ENDPUT_DATABASE_URL: serverUrl(dbs.endput),
-    AMQP_PREFIX: `test-${id}`,
-    REDIS_PREFIX: `test-${id}`,
-    MONGO_DATABASE: `test_${id}`,
-    RETRY_DELAY_MS: "200",
-    FERRETDB_POSTGRESQL_URL: serverUrl("ferretdb"),
-    CONSUMER_PORT: "0",
-    LOG_LEVEL: "warn",
-    LOG_PRETTY: "false",
-    DATABASE_POOL_SIZE: "5",
-    ...overrides,
-  };
-  const config = readConfigWith(baseOverrides);
+  const world = await testWorld(id, overrides);
+  const { config, redis, mongo, settings } = world;
   const logger = createLogger(config, "test");
-  const closers: (() => Promise<unknown>)[] = [];
-
-  const sources = createSourceClients(config);
-  closers.push(() => Promise.all([sources.SYSTEM1.$disconnect(), sources.SYSTEM2.$disconnect()]));
-  const endput = createEndputClient(config);
-  closers.push(() => endput.$disconnect());
-  const redis = createRedis(config, "test");
-  closers.push(() => redis.quit());
-  const redisSub = createRedis(config, "test-sub");
-  closers.push(() => redisSub.quit());
-  const mongo = createMongo(config);
-  closers.push(() => mongo.close());
-  const log = createAttemptLog({ db: mongo.db(config.mongo.database), config, logger });
-  await log.ensureIndexes();
-  const broker = createBroker({ config, logger, name: "test-gateway" });
-  closers.push(() => broker.close());
-  await broker.ready();
-
-  const pubsub = createEventsPubSub(redis, redisSub);
-  const gateway = createGateway({
-    config,
-    logger,
-    sources,
-    endput,
-    redis,
-    broker,
-    log,
-    pubsub,
-    metrics: createGatewayMetrics({ broker, redis, config, sources }),
-  });
-  closers.push(() => gateway.close());
+  const release = world.onTeardown;
+  const { sources, endput, log, broker, gateway } = await inProcessGateway(world, logger);
 
   const consumers: RunningConsumer[] = [];
 
@@ -129,7 +87,8 @@ export async function createTestEnv(overrides: Overrides = {}): Promise<TestEnv>
 
   const env: TestEnv = {
     id,
-    settings: baseOverrides,
+    world,
+    settings,
     config,
     logger,
     sources,
@@ -148,72 +107,119 @@ export async function createTestEnv(overrides: Overrides = {}): Promise<TestEnv>
       return (await res.json()) as never;
     },
     async startConsumer(more = {}, metrics, opts = {}) {
-      const cfg = readConfigWith({ ...baseOverrides, CONSUMER_ID: `consumer-${consumers.length + 1}`, ...more });
-      const cBroker = createBroker({ config: cfg, logger, name: "test-consumer", waitQueues: true });
-      const consumer = createConsumer({ config: cfg, logger, broker: cBroker, endput, log, redis, metrics, ...opts });
-      consumer.start();
-      await cBroker.ready();
-      const deadline = Date.now() + 10_000;
-      while (!consumer.ready() && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
-      let stopped = false;
-      const running: RunningConsumer = {
-        consumer,
-        broker: cBroker,
-        async stop() {
-          if (stopped) return;
-          stopped = true;
-          await consumer.stop();
-          await cBroker.close();
-        },
-      };
+      const cfg = readConfigWith({ ...settings, CONSUMER_ID: `consumer-${consumers.length + 1}`, ...more });
+      const running = await startInProcess({ config: cfg, logger, endput, log, redis, metrics, ...opts });
       consumers.push(running);
+      release(() => running.stop());
       return running;
     },
+    launch(kind, more = {}, opts = {}) {
+      return world.launch({ kind, name: `${id}-${kind}`, logDir: LOG_DIR, graceMs: 5_000, ...opts, settings: more });
+    },
     queueDepth,
-    async drained(timeoutMs = 60_000) {
-      const topo = broker.topology;
-      const deadline = Date.now() + timeoutMs;
-      // Empty twice in a row, some time apart: a message can be between queues for a moment.
-      let quiet = 0;
-      while (Date.now() < deadline) {
-        const depths = await broker.withChannel(async (ch) => {
-          const names = [topo.primary, ...topo.waitQueues.map((w) => w.name)];
-          const counts = [];
-          for (const n of names) {
-            const q = await ch.checkQueue(n).catch(() => ({ messageCount: 0 }));
-            counts.push(q.messageCount);
-          }
-          return counts;
-        });
-        const inFlight = consumers.reduce((n, c) => n + c.consumer.stats().inFlight, 0);
-        if (depths.every((d) => d === 0) && inFlight === 0) {
-          if (++quiet >= 3) return;
-        } else quiet = 0;
-        await new Promise((r) => setTimeout(r, 150));
-      }
-      throw new Error("queues did not drain in time");
-    },
-    async cleanup() {
-      for (const c of consumers) await c.stop().catch(() => undefined);
-      const topo = broker.topology;
-      await broker
-        .withChannel(async (ch) => {
-          for (const q of [topo.primary, topo.dlq, ...topo.waitQueues.map((w) => w.name)])
-            await ch.deleteQueue(q).catch(() => undefined);
-          await ch.deleteExchange(topo.exchange).catch(() => undefined);
-        })
-        .catch(() => undefined);
-      const keys = await redis.keys(`${config.redis.prefix}:*`);
-      if (keys.length) await redis.del(...keys);
-      await mongo
-        .db(config.mongo.database)
-        .dropDatabase()
-        .catch(() => undefined);
-      for (const close of closers.reverse()) await close().catch(() => undefined);
-      await dropDatabases(Object.values(dbs));
-    },
+    drained: (timeoutMs = 60_000) => waitDrained(broker, consumers, timeoutMs),
+    cleanup: () => world.teardown(),
   };
   return env;
+}
+
+/** The test's world: copies of the run's template databases, and the tests' settings under `overrides`. */
+function testWorld(id: string, overrides: Overrides): Promise<World> {
+  const run = inject("dbRun");
+  return createWorld({
+    name: `test-${id}`,
+    databases: {
+      copyOf: { source: run.templateSource, endput: run.templateEndput },
+      names: { system1: `${run.prefix}${id}_s1`, system2: `${run.prefix}${id}_s2`, endput: `${run.prefix}${id}_e` },
+    },
+    settings: {
+      RETRY_DELAY_MS: "200",
+      FERRETDB_POSTGRESQL_URL: serverUrl("ferretdb"),
+      CONSUMER_PORT: "0",
+      LOG_LEVEL: "warn",
+      LOG_PRETTY: "false",
+      DATABASE_POOL_SIZE: "5",
+      ...overrides,
+    },
+    redis: (config) => createRedis(config, "test"),
+  });
+}
+
+/** The gateway in this process, on the world's stores; every client it opens is released with the world. */
+async function inProcessGateway(world: World, logger: Logger) {
+  const { config, redis, mongo } = world;
+  const release = world.onTeardown;
+  const sources = createSourceClients(config);
+  release(() => Promise.all([sources.SYSTEM1.$disconnect(), sources.SYSTEM2.$disconnect()]));
+  const endput = createEndputClient(config);
+  release(() => endput.$disconnect());
+  const redisSub = createRedis(config, "test-sub");
+  release(() => redisSub.quit());
+  const log = createAttemptLog({ db: mongo.db(config.mongo.database), config, logger });
+  await log.ensureIndexes();
+  const broker = createBroker({ config, logger, name: "test-gateway" });
+  release(() => broker.close());
+  await broker.ready();
+
+  const pubsub = createEventsPubSub(redis, redisSub);
+  const gateway = createGateway({
+    config,
+    logger,
+    sources,
+    endput,
+    redis,
+    broker,
+    log,
+    pubsub,
+    metrics: createGatewayMetrics({ broker, redis, config, sources }),
+  });
+  release(() => gateway.close());
+  return { sources, endput, log, broker, gateway };
+}
+
+/** A consumer in this process, with its own broker connection. */
+async function startInProcess(deps: Omit<Parameters<typeof createConsumer>[0], "broker">): Promise<RunningConsumer> {
+  const broker = createBroker({ config: deps.config, logger: deps.logger, name: "test-consumer", waitQueues: true });
+  const consumer = createConsumer({ ...deps, broker });
+  consumer.start();
+  await broker.ready();
+  const deadline = Date.now() + 10_000;
+  while (!consumer.ready() && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+  let stopped = false;
+  return {
+    consumer,
+    broker,
+    async stop() {
+      if (stopped) return;
+      stopped = true;
+      await consumer.stop();
+      await broker.close();
+    },
+  };
+}
+
+async function waitDrained(broker: Broker, consumers: RunningConsumer[], timeoutMs: number): Promise<void> {
+  const topo = broker.topology;
+  const deadline = Date.now() + timeoutMs;
+  // Empty twice in a row, some time apart: a message can be between queues for a moment.
+  let quiet = 0;
+  while (Date.now() < deadline) {
+    const depths = await broker.withChannel(async (ch) => {
+      const names = [topo.primary, ...topo.waitQueues.map((w) => w.name)];
+      const counts = [];
+      for (const n of names) {
+        const q = await ch.checkQueue(n).catch(() => ({ messageCount: 0 }));
+        counts.push(q.messageCount);
+      }
+      return counts;
+    });
+    const inFlight = consumers.reduce((n, c) => n + c.consumer.stats().inFlight, 0);
+    if (depths.every((d) => d === 0) && inFlight === 0) {
+      if (++quiet >= 3) return;
+    } else quiet = 0;
+    await new Promise((r) => setTimeout(r, 150));
+  }
+  throw new Error("queues did not drain in time");
 }
 
 export async function countTrue(env: TestEnv, system: System): Promise<number> {

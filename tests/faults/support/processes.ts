@@ -1,38 +1,16 @@
-// The real gateway and consumer as child processes. Only the pids started here
-// are ever signalled; every child's output goes to its own file under
-// test-output/faults/logs/.
-import { type ChildProcess, spawn } from "node:child_process";
+// The real gateway and consumer as child processes of a fault scenario, started by
+// the one launcher (tests/support/world/launcher.ts) with every output under
+// test-output/faults/logs/ and every pid recorded, plus the probes the scenarios
+// read them with.
 import fs from "node:fs";
-import net from "node:net";
 import path from "node:path";
 
-import { childEnvironment } from "../../../common/config.ts";
-import { LOG_DIR, ROOT, URLS } from "./fault-services.ts";
+import { type Child, type Kind, launch, readiness } from "../../support/world/launcher.ts";
+import { LOG_DIR, URLS } from "./fault-services.ts";
 
-export type Kind = "gateway" | "consumer";
+export { type Child, freePort, readiness, tail } from "../../support/world/launcher.ts";
 
-export interface Child {
-  kind: Kind;
-  name: string;
-  pid: number;
-  port: number;
-  logFile: string;
-  /** Resolves with the exit code (or the signal name) when the process ends. */
-  exited: Promise<number | string | null>;
-  alive(): boolean;
-  /** SIGKILL, then waits for the exit. */
-  kill(): Promise<void>;
-  /** SIGTERM (graceful), SIGKILL after `graceMs`. */
-  stop(graceMs?: number): Promise<void>;
-}
-
-const started = new Set<ChildProcess>();
-// A test worker that exits must not leave children behind.
-process.once("exit", () => {
-  for (const c of started) if (c.exitCode === null && c.signalCode === null) c.kill("SIGKILL");
-});
-
-// A worker killed by a signal cannot run the handler above: every child's pid is also
+// A worker killed by a signal cannot run the launcher's exit handler: every child's pid is also
 // recorded here, and the next run's global setup ends those still alive.
 export const PID_DIR = path.join(LOG_DIR, "..", "pids");
 
@@ -60,101 +38,36 @@ export function killLeftovers(): number[] {
   return killed;
 }
 
-export async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = net.createServer();
-    srv.once("error", reject);
-    srv.listen(0, "127.0.0.1", () => {
-      const { port } = srv.address() as net.AddressInfo;
-      srv.close(() => resolve(port));
-    });
-  });
-}
-
-export function tail(file: string, lines = 30): string {
-  try {
-    return fs.readFileSync(file, "utf8").trimEnd().split("\n").slice(-lines).join("\n");
-  } catch {
-    return "(no log)";
-  }
-}
-
-export async function spawnService(opts: {
+/** The process with the scenario's settings; resolves once /readyz (or only the `require`d checks) pass. */
+export function spawnService(opts: {
   kind: Kind;
   name: string;
-  env: Record<string, string>;
+  settings: Record<string, string>;
   port: number;
   /** Wait only for these /readyz checks instead of all of them. */
   require?: string[];
 }): Promise<Child> {
-  fs.mkdirSync(LOG_DIR, { recursive: true });
-  const logFile = path.join(LOG_DIR, `${opts.name}.log`);
-  const fd = fs.openSync(logFile, "a");
-  fs.writeSync(fd, `\n=== ${new Date().toISOString()} start ${opts.kind} ${opts.name}\n`);
-  const entry = opts.kind === "gateway" ? "gateway/src/main.ts" : "consumer/src/main.ts";
-  const child = spawn(process.execPath, [entry], {
-    cwd: ROOT,
-    env: childEnvironment(opts.env),
-    stdio: ["ignore", fd, fd],
-  });
-  fs.closeSync(fd);
-  started.add(child);
-  fs.mkdirSync(PID_DIR, { recursive: true });
-  fs.writeFileSync(path.join(PID_DIR, String(child.pid)), opts.name);
-  const exited = new Promise<number | string | null>((resolve) => {
-    child.once("exit", (code, signal) => {
-      started.delete(child);
-      fs.rmSync(path.join(PID_DIR, String(child.pid)), { force: true });
-      fs.appendFileSync(logFile, `=== ${new Date().toISOString()} exit code=${code} signal=${signal}\n`);
-      resolve(code ?? signal);
-    });
-  });
-  const alive = () => child.exitCode === null && child.signalCode === null;
-  const handle: Child = {
-    kind: opts.kind,
-    name: opts.name,
-    pid: child.pid!,
-    port: opts.port,
-    logFile,
-    exited,
-    alive,
-    async kill() {
-      if (alive()) child.kill("SIGKILL");
-      await exited;
+  const { require } = opts;
+  return launch({
+    ...opts,
+    logDir: LOG_DIR,
+    ready: require
+      ? async (c) => {
+          const { failing } = await readiness(c);
+          return require.every((check) => !failing.includes(check));
+        }
+      : "/readyz",
+    timeoutMs: 90_000,
+    onSpawn: (pid) => {
+      fs.mkdirSync(PID_DIR, { recursive: true });
+      fs.writeFileSync(path.join(PID_DIR, String(pid)), opts.name);
     },
-    async stop(graceMs = 15_000) {
-      if (!alive()) return;
-      child.kill("SIGTERM");
-      const timer = setTimeout(() => alive() && child.kill("SIGKILL"), graceMs);
-      await exited;
-      clearTimeout(timer);
-    },
-  };
-  if (opts.require) for (const check of opts.require) await waitCheck(handle, check, 90_000);
-  else await waitReady(handle, 90_000);
-  return handle;
-}
-
-/** Polls GET /readyz until it answers 200; fails early if the process exits. */
-export async function waitReady(child: Child, timeoutMs: number): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  let last = "";
-  while (Date.now() < deadline) {
-    if (!child.alive()) throw new Error(`${child.name} exited before it was ready:\n${tail(child.logFile)}`);
-    try {
-      const res = await fetch(`http://127.0.0.1:${child.port}/readyz`, { signal: AbortSignal.timeout(3000) });
-      last = `${res.status} ${await res.text()}`;
-      if (res.status === 200) return;
-    } catch (err) {
-      last = (err as Error).message;
-    }
-    await new Promise((r) => setTimeout(r, 150));
-  }
-  throw new Error(`${child.name} not ready within ${timeoutMs} ms (last /readyz: ${last}):\n${tail(child.logFile)}`);
+    onExit: (pid) => fs.rmSync(path.join(PID_DIR, String(pid)), { force: true }),
+  });
 }
 
 async function metricSum(child: Child, prefix: string): Promise<number> {
-  const res = await fetch(`http://127.0.0.1:${child.port}/metrics`, { signal: AbortSignal.timeout(5000) });
+  const res = await fetch(`${child.url}/metrics`, { signal: AbortSignal.timeout(5000) });
   const text = await res.text();
   let n = 0;
   for (const line of text.split("\n")) if (line.startsWith(prefix)) n += Number(line.split(" ").pop());
@@ -167,13 +80,6 @@ export const processedBy = (child: Child) => metricSum(child, "tentativa_message
 /** Deliveries a consumer recognised as already handled (acked without side effects). */
 export const duplicatesSeen = (child: Child) => metricSum(child, "tentativa_duplicate_deliveries_total ");
 export const resumedSeen = (child: Child) => metricSum(child, "tentativa_resumed_deliveries_total ");
-
-/** The process's /readyz answer: the HTTP status and each dependency check. */
-export async function readiness(child: Child): Promise<{ status: number; failing: string[] }> {
-  const res = await fetch(`http://127.0.0.1:${child.port}/readyz`, { signal: AbortSignal.timeout(5000) });
-  const body = (await res.json()) as { checks: { name: string; ok: boolean }[] };
-  return { status: res.status, failing: body.checks.filter((c) => !c.ok).map((c) => c.name) };
-}
 
 /** Polls /readyz until one named dependency check passes (others may still fail). */
 export async function waitCheck(child: Child, check: string, timeoutMs: number): Promise<void> {
