@@ -8,15 +8,15 @@ import pg from "pg";
 
 import { LOG_COLLECTION } from "../common/attempt-log.ts";
 import { readConfigWith } from "../common/config.ts";
-import { type System, SYSTEMS } from "../common/contract.ts";
+import { type ProcessingStatus, type System, SYSTEMS } from "../common/contract.ts";
 import { eventsTopic } from "../common/events.ts";
-import { counterKey } from "../common/keys.ts";
+import { counterField, counterKey } from "../common/keys.ts";
 import { createRedis } from "../common/stores.ts";
 import { makeTopology } from "../common/topology.ts";
 import type { BenchContext, RunningGateway } from "./context.ts";
 import { type Gql, PUBLISH, type PublishResult, SEED, STATS, type Stats } from "./gql.ts";
 import type { CpuUsage } from "./machine.ts";
-import { memoryOf, resetPeakRss } from "./processes.ts";
+import { type Child, memoryOf, resetPeakRss } from "./processes.ts";
 import { every, fmt, progress, sleep } from "./progress.ts";
 import type { Overrides, Scenario } from "./world.ts";
 
@@ -146,137 +146,198 @@ async function countLogDocs(ctx: BenchContext, s: Scenario, expected: number): P
   }
 }
 
-export async function runPipeline(
+export interface PipelineRun {
+  name: string;
+  orders: number;
+  /** Share of orders with security_check = true. */
+  ratio: number;
+  consumers: number;
+  maxAttempts: number;
+  retryDelayMs?: number;
+  /** Run against an existing attempt log of this many documents (its database is reused, not dropped). */
+  preloaded?: { database: string; docs: number };
+  cpuProf?: boolean;
+}
+
+interface Outcomes {
+  succeeded: number;
+  dead: number;
+  attempts: number;
+}
+
+/** The scenario's Redis counters, summed over both systems. */
+async function readCounters(ctx: BenchContext, s: Scenario): Promise<Outcomes> {
+  const h = await ctx.world.redis.hgetall(counterKey(s.config));
+  const sum = (status: ProcessingStatus) => SYSTEMS.reduce((n, sys) => n + Number(h[counterField(sys, status)] ?? 0), 0);
+  const all = Object.values(h).reduce((n, v) => n + Number(v), 0);
+  return { succeeded: sum("SUCCEEDED"), dead: sum("DEAD_LETTERED"), attempts: all };
+}
+
+/** Counts the processing events the scenario's consumers announce, and when the last one arrived. */
+async function countEvents(s: Scenario) {
+  const sub = createRedis(s.config, "bench-events");
+  const seen = { events: 0, lastAt: 0 };
+  await sub.subscribe(eventsTopic(s.config));
+  sub.on("message", () => {
+    seen.events++;
+    seen.lastAt = performance.now();
+  });
+  return {
+    seen,
+    close: () =>
+      sub.quit().then(
+        () => undefined,
+        () => undefined,
+      ),
+  };
+}
+
+/** Publishes both systems up to their last seeded ids; `publishedAt` is set when both are done. */
+function publishBoth(gql: Gql, lastIds: Record<System, number>) {
+  const state = { publishedAt: 0, error: undefined as Error | undefined, last: {} as Partial<Record<System, PublishResult>> };
+  const done = Promise.all(SYSTEMS.map((sys) => publishUpTo(gql, sys, lastIds[sys], (r) => (state.last[sys] = r)))).then((r) => {
+    state.publishedAt = performance.now();
+    return r;
+  });
+  done.catch((err: Error) => (state.error = err));
+  return { state, done };
+}
+
+/**
+ * Polls the counters until every order reached its outcome and publishing is done, with
+ * progress every 3 s; fails on a publish error, a consumer that exited, or 120 s without progress.
+ */
+async function waitForOutcomes(
   ctx: BenchContext,
-  opts: {
-    name: string;
-    orders: number;
-    /** Share of orders with security_check = true. */
-    ratio: number;
-    consumers: number;
-    maxAttempts: number;
-    retryDelayMs?: number;
-    /** Run against an existing attempt log of this many documents (its database is reused, not dropped). */
-    preloaded?: { database: string; docs: number };
-    cpuProf?: boolean;
-  },
-): Promise<PipelineResult> {
+  s: Scenario,
+  run: { name: string; trueOrders: number; falseOrders: number; t0: number },
+  gateway: RunningGateway,
+  consumers: Child[],
+  publishing: ReturnType<typeof publishBoth>,
+): Promise<Outcomes> {
+  const { name, trueOrders, falseOrders, t0 } = run;
+  const { state } = publishing;
+  let last: Outcomes = { succeeded: 0, dead: 0, attempts: 0 };
+  let lastChange = performance.now();
+  const stopProgress = every(3000, () => {
+    const secs = (performance.now() - t0) / 1000;
+    progress(
+      `${name}: ${fmt(last.succeeded)}/${fmt(trueOrders)} succeeded, ${fmt(last.dead)}/${fmt(falseOrders)} dead-lettered, ` +
+        `${fmt(last.attempts)} attempts (${fmt(last.attempts / secs)}/s)${state.publishedAt ? "" : ", still publishing"}`,
+    );
+  });
+  try {
+    for (;;) {
+      const now = await readCounters(ctx, s);
+      if (now.attempts !== last.attempts) lastChange = performance.now();
+      last = now;
+      if (now.succeeded >= trueOrders && now.dead >= falseOrders && state.publishedAt) break;
+      if (state.error)
+        throw new Error(
+          `${name}: publishPending failed: ${state.error.message}` +
+            (gateway.exited() ? ` (the gateway exited: ${gateway.exitReason()})` : ""),
+        );
+      if (performance.now() - lastChange > 120_000)
+        throw new Error(
+          `${name}: no progress for 120 s (${JSON.stringify(now)}; last publishPending ${JSON.stringify(state.last)}; ` +
+            `oldest transactions on the server: ${await oldestTransactions(ctx)})`,
+        );
+      const gone = consumers.find((c) => c.exited());
+      if (gone) throw new Error(`${name}: ${gone.name} exited (${gone.exitReason()}); see ${gone.logFile}`);
+      await sleep(50);
+    }
+    await publishing.done;
+    return last;
+  } finally {
+    stopProgress();
+  }
+}
+
+/** The sink, the counters, the events, the log and the gateway's reconciliation agree. */
+async function verifyRun(
+  ctx: BenchContext,
+  s: Scenario,
+  run: PipelineRun & { trueOrders: number; falseOrders: number; events: number },
+  gql: Gql,
+): Promise<{ final: Outcomes; verified: PipelineResult["verified"] }> {
+  const problems: string[] = [];
+  const endputRows = await ctx.world.withPg(s.databases.endput, async (c: pg.Client) => {
+    const { rows } = await c.query<{ n: string }>("select count(*) as n from orders");
+    return Number(rows[0]!.n);
+  });
+  const final = await readCounters(ctx, s);
+  const stats = await gql<Stats>(STATS);
+  const statsInFlight = stats.pipelineStats.systems.reduce((n, x) => n + x.inFlight, 0);
+  if (endputRows !== run.trueOrders) problems.push(`endput has ${endputRows} rows, expected ${run.trueOrders}`);
+  if (final.dead !== run.falseOrders) problems.push(`${final.dead} dead-lettered, expected ${run.falseOrders}`);
+  if (run.events !== final.attempts) problems.push(`${run.events} events for ${final.attempts} attempts`);
+  if (statsInFlight !== 0) problems.push(`pipelineStats reports ${statsInFlight} in flight`);
+  // A preloaded log is too big to count exactly in time (and its collStats count is an estimate); the counters and events cover it.
+  const logDocs = run.preloaded ? null : await countLogDocs(ctx, s, final.attempts);
+  if (logDocs !== null && logDocs !== final.attempts)
+    problems.push(`${logDocs} new log documents for ${final.attempts} attempts`);
+  if (problems.length) progress(`${run.name}: VERIFICATION FAILED: ${problems.join("; ")}`);
+  const verified = {
+    endputRows,
+    succeeded: final.succeeded,
+    deadLettered: final.dead,
+    events: run.events,
+    logDocs,
+    statsInFlight,
+    problems,
+  };
+  return { final, verified };
+}
+
+/** Seeds both systems through the gateway: the last id of each and how many orders are true. */
+async function seedBoth(gql: Gql, s: Scenario, opts: PipelineRun) {
+  progress(`${opts.name}: seeding ${fmt(opts.orders)} orders (securityCheckRatio ${opts.ratio}) through seedOrders`);
+  const per = split(opts.orders);
+  const seeded = await Promise.all(SYSTEMS.map((sys) => seed(gql, sys, per[sys], opts.ratio, s.config.gateway.seedMaxCount)));
+  const lastIds = Object.fromEntries(SYSTEMS.map((sys, i) => [sys, seeded[i]!.lastId])) as Record<System, number>;
+  const trueOrders = seeded.reduce((n, r) => n + r.trueCount, 0);
+  return { lastIds, trueOrders, falseOrders: opts.orders - trueOrders };
+}
+
+export async function runPipeline(ctx: BenchContext, opts: PipelineRun): Promise<PipelineResult> {
   const { world } = ctx;
   const extra: Overrides = { MAX_ATTEMPTS: String(opts.maxAttempts) };
   if (opts.retryDelayMs !== undefined) extra.RETRY_DELAY_MS = String(opts.retryDelayMs);
   if (opts.preloaded) extra.MONGO_DATABASE = opts.preloaded.database;
   const s = await world.scenario(opts.name, extra, { borrowedMongo: opts.preloaded !== undefined });
   let gateway: RunningGateway | undefined;
-  let consumers: Awaited<ReturnType<BenchContext["startConsumers"]>> = [];
-  const sub = createRedis(s.config, "bench-events");
+  let consumers: Child[] = [];
+  let events: Awaited<ReturnType<typeof countEvents>> | undefined;
   try {
     progress(`${opts.name}: starting the gateway`);
     gateway = await ctx.startGateway(s, { cpuProf: opts.cpuProf });
     const gql = gateway.gql;
-    progress(`${opts.name}: seeding ${fmt(opts.orders)} orders (securityCheckRatio ${opts.ratio}) through seedOrders`);
-    const per = split(opts.orders);
-    const seeded = await Promise.all(SYSTEMS.map((sys) => seed(gql, sys, per[sys], opts.ratio, s.config.gateway.seedMaxCount)));
-    const lastIds = Object.fromEntries(SYSTEMS.map((sys, i) => [sys, seeded[i]!.lastId])) as Record<System, number>;
-    const trueOrders = seeded.reduce((n, r) => n + r.trueCount, 0);
-    const falseOrders = opts.orders - trueOrders;
+    const { lastIds, trueOrders, falseOrders } = await seedBoth(gql, s, opts);
 
     progress(`${opts.name}: starting ${opts.consumers} consumer process(es)`);
     consumers = await ctx.startConsumers(s, opts.consumers, { cpuProf: opts.cpuProf });
     const consumersStarted = performance.now();
     const sweepIntervalMs = readConfigWith({ ...s.overrides, ...ctx.options.consumerEnv }).mongo.sweepIntervalMs;
-
-    let events = 0;
-    let lastEventAt = 0;
-    await sub.subscribe(eventsTopic(s.config));
-    sub.on("message", () => {
-      events++;
-      lastEventAt = performance.now();
-    });
-
-    const counters = async () => {
-      const h = await world.redis.hgetall(counterKey(s.config));
-      const sum = (status: string) => SYSTEMS.reduce((n, sys) => n + Number(h[`${sys}:${status}`] ?? 0), 0);
-      const all = Object.values(h).reduce((n, v) => n + Number(v), 0);
-      return { succeeded: sum("SUCCEEDED"), dead: sum("DEAD_LETTERED"), attempts: all };
-    };
+    events = await countEvents(s);
 
     const c0 = ctx.cpu();
     const t0 = performance.now();
-    let publishedAt = 0;
-    let publishError: Error | undefined;
-    const lastPublish: Partial<Record<System, PublishResult>> = {};
-    const publishing = Promise.all(SYSTEMS.map((sys) => publishUpTo(gql, sys, lastIds[sys], (r) => (lastPublish[sys] = r)))).then(
-      (r) => {
-        publishedAt = performance.now();
-        return r;
-      },
-    );
-    publishing.catch((err: Error) => (publishError = err));
-
-    let last = { succeeded: 0, dead: 0, attempts: 0 };
-    let lastChange = performance.now();
-    const stopProgress = every(3000, () => {
-      const secs = (performance.now() - t0) / 1000;
-      progress(
-        `${opts.name}: ${fmt(last.succeeded)}/${fmt(trueOrders)} succeeded, ${fmt(last.dead)}/${fmt(falseOrders)} dead-lettered, ` +
-          `${fmt(last.attempts)} attempts (${fmt(last.attempts / secs)}/s)${publishedAt ? "" : ", still publishing"}`,
-      );
-    });
-    try {
-      for (;;) {
-        const now = await counters();
-        if (now.attempts !== last.attempts) lastChange = performance.now();
-        last = now;
-        if (now.succeeded >= trueOrders && now.dead >= falseOrders && publishedAt) break;
-        if (publishError)
-          throw new Error(
-            `${opts.name}: publishPending failed: ${publishError.message}` +
-              (gateway.exited() ? ` (the gateway exited: ${gateway.exitReason()})` : ""),
-          );
-        if (performance.now() - lastChange > 120_000)
-          throw new Error(
-            `${opts.name}: no progress for 120 s (${JSON.stringify(now)}; last publishPending ${JSON.stringify(lastPublish)}; ` +
-              `oldest transactions on the server: ${await oldestTransactions(ctx)})`,
-          );
-        const gone = consumers.find((c) => c.exited());
-        if (gone) throw new Error(`${opts.name}: ${gone.name} exited (${gone.exitReason()}); see ${gone.logFile}`);
-        await sleep(50);
-      }
-      await publishing;
-      // The counters and the events go out in one pipeline; wait for the subscriber to see the last one.
-      const eventsDeadline = performance.now() + 5000;
-      while (events < last.attempts && performance.now() < eventsDeadline) await sleep(20);
-    } finally {
-      stopProgress();
-    }
-    const end = Math.max(lastEventAt, t0);
+    const publishing = publishBoth(gql, lastIds);
+    const last = await waitForOutcomes(ctx, s, { name: opts.name, trueOrders, falseOrders, t0 }, gateway, consumers, publishing);
+    // The counters and the events go out in one pipeline; wait for the subscriber to see the last one.
+    const eventsDeadline = performance.now() + 5000;
+    while (events.seen.events < last.attempts && performance.now() < eventsDeadline) await sleep(20);
+    const end = Math.max(events.seen.lastAt, t0);
     const c1 = ctx.cpu();
     const seconds = (end - t0) / 1000;
     const batch = await scrapeBatches(
       consumers.map((c) => c.port),
       seconds,
     );
+    const run = { ...opts, trueOrders, falseOrders, events: events.seen.events };
+    const { final, verified } = await verifyRun(ctx, s, run, gql);
 
-    // Verification: the sink, the counters, the events, the log and the gateway's reconciliation agree.
-    const problems: string[] = [];
-    const endputRows = await world.withPg(s.databases.endput, async (c: pg.Client) => {
-      const { rows } = await c.query<{ n: string }>("select count(*) as n from orders");
-      return Number(rows[0]!.n);
-    });
-    const final = await counters();
-    const stats = await gql<Stats>(STATS);
-    const statsInFlight = stats.pipelineStats.systems.reduce((n, x) => n + x.inFlight, 0);
-    if (endputRows !== trueOrders) problems.push(`endput has ${endputRows} rows, expected ${trueOrders}`);
-    if (final.dead !== falseOrders) problems.push(`${final.dead} dead-lettered, expected ${falseOrders}`);
-    if (events !== final.attempts) problems.push(`${events} events for ${final.attempts} attempts`);
-    if (statsInFlight !== 0) problems.push(`pipelineStats reports ${statsInFlight} in flight`);
-    // A preloaded log is too big to count exactly in time (and its collStats count is an estimate); the counters and events cover it.
-    const logDocs = opts.preloaded ? null : await countLogDocs(ctx, s, final.attempts);
-    if (logDocs !== null && logDocs !== final.attempts)
-      problems.push(`${logDocs} new log documents for ${final.attempts} attempts`);
-    if (problems.length) progress(`${opts.name}: VERIFICATION FAILED: ${problems.join("; ")}`);
-
-    const publishSeconds = (publishedAt - t0) / 1000;
+    const publishSeconds = (publishing.state.publishedAt - t0) / 1000;
     const result: PipelineResult = {
       name: opts.name,
       orders: opts.orders,
@@ -293,15 +354,7 @@ export async function runPipeline(
       publishRowsPerSecond: opts.orders / publishSeconds,
       batch,
       cpu: ctx.cpuBetween(c0, c1),
-      verified: {
-        endputRows,
-        succeeded: final.succeeded,
-        deadLettered: final.dead,
-        events,
-        logDocs,
-        statsInFlight,
-        problems,
-      },
+      verified,
     };
     progress(
       `${opts.name}: ${fmt(result.ordersPerSecond)} orders/s, ${fmt(result.attemptsPerSecond)} attempts/s over ${fmt(seconds, 1)} s ` +
@@ -309,7 +362,7 @@ export async function runPipeline(
     );
     return result;
   } finally {
-    await sub.quit().catch(() => undefined);
+    await events?.close();
     for (const c of consumers) await c.stop();
     await gateway?.stop();
     await world.dispose(s);

@@ -7,7 +7,7 @@ import path from "node:path";
 
 import { batchSteps, VARIANTS } from "./batch-steps.ts";
 import type { BenchContext } from "./context.ts";
-import { type PipelineResult, runPipeline, runPublishOnly } from "./pipeline.ts";
+import { type PipelineResult, type PipelineRun, runPipeline, runPublishOnly } from "./pipeline.ts";
 import { killChildren } from "./processes.ts";
 import { formatSummary, summarise } from "./profile.ts";
 import { fmt, progress } from "./progress.ts";
@@ -15,8 +15,6 @@ import { rawBroker } from "./raw-broker.ts";
 import { fillLog, type LogFill, runReadSide, settleLog } from "./read-side.ts";
 import type { Results, StepErrors } from "./results.ts";
 import type { Scenario } from "./world.ts";
-
-type PipelineRun = Parameters<typeof runPipeline>[1];
 
 /** A run of orders that all succeed at their first attempt, through one consumer. */
 const happyRun = (ctx: BenchContext, name: string, extra: Partial<PipelineRun> = {}): Promise<PipelineResult> =>
