@@ -64,7 +64,7 @@ export async function discardDeadLetters(
   return { matched, discarded, dryRun, letters };
 }
 
-/** Logs the DISCARDED entry (idempotently) before the copy is acked, so a message never leaves the DLQ without it. */
+/** Logs the copy's DISCARDED entry, keeps its history retained, and emits the event the first time only. */
 async function recordDiscard(log: AttemptLog, redis: Redis, config: Config, d: DeadLetter) {
   const now = new Date();
   const doc = discardedEntry(d, { now, expiresAt: log.expiryFrom(now), maxAttempts: config.retry.maxAttempts });
