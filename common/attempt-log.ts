@@ -12,15 +12,16 @@
 //
 // Retention is tiered: every document expires at `expiresAt`, except the history
 // of a message sitting in the dead-letter queue, whose documents carry no expiry
-// until it is redriven or discarded. On MongoDB a TTL index deletes expired documents; on a
-// server that refuses TTL indexes a sweeper does the same on an interval.
+// until it is redriven or discarded (attempt-log-retention.ts deletes expired ones).
 import { type Collection, type Db, MongoBulkWriteError, MongoServerError, ObjectId } from "mongodb";
-import pg from "pg";
 
+import { ensureRetention, type RetentionMode, scheduleSweeps } from "./attempt-log-retention.ts";
 import type { Config } from "./config.ts";
 import type { ProcessingStatus, System } from "./contract.ts";
-import { errorMessage } from "./errors.ts";
+import { indexFerretBackend } from "./ferretdb-indexes.ts";
 import type { Logger } from "./logger.ts";
+
+export type { RetentionMode } from "./attempt-log-retention.ts";
 
 export const LOG_COLLECTION = "message_logs";
 
@@ -60,11 +61,6 @@ export class LogDocumentRefused extends Error {
     this.code = code;
   }
 }
-
-/** A sweep may take at most 1/SWEEP_DUTY_FACTOR of the time between sweeps. */
-const SWEEP_DUTY_FACTOR = 50;
-
-export type RetentionMode = "ttl-index" | "sweeper";
 
 export interface LogFilter {
   system?: System | null;
@@ -136,63 +132,67 @@ const byProcessingOrder = (a: LogDocument, b: LogDocument) =>
   a.attempt - b.attempt ||
   a.processedAt.getTime() - b.processedAt.getTime();
 
+/** Inserts attempts; a document already logged (same message, round, attempt, status) is skipped. */
+async function insertAttempts(collection: Collection<LogDocument>, docs: LogDocument[]): Promise<number> {
+  if (docs.length === 0) return 0;
+  try {
+    const r = await collection.insertMany(docs, { ordered: false });
+    return r.insertedCount;
+  } catch (err) {
+    // A redelivered message logs the same attempt again: the unique index turns that into a no-op.
+    // Only when every document is accounted for: a bulk error without per-document errors
+    // (a dropped connection, a server going away) means nothing can be assumed written.
+    if (err instanceof MongoBulkWriteError) {
+      const errors = Array.isArray(err.writeErrors) ? err.writeErrors : [err.writeErrors];
+      const allDuplicates = errors.length > 0 && errors.every((e) => e.code === 11000);
+      if (allDuplicates && err.insertedCount + errors.length === docs.length) return err.insertedCount;
+    }
+    if (err instanceof MongoServerError && err.code === 11000 && docs.length === 1) return 0;
+    throw err;
+  }
+}
+
+/** Inserts attempts as claims; returns each document's owning copy (AttemptLog.claim). */
+async function claimAttempts(collection: Collection<LogDocument>, docs: LogDocument[]): Promise<(string | null)[]> {
+  const owners = docs.map((d) => d.copyId ?? null);
+  if (docs.length === 0) return owners;
+  let conflicts: number[] = [];
+  try {
+    await collection.insertMany(docs, { ordered: false });
+  } catch (err) {
+    if (err instanceof MongoBulkWriteError) {
+      const errors = Array.isArray(err.writeErrors) ? err.writeErrors : [err.writeErrors];
+      const refused = errors.find((e) => e.code !== 11000);
+      if (refused) throw new LogDocumentRefused(refused.index, refused.code, refused.errmsg ?? "refused");
+      // A bulk error that does not account for every document (a dropped connection) proves nothing.
+      if (errors.length === 0 || err.insertedCount + errors.length !== docs.length) throw err;
+      conflicts = errors.map((e) => e.index);
+    } else if (err instanceof MongoServerError && docs.length === 1) {
+      if (err.code !== 11000) throw new LogDocumentRefused(0, err.code, err.message);
+      conflicts = [0];
+    } else throw err;
+  }
+  if (conflicts.length === 0) return owners;
+  // One lookup per message (a top-level equality every server serves from an index).
+  const ids = [...new Set(conflicts.map((i) => docs[i]!.messageId))];
+  const found = await eachLimited(ids, PER_MESSAGE_WIDTH, (messageId) =>
+    collection.find({ messageId }, { projection: { messageId: 1, round: 1, attempt: 1, status: 1, copyId: 1 } }).toArray(),
+  );
+  const owner = new Map(found.flat().map((d) => [attemptOf(d), d.copyId ?? null]));
+  for (const i of conflicts) owners[i] = owner.get(attemptOf(docs[i]!)) ?? null;
+  return owners;
+}
+
 export function createAttemptLog(opts: { db: Db; config: Config; logger: Logger }): AttemptLog {
   const { db, config, logger } = opts;
   const collection = db.collection<LogDocument>(LOG_COLLECTION);
   let mode: RetentionMode = "sweeper";
   const ttlMs = config.mongo.ttlSeconds * 1000;
 
-  async function serverSupportsTtl(): Promise<boolean> {
-    if (config.mongo.retention === "sweeper") return false;
-    try {
-      await collection.createIndex({ expiresAt: 1 }, { name: "expiresAt_ttl", expireAfterSeconds: 0 });
-      return true;
-    } catch (err) {
-      if (config.mongo.retention === "ttl-index") throw err;
-      logger.info(
-        { reason: errorMessage(err) },
-        "the log server refuses TTL indexes; expired attempt logs are deleted by a sweeper",
-      );
-      return false;
-    }
-  }
-
-  /**
-   * FerretDB keeps its indexes but does not use them for queries: it pushes a
-   * top-level equality down as `_jsonb->'field' @> value`, which only a GIN index
-   * on that expression serves. Given its PostgreSQL backend, add those indexes so
-   * that messageHistory and Order.history stop scanning the whole log.
-   */
-  async function indexFerretBackend(): Promise<void> {
-    const url = config.mongo.ferretdbBackendUrl;
-    if (!url) return;
-    const info = await db.admin().command({ buildInfo: 1 });
-    if (!("ferretdbVersion" in info)) return;
-    const client = new pg.Client({ connectionString: url, connectionTimeoutMillis: 3000 });
-    try {
-      await client.connect();
-      const schema = db.databaseName;
-      const found = await client.query<{ table: string }>(
-        `select _jsonb->>'table' as table from ${pg.escapeIdentifier(schema)}._ferretdb_database_metadata where _jsonb->>'_id' = $1`,
-        [LOG_COLLECTION],
-      );
-      const table = found.rows[0]?.table;
-      if (!table) return;
-      for (const field of ["messageId", "orderId"]) {
-        const name = pg.escapeIdentifier(`${table}_${field.toLowerCase()}_lookup`);
-        await client.query(
-          `create index if not exists ${name} on ${pg.escapeIdentifier(schema)}.${pg.escapeIdentifier(table)} using gin ((_jsonb->${pg.escapeLiteral(field)}) jsonb_path_ops)`,
-        );
-      }
-      logger.info({ table: `${schema}.${table}` }, "lookup indexes ensured on the FerretDB backend");
-    } catch (err) {
-      logger.warn(
-        { err: errorMessage(err) },
-        "could not add lookup indexes on the FerretDB backend; log lookups scan the collection",
-      );
-    } finally {
-      await client.end().catch(() => undefined);
-    }
+  async function sweep(now = new Date()) {
+    // Retained documents have no expiry, so the query is the same size whatever is retained.
+    const r = await collection.deleteMany({ expiresAt: { $ne: null, $lte: now } });
+    return r.deletedCount;
   }
 
   return {
@@ -201,60 +201,15 @@ export function createAttemptLog(opts: { db: Db; config: Config; logger: Logger 
       await collection.createIndex({ messageId: 1, round: 1, attempt: 1, status: 1 }, { name: "message_attempt", unique: true });
       await collection.createIndex({ system: 1, orderId: 1 }, { name: "system_order" });
       await collection.createIndex({ status: 1, _id: -1 }, { name: "status_recent" });
-      mode = (await serverSupportsTtl()) ? "ttl-index" : "sweeper";
-      if (mode === "sweeper") await collection.createIndex({ expiresAt: 1 }, { name: "expiresAt" });
-      await indexFerretBackend();
+      mode = await ensureRetention(collection, config, logger);
+      const backendUrl = config.mongo.ferretdbBackendUrl;
+      await indexFerretBackend({ db, collection: LOG_COLLECTION, fields: ["messageId", "orderId"], backendUrl, logger });
       return mode;
     },
     retention: () => mode,
     expiryFrom: (processedAt) => new Date(processedAt.getTime() + ttlMs),
-    async insert(docs) {
-      if (docs.length === 0) return 0;
-      try {
-        const r = await collection.insertMany(docs, { ordered: false });
-        return r.insertedCount;
-      } catch (err) {
-        // A redelivered message logs the same attempt again: the unique index turns that into a no-op.
-        // Only when every document is accounted for: a bulk error without per-document errors
-        // (a dropped connection, a server going away) means nothing can be assumed written.
-        if (err instanceof MongoBulkWriteError) {
-          const errors = Array.isArray(err.writeErrors) ? err.writeErrors : [err.writeErrors];
-          const allDuplicates = errors.length > 0 && errors.every((e) => e.code === 11000);
-          if (allDuplicates && err.insertedCount + errors.length === docs.length) return err.insertedCount;
-        }
-        if (err instanceof MongoServerError && err.code === 11000 && docs.length === 1) return 0;
-        throw err;
-      }
-    },
-    async claim(docs) {
-      const owners = docs.map((d) => d.copyId ?? null);
-      if (docs.length === 0) return owners;
-      let conflicts: number[] = [];
-      try {
-        await collection.insertMany(docs, { ordered: false });
-      } catch (err) {
-        if (err instanceof MongoBulkWriteError) {
-          const errors = Array.isArray(err.writeErrors) ? err.writeErrors : [err.writeErrors];
-          const refused = errors.find((e) => e.code !== 11000);
-          if (refused) throw new LogDocumentRefused(refused.index, refused.code, refused.errmsg ?? "refused");
-          // A bulk error that does not account for every document (a dropped connection) proves nothing.
-          if (errors.length === 0 || err.insertedCount + errors.length !== docs.length) throw err;
-          conflicts = errors.map((e) => e.index);
-        } else if (err instanceof MongoServerError && docs.length === 1) {
-          if (err.code !== 11000) throw new LogDocumentRefused(0, err.code, err.message);
-          conflicts = [0];
-        } else throw err;
-      }
-      if (conflicts.length === 0) return owners;
-      // One lookup per message (a top-level equality every server serves from an index).
-      const ids = [...new Set(conflicts.map((i) => docs[i]!.messageId))];
-      const found = await eachLimited(ids, PER_MESSAGE_WIDTH, (messageId) =>
-        collection.find({ messageId }, { projection: { messageId: 1, round: 1, attempt: 1, status: 1, copyId: 1 } }).toArray(),
-      );
-      const owner = new Map(found.flat().map((d) => [attemptOf(d), d.copyId ?? null]));
-      for (const i of conflicts) owners[i] = owner.get(attemptOf(docs[i]!)) ?? null;
-      return owners;
-    },
+    insert: (docs) => insertAttempts(collection, docs),
+    claim: (docs) => claimAttempts(collection, docs),
     async withdraw(attempts) {
       await eachLimited(attempts, PER_MESSAGE_WIDTH, ({ messageId, round, attempt, status }) =>
         collection.deleteOne({ messageId, round, attempt, status }),
@@ -274,42 +229,10 @@ export function createAttemptLog(opts: { db: Db; config: Config; logger: Logger 
         await collection.updateMany({ messageId }, { $set: { expiresAt } });
       }
     },
-    async sweep(now = new Date()) {
-      // Retained documents have no expiry, so the query is the same size whatever is retained.
-      const r = await collection.deleteMany({ expiresAt: { $ne: null, $lte: now } });
-      return r.deletedCount;
-    },
+    sweep,
     startSweeper(turn = async () => true) {
       if (mode !== "sweeper") return () => undefined;
-      let timer: NodeJS.Timeout | undefined;
-      let stopped = false;
-      const schedule = (delayMs: number) => {
-        if (stopped) return;
-        timer = setTimeout(() => void run(delayMs), delayMs);
-        timer.unref();
-      };
-      // On a server without TTL indexes a sweep reads the whole collection; stretching the
-      // interval to SWEEP_DUTY_FACTOR times the last sweep's duration bounds its share of the server.
-      const run = async (heldMs: number) => {
-        let next = config.mongo.sweepIntervalMs;
-        try {
-          if (await turn(heldMs)) {
-            const started = performance.now();
-            const n = await this.sweep();
-            const took = performance.now() - started;
-            next = Math.max(next, Math.round(took * SWEEP_DUTY_FACTOR));
-            if (n > 0) logger.info({ deleted: n, tookMs: Math.round(took), nextInMs: next }, "expired attempt logs swept");
-          }
-        } catch (err) {
-          logger.warn({ err: errorMessage(err) }, "attempt log sweep failed");
-        }
-        schedule(next);
-      };
-      schedule(config.mongo.sweepIntervalMs);
-      return () => {
-        stopped = true;
-        clearTimeout(timer);
-      };
+      return scheduleSweeps({ sweep: () => this.sweep(), turn, intervalMs: config.mongo.sweepIntervalMs, logger });
     },
     async history(messageId) {
       const docs = await collection.find({ messageId }).toArray();

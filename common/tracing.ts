@@ -12,30 +12,21 @@
 //
 // Off (no exporter, no OTLP endpoint), processes get noTracing: every hook calls
 // straight through, and the SDK is never loaded.
-import {
-  type Context,
-  context,
-  type Link,
-  propagation,
-  ROOT_CONTEXT,
-  type Span,
-  SpanKind,
-  SpanStatusCode,
-  trace,
-} from "@opentelemetry/api";
+import { trace } from "@opentelemetry/api";
 
 import type { LogDocument } from "./attempt-log.ts";
 import type { Config } from "./config.ts";
-import { errorMessage } from "./errors.ts";
 import type { Logger } from "./logger.ts";
+import { consumerSpans } from "./tracing-consumer.ts";
+import { gatewaySpans } from "./tracing-gateway.ts";
 
-type Headers = Record<string, unknown>;
+export type Headers = Record<string, unknown>;
 /** A delivery (amqplib's ConsumeMessage or GetMessage): its headers carry the trace context. */
-interface Delivery {
+export interface Delivery {
   properties: { headers?: Headers };
 }
 /** Publish options (amqplib's Options.Publish). */
-interface Publish {
+export interface Publish {
   headers?: Headers;
 }
 
@@ -118,170 +109,7 @@ export async function startTracing(config: Config, service: string, logger: Logg
   return createTracing(shutdown);
 }
 
-const ATTR = {
-  messageId: "tentativa.message_id",
-  system: "tentativa.system",
-  orderId: "tentativa.order_id",
-  round: "tentativa.round",
-  attempt: "tentativa.attempt",
-  status: "tentativa.status",
-} as const;
-
-function orderAttributes(o: OrderFacts) {
-  return {
-    [ATTR.messageId]: o.messageId,
-    ...(o.system ? { [ATTR.system]: o.system } : {}),
-    ...(o.orderId != null ? { [ATTR.orderId]: o.orderId } : {}),
-  };
-}
-
-function fail(span: Span, err: unknown): void {
-  span.setStatus({ code: SpanStatusCode.ERROR, message: errorMessage(err) });
-}
-
-/** Runs fn with the span active, ends the span when fn settles. */
-async function within<T>(span: Span, fn: () => Promise<T>): Promise<T> {
-  try {
-    return await context.with(trace.setSpan(context.active(), span), fn);
-  } catch (err) {
-    fail(span, err);
-    throw err;
-  } finally {
-    span.end();
-  }
-}
-
-/** The headers, or an object put in their place, to write the span's context into. */
-function inject(span: Span, options: Publish): void {
-  options.headers ??= {};
-  propagation.inject(trace.setSpan(ROOT_CONTEXT, span), options.headers);
-}
-
-/** The SDK's default limit on links per span. */
-const MAX_LINKS = 128;
-
-const contextOf = (headers: Headers | undefined): Context => propagation.extract(ROOT_CONTEXT, headers ?? {});
-
 function createTracing(shutdown: () => Promise<void>): Tracing {
   const tracer = trace.getTracer("tentativa");
-  // Each delivery's attempt span, from its batch's start until its ack.
-  const attempts = new WeakMap<Delivery, Span>();
-  const underAttempt = (d: Delivery) => {
-    const span = attempts.get(d);
-    return span ? trace.setSpan(ROOT_CONTEXT, span) : contextOf(d.properties.headers);
-  };
-
-  return {
-    enabled: true,
-    publishBatch(facts, fn) {
-      const batch = tracer.startSpan("publish batch", {
-        attributes: {
-          [ATTR.system]: facts.system,
-          "tentativa.from_id": facts.fromId,
-          "tentativa.to_id": facts.toId,
-          "tentativa.count": facts.count,
-        },
-      });
-      const link: Link = { context: batch.spanContext() };
-      const message: MessagePublisher = (order, options, publish) => {
-        // A trace of its own per order, linked to the batch that published it.
-        const span = tracer.startSpan("publish order", {
-          kind: SpanKind.PRODUCER,
-          root: true,
-          links: [link],
-          attributes: orderAttributes(order),
-        });
-        const traced = { ...options, headers: { ...options.headers } };
-        inject(span, traced);
-        return within(span, () => publish(traced));
-      };
-      return within(batch, () => fn(message));
-    },
-    consumeBatch(deliveries, fn) {
-      const links = deliveries.slice(0, MAX_LINKS).flatMap((d) => {
-        const c = trace.getSpanContext(contextOf(d.properties.headers));
-        return c ? [{ context: c }] : [];
-      });
-      const batch = tracer.startSpan(
-        "consume batch",
-        { kind: SpanKind.CONSUMER, root: true, links, attributes: { "messaging.batch.message_count": deliveries.length } },
-        ROOT_CONTEXT,
-      );
-      return within(batch, fn);
-    },
-    startAttempts(deliveries, docs) {
-      const batch = trace.getSpanContext(context.active());
-      deliveries.forEach((d, i) => {
-        const doc = docs[i]!;
-        const span = tracer.startSpan(
-          "attempt",
-          {
-            kind: SpanKind.CONSUMER,
-            links: batch ? [{ context: batch }] : [],
-            attributes: {
-              ...orderAttributes(doc),
-              [ATTR.round]: doc.round,
-              [ATTR.attempt]: doc.attempt,
-              [ATTR.status]: doc.status,
-            },
-          },
-          contextOf(d.properties.headers),
-        );
-        if (doc.status !== "SUCCEEDED") span.setStatus({ code: SpanStatusCode.ERROR, message: doc.error ?? doc.status });
-        attempts.set(d, span);
-        doc.traceId = span.spanContext().traceId;
-      });
-    },
-    async endputWrite(deliveries, fn) {
-      const spans = deliveries.map((d) =>
-        tracer.startSpan(
-          "endput insert",
-          { kind: SpanKind.CLIENT, attributes: { "db.system.name": "postgresql", "tentativa.batch_rows": deliveries.length } },
-          underAttempt(d),
-        ),
-      );
-      try {
-        return await fn();
-      } catch (err) {
-        for (const s of spans) fail(s, err);
-        throw err;
-      } finally {
-        for (const s of spans) s.end();
-      }
-    },
-    forward(d, to, fn) {
-      const span = tracer.startSpan(
-        to.deadLetter ? "dead-letter" : "retry",
-        { kind: SpanKind.PRODUCER, attributes: { "messaging.destination.name": to.queue } },
-        underAttempt(d),
-      );
-      inject(span, to.options);
-      return within(span, fn);
-    },
-    endAttempts(deliveries, error) {
-      for (const d of deliveries) {
-        const span = attempts.get(d);
-        if (!span) continue;
-        attempts.delete(d);
-        if (error !== undefined) fail(span, error);
-        span.end();
-      }
-    },
-    async redrive(order, from, options, fn) {
-      const operation = trace.getSpanContext(context.active());
-      const span = tracer.startSpan(
-        "redrive",
-        {
-          kind: SpanKind.PRODUCER,
-          attributes: { ...orderAttributes(order), [ATTR.round]: order.round },
-          links: operation ? [{ context: operation }] : [],
-        },
-        contextOf(from),
-      );
-      inject(span, options);
-      await within(span, fn);
-      return span.spanContext().traceId;
-    },
-    shutdown,
-  };
+  return { enabled: true, ...gatewaySpans(tracer), ...consumerSpans(tracer), shutdown };
 }

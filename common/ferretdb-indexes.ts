@@ -1,0 +1,50 @@
+// Lookup indexes for the attempt log on FerretDB's PostgreSQL backend.
+//
+// FerretDB keeps its indexes but does not use them for queries: it pushes a
+// top-level equality down as `_jsonb->'field' @> value`, which only a GIN index
+// on that expression serves. Given its PostgreSQL backend, add those indexes so
+// that messageHistory and Order.history stop scanning the whole log.
+import type { Db } from "mongodb";
+import pg from "pg";
+
+import { errorMessage } from "./errors.ts";
+import type { Logger } from "./logger.ts";
+
+/** Adds GIN lookup indexes on `fields` of `collection` when `db` is served by FerretDB over `backendUrl`. */
+export async function indexFerretBackend(opts: {
+  db: Db;
+  collection: string;
+  fields: readonly string[];
+  backendUrl: string | undefined;
+  logger: Logger;
+}): Promise<void> {
+  const { db, logger } = opts;
+  if (!opts.backendUrl) return;
+  const info = await db.admin().command({ buildInfo: 1 });
+  if (!("ferretdbVersion" in info)) return;
+  const client = new pg.Client({ connectionString: opts.backendUrl, connectionTimeoutMillis: 3000 });
+  try {
+    await client.connect();
+    const schema = db.databaseName;
+    const found = await client.query<{ table: string }>(
+      `select _jsonb->>'table' as table from ${pg.escapeIdentifier(schema)}._ferretdb_database_metadata where _jsonb->>'_id' = $1`,
+      [opts.collection],
+    );
+    const table = found.rows[0]?.table;
+    if (!table) return;
+    for (const field of opts.fields) {
+      const name = pg.escapeIdentifier(`${table}_${field.toLowerCase()}_lookup`);
+      await client.query(
+        `create index if not exists ${name} on ${pg.escapeIdentifier(schema)}.${pg.escapeIdentifier(table)} using gin ((_jsonb->${pg.escapeLiteral(field)}) jsonb_path_ops)`,
+      );
+    }
+    logger.info({ table: `${schema}.${table}` }, "lookup indexes ensured on the FerretDB backend");
+  } catch (err) {
+    logger.warn(
+      { err: errorMessage(err) },
+      "could not add lookup indexes on the FerretDB backend; log lookups scan the collection",
+    );
+  } finally {
+    await client.end().catch(() => undefined);
+  }
+}

@@ -1,0 +1,54 @@
+// The gateway's HTTP routes: /healthz and /readyz, a 503 for everything else while draining,
+// the dashboard and GraphiQL's assets, then GraphQL (GET as is, other methods with a bounded body).
+import type http from "node:http";
+
+import { type Check, runChecks } from "../../common/http-health.ts";
+import type { ShutdownState } from "./drain.ts";
+import { bodyForYoga, readBody, refuseTooLarge } from "./limits.ts";
+
+type Handler = (req: http.IncomingMessage, res: http.ServerResponse) => unknown;
+
+const json = { "content-type": "application/json; charset=utf-8" };
+
+export function createRequestHandler(opts: {
+  shutdown: ShutdownState;
+  checks: Check[];
+  /** Static handlers: each answers (true) or passes (false). */
+  statics: ((req: http.IncomingMessage, res: http.ServerResponse) => boolean)[];
+  yoga: Handler;
+  maxBodyBytes: number;
+}): (req: http.IncomingMessage, res: http.ServerResponse) => void {
+  const { shutdown, checks, statics, yoga, maxBodyBytes } = opts;
+  return (req, res) => {
+    shutdown.inFlight.set(res, { streaming: /text\/event-stream|multipart\/mixed/.test(req.headers.accept ?? "") });
+    res.once("close", () => shutdown.inFlight.delete(res));
+    // While draining, every answer closes its connection: keep-alive clients reconnect elsewhere.
+    if (shutdown.draining) res.setHeader("connection", "close");
+    const path = (req.url ?? "/").split("?")[0];
+    if (path === "/healthz") {
+      res.writeHead(200, json).end(JSON.stringify({ status: "ok" }));
+      return;
+    }
+    if (path === "/readyz") {
+      if (shutdown.draining) res.writeHead(503, json).end(JSON.stringify({ ready: false, draining: true, checks: [] }));
+      else void runChecks(checks).then((r) => res.writeHead(r.ready ? 200 : 503, json).end(JSON.stringify(r)));
+      return;
+    }
+    if (shutdown.draining) {
+      const message = "the gateway is shutting down";
+      res.writeHead(503, json).end(JSON.stringify({ errors: [{ message, extensions: { code: "SHUTTING_DOWN" } }] }));
+      return;
+    }
+    if (statics.some((handle) => handle(req, res))) return;
+    if (req.method === "GET" || req.method === "HEAD") {
+      void yoga(req, res);
+      return;
+    }
+    // The body is read here, bounded, before Yoga sees the request; Yoga takes a body
+    // already read from `req.body`, as it does behind Express-style body parsers.
+    void readBody(req, maxBodyBytes).then((read) => {
+      if (read.kind === "too-large") refuseTooLarge(req, res, maxBodyBytes);
+      else if (read.kind === "body") void yoga(Object.assign(req, { body: bodyForYoga(req, read.body) }), res);
+    });
+  };
+}
