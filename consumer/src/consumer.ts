@@ -33,23 +33,16 @@ import type { AttemptLog, LogDocument } from "../../common/attempt-log.ts";
 import type { Broker } from "../../common/broker.ts";
 import type { Config } from "../../common/config.ts";
 import { copyIdOf, HEADERS, isDerivedCopyId } from "../../common/contract.ts";
-import {
-  deadLetterGroupKey,
-  deadLetterGroupsKey,
-  groupName,
-  groupReasonOf,
-  type GroupSystem,
-} from "../../common/dead-letter-groups.ts";
+import { deadLetterGroupKey, groupName, groupReasonOf, type GroupSystem } from "../../common/dead-letter-groups.ts";
 import { errorMessage, sleep } from "../../common/errors.ts";
-import { eventsTopic, type ProcessingEvent } from "../../common/events.ts";
-import { countedKey, counterField, counterKey } from "../../common/keys.ts";
+import { countEventsOnce, type ProcessingEvent } from "../../common/events.ts";
 import type { Logger } from "../../common/logger.ts";
 import type { EndputClient } from "../../common/stores.ts";
 import { noTracing, type Tracing } from "../../common/tracing.ts";
 import { deadReasonOf, decide, deliveryOf, type Outcome, rejectRedelivered, rejectRefused as rejectOutcome } from "./decide.ts";
 import { createForwarder, type ForwardItem } from "./forwarder.ts";
 import type { ConsumerMetrics } from "./metrics.ts";
-import { countOnce, deliveryLogFields, insertEndputRows } from "./records.ts";
+import { deliveryLogFields, insertEndputRows } from "./records.ts";
 import { createRedeliveryCounter } from "./redeliveries.ts";
 import { refusalOf, type StoreRefused, writeIsolating } from "./store-errors.ts";
 
@@ -92,7 +85,6 @@ export function createConsumer(deps: {
   const decideOne = deps.decide ?? decide;
   const topology = broker.topology;
   const consumerId = config.consumer.id;
-  const topic = eventsTopic(config);
   const forwarder = createForwarder({ config, broker, redis, logger, tracing });
   const redeliveries = createRedeliveryCounter(redis, config);
 
@@ -407,14 +399,8 @@ export function createConsumer(deps: {
     if (dead.length > 0) await durably(ch, "mongo", () => log.retain(dead));
 
     if (live.length > 0) {
-      const attempts = live.map(({ doc, ...i }) => ({
-        key: countedKey(config, doc.messageId, doc.round, doc.attempt, doc.status),
-        field: counterField(systemOf(i), i.outcome.kind),
-        event: JSON.stringify(toEvent(i, now)),
-        dead: deadLetterOf(i, now),
-      }));
-      const keys = { counter: counterKey(config), groups: deadLetterGroupsKey(config) };
-      await durably(ch, "redis", () => countOnce(redis, keys, topic, attempts));
+      const attempts = live.map((i) => ({ event: toEvent(i, now), dead: deadLetterOf(i, now) }));
+      await durably(ch, "redis", () => countEventsOnce(redis, config, attempts));
     }
 
     return {
