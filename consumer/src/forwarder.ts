@@ -12,10 +12,11 @@
 // routed the publishes, and a SIGKILLed broker kept a quorum primary's acks
 // without the classic DLQ's dead letters (tests/faults/03b-broker-kill.test.ts, scenario 3c).
 // A batch redelivered after step 2 (its channel or the broker went away before the
-// ack, or a broker crash lost the ack) skips in step 1 what step 4 marked. What was
-// confirmed but not marked goes out again: the consumer process died between the
-// confirm and step 4, or the broker died after keeping a message but before its
-// confirm arrived. The next attempt's claim absorbs a retry copy sent twice; a
+// ack, or a broker crash lost the ack) skips in step 1 what step 4 marked ("acks a
+// redelivered copy without forwarding again once its forward was confirmed", and
+// fault scenario 1b). What was confirmed but not marked goes out again: the consumer
+// process died between the confirm and step 4, or the broker died after keeping a
+// message but before its confirm arrived. The next attempt's claim absorbs a retry copy sent twice; a
 // dead letter sent twice stays in the DLQ twice.
 import type { Channel, ConsumeMessage, Options } from "amqplib";
 import type { Redis } from "ioredis";
@@ -27,6 +28,7 @@ import { CONTENT_TYPE, HEADERS, isDerivedCopyId, withNewCopyId } from "../../com
 import { errorMessage, sleep } from "../../common/errors.ts";
 import { forwardedKey } from "../../common/keys.ts";
 import type { Logger } from "../../common/logger.ts";
+import type { Topology } from "../../common/topology.ts";
 import { noTracing, type Tracing } from "../../common/tracing.ts";
 import { deadReasonOf, type Outcome } from "./decide.ts";
 
@@ -66,6 +68,14 @@ export interface Forwarder {
   ): Promise<void>;
 }
 
+interface Context {
+  config: Config;
+  broker: Broker;
+  redis: Redis;
+  logger: Logger | undefined;
+  tracing: Tracing;
+}
+
 export function createForwarder(deps: {
   config: Config;
   broker: Broker;
@@ -73,112 +83,13 @@ export function createForwarder(deps: {
   logger?: Logger;
   tracing?: Tracing;
 }): Forwarder {
-  const { config, broker, redis, logger, tracing = noTracing } = deps;
-  const topology = broker.topology;
-  const consumerId = config.consumer.id;
-
-  /** Where a failed attempt goes and what it carries: a retry copy to its wait queue, or a dead letter. */
-  function toMessage(item: ForwardItem): { queue: string; content: Buffer; options: Options.Publish } {
-    const { msg, outcome } = item;
-    const props = msg.properties;
-    const headers = withNewCopyId(props.headers);
-    delete headers["x-death"];
-    const options: Options.Publish = {
-      persistent: true,
-      contentType: props.contentType ?? CONTENT_TYPE,
-      messageId: item.messageId,
-      timestamp: props.timestamp ?? Math.floor(Date.now() / 1000),
-      type: props.type,
-      headers,
-    };
-    if (outcome.kind === "RETRY_SCHEDULED") {
-      const { attempt } = outcome.delivery;
-      headers[HEADERS.attempt] = attempt + 1;
-      return { queue: topology.waitQueueFor(attempt), content: msg.content, options };
-    }
-    // Dead letters keep a short reason in the headers; the full error is in the attempt log.
-    headers[HEADERS.deadReason] = deadReasonOf(outcome).slice(0, MAX_REASON_LENGTH);
-    headers[HEADERS.deadAttempts] = outcome.kind === "DEAD_LETTERED" ? outcome.delivery.attempt : 0;
-    headers[HEADERS.deadAt] = (item.deadAt ?? new Date()).toISOString();
-    headers[HEADERS.consumerId] = consumerId;
-    return { queue: topology.dlq, content: msg.content, options };
-  }
-
-  /** Retries fn with backoff while the batch's channel is alive. */
-  async function whileAlive<T>(alive: () => boolean, step: string, fn: () => Promise<T>): Promise<T> {
-    for (let delay = 100; ; delay = Math.min(delay * 2, 5000)) {
-      if (!alive()) throw new ForwardAborted(`${step}: the consume channel is gone`);
-      try {
-        return await fn();
-      } catch (err) {
-        if (!alive()) throw new ForwardAborted(`${step}: the consume channel is gone`, { cause: err });
-        logger?.warn({ step, retryInMs: delay, err: errorMessage(err) }, "forward step failed; holding the batch");
-        await sleep(delay);
-      }
-    }
-  }
-
-  /**
-   * The items whose copy has no forward confirmed yet (a redelivery after a lost ack has one). A
-   * delivery without a copy id of its own is always forwarded: its id is derived from its content,
-   * which another publish of the same content shares ("dead-letters every one of identical
-   * unreadable messages").
-   */
-  async function notYetForwarded(items: ForwardItem[], alive: () => boolean): Promise<ForwardItem[]> {
-    const marked = items.filter((i) => !isDerivedCopyId(i.copy));
-    if (marked.length === 0) return items;
-    const done = await whileAlive(alive, "redis-forwarded", () => redis.mget(marked.map((i) => forwardedKey(config, i.copy))));
-    const forwarded = new Set(marked.filter((_, idx) => done[idx] !== null));
-    return items.filter((i) => !forwarded.has(i));
-  }
-
-  /** Publishes each item until the broker confirms it; resolves with those confirmed, rejects once the channel is gone. */
-  async function publishConfirmed(items: ForwardItem[], alive: () => boolean, confirmed: ForwardItem[]): Promise<void> {
-    let pending = items.map((item) => ({ item, message: toMessage(item) }));
-    await whileAlive(alive, "forward", async () => {
-      const results = await Promise.allSettled(
-        pending.map(({ item, message: m }) =>
-          tracing.forward(item.msg, { queue: m.queue, deadLetter: m.queue === topology.dlq, options: m.options }, () =>
-            broker.publish("", m.queue, m.content, m.options),
-          ),
-        ),
-      );
-      const failed = results.flatMap((r) => (r.status === "rejected" ? [r.reason as Error] : []));
-      confirmed.push(...pending.filter((_, idx) => results[idx]!.status === "fulfilled").map((p) => p.item));
-      pending = pending.filter((_, idx) => results[idx]!.status === "rejected");
-      if (failed.length > 0) throw failed[0]!;
-    });
-  }
-
-  /** Marks forwarded copies; a redelivery that finds the mark acks without forwarding again. */
-  async function markForwarded(all: ForwardItem[]): Promise<void> {
-    const items = all.filter((i) => !isDerivedCopyId(i.copy));
-    if (items.length === 0) return;
-    for (let tries = 1, delay = 100; ; tries++, delay = Math.min(delay * 2, 5000)) {
-      try {
-        const p = redis.pipeline();
-        for (const i of items) p.set(forwardedKey(config, i.copy), "1", "EX", FORWARDED_TTL_SECONDS);
-        const results = await p.exec();
-        const failed = results?.find(([err]) => err);
-        if (failed) throw failed[0];
-        return;
-      } catch (err) {
-        if (tries >= MARK_TRIES) {
-          // Only a redelivery of these copies (a lost ack) would forward them again.
-          logger?.error({ copies: items.length, err: errorMessage(err) }, "could not mark forwarded copies");
-          return;
-        }
-        await sleep(delay);
-      }
-    }
-  }
-
+  const ctx: Context = { ...deps, logger: deps.logger, tracing: deps.tracing ?? noTracing };
   return {
     async commit(ch, items, last, alive, requeue = []) {
-      const fresh = await notYetForwarded(items, alive);
+      const fresh = await notYetForwarded(ctx, items, alive);
       const confirmed: ForwardItem[] = [];
       try {
-        await publishConfirmed(fresh, alive, confirmed);
+        await publishConfirmed(ctx, fresh, alive, confirmed);
         // Only now may the deliveries go: everything they forward is in the broker's keeping.
         if (!alive()) throw new ForwardAborted("ack: the consume channel is gone");
         // Returned first, so that the multiple ack after them does not take them too.
@@ -186,8 +97,116 @@ export function createForwarder(deps: {
         if (last) ch.ack(last, true);
         await txCommit(ch);
       } finally {
-        await markForwarded(confirmed);
+        await markForwarded(ctx, confirmed);
       }
     },
   };
+}
+
+/** Where a failed attempt goes and what it carries: a retry copy to its wait queue, or a dead letter. */
+export function toMessage(
+  config: Config,
+  topology: Topology,
+  item: ForwardItem,
+): { queue: string; content: Buffer; options: Options.Publish } {
+  const { msg, outcome } = item;
+  const props = msg.properties;
+  const headers = withNewCopyId(props.headers);
+  delete headers["x-death"];
+  const options: Options.Publish = {
+    persistent: true,
+    contentType: props.contentType ?? CONTENT_TYPE,
+    messageId: item.messageId,
+    timestamp: props.timestamp ?? Math.floor(Date.now() / 1000),
+    type: props.type,
+    headers,
+  };
+  if (outcome.kind === "RETRY_SCHEDULED") {
+    const { attempt } = outcome.delivery;
+    headers[HEADERS.attempt] = attempt + 1;
+    return { queue: topology.waitQueueFor(attempt), content: msg.content, options };
+  }
+  // Dead letters keep a short reason in the headers; the full error is in the attempt log.
+  headers[HEADERS.deadReason] = deadReasonOf(outcome).slice(0, MAX_REASON_LENGTH);
+  headers[HEADERS.deadAttempts] = outcome.kind === "DEAD_LETTERED" ? outcome.delivery.attempt : 0;
+  headers[HEADERS.deadAt] = (item.deadAt ?? new Date()).toISOString();
+  headers[HEADERS.consumerId] = config.consumer.id;
+  return { queue: topology.dlq, content: msg.content, options };
+}
+
+/** Retries fn with backoff while the batch's channel is alive. */
+async function whileAlive<T>(ctx: Context, alive: () => boolean, step: string, fn: () => Promise<T>): Promise<T> {
+  for (let delay = 100; ; delay = Math.min(delay * 2, 5000)) {
+    if (!alive()) throw new ForwardAborted(`${step}: the consume channel is gone`);
+    try {
+      return await fn();
+    } catch (err) {
+      if (!alive()) throw new ForwardAborted(`${step}: the consume channel is gone`, { cause: err });
+      ctx.logger?.warn({ step, retryInMs: delay, err: errorMessage(err) }, "forward step failed; holding the batch");
+      await sleep(delay);
+    }
+  }
+}
+
+/**
+ * The items whose copy has no forward confirmed yet (a redelivery after a lost ack has one). A
+ * delivery without a copy id of its own is always forwarded: its id is derived from its content,
+ * which another publish of the same content shares ("dead-letters every one of identical
+ * unreadable messages").
+ */
+async function notYetForwarded(ctx: Context, items: ForwardItem[], alive: () => boolean): Promise<ForwardItem[]> {
+  const marked = items.filter((i) => !isDerivedCopyId(i.copy));
+  if (marked.length === 0) return items;
+  const keys = marked.map((i) => forwardedKey(ctx.config, i.copy));
+  const done = await whileAlive(ctx, alive, "redis-forwarded", () => ctx.redis.mget(keys));
+  const forwarded = new Set(marked.filter((_, idx) => done[idx] !== null));
+  return items.filter((i) => !forwarded.has(i));
+}
+
+/** Publishes each item until the broker confirms it; resolves with those confirmed, rejects once the channel is gone. */
+async function publishConfirmed(
+  ctx: Context,
+  items: ForwardItem[],
+  alive: () => boolean,
+  confirmed: ForwardItem[],
+): Promise<void> {
+  const { broker, tracing } = ctx;
+  const { topology } = broker;
+  let pending = items.map((item) => ({ item, message: toMessage(ctx.config, topology, item) }));
+  await whileAlive(ctx, alive, "forward", async () => {
+    const results = await Promise.allSettled(
+      pending.map(({ item, message: m }) =>
+        tracing.forward(item.msg, { queue: m.queue, deadLetter: m.queue === topology.dlq, options: m.options }, () =>
+          broker.publish("", m.queue, m.content, m.options),
+        ),
+      ),
+    );
+    const failed = results.flatMap((r) => (r.status === "rejected" ? [r.reason as Error] : []));
+    confirmed.push(...pending.filter((_, idx) => results[idx]!.status === "fulfilled").map((p) => p.item));
+    pending = pending.filter((_, idx) => results[idx]!.status === "rejected");
+    if (failed.length > 0) throw failed[0]!;
+  });
+}
+
+/** Marks forwarded copies; a redelivery that finds the mark acks without forwarding again. */
+async function markForwarded(ctx: Context, all: ForwardItem[]): Promise<void> {
+  const items = all.filter((i) => !isDerivedCopyId(i.copy));
+  if (items.length === 0) return;
+  for (let tries = 1, delay = 100; ; tries++, delay = Math.min(delay * 2, 5000)) {
+    try {
+      const p = ctx.redis.pipeline();
+      for (const i of items) p.set(forwardedKey(ctx.config, i.copy), "1", "EX", FORWARDED_TTL_SECONDS);
+      const results = await p.exec();
+      const failed = results?.find(([err]) => err);
+      if (failed) throw failed[0];
+      return;
+    } catch (err) {
+      if (tries >= MARK_TRIES) {
+        // Only a redelivery of these copies (a lost ack) would forward them again.
+        ctx.logger?.error({ copies: items.length, err: errorMessage(err) }, "could not mark forwarded copies");
+        return;
+      }
+      await sleep(delay);
+    }
+  }
 }
