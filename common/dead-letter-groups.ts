@@ -10,7 +10,7 @@
 //
 // One sorted set per group (member: message id, score: deadAt in ms) and one set naming the
 // groups. The consumer adds a dead letter in the script that counts its attempt, so exactly
-// once however often its batch is redelivered (consumer/src/records.ts); a redrive or a discard
+// once however often its batch is redelivered (common/events.ts); a redrive or a discard
 // removes it once the broker has processed the ack of its copy. What the groups do not see: a
 // dead letter the forwarder published twice (a confirm lost with a broker crash) is one member
 // for two copies, and a gateway that dies between an ack and the removal leaves the member

@@ -9,8 +9,8 @@ import type { Redis } from "ioredis";
 
 import type { AttemptLog } from "../../../common/attempt-log.ts";
 import type { Config } from "../../../common/config.ts";
+import { recordEvent } from "../../../common/events.ts";
 import { badInput } from "../errors.ts";
-import { emitProcessingEvent } from "./dead-letter-events.ts";
 import { discardedEntry, recordOperation } from "./dead-letter-records.ts";
 import { type DeadLetter, type RedriveFilter, type WalkDeps, walkMatching } from "./dead-letter-walk.ts";
 
@@ -73,7 +73,7 @@ async function recordDiscard(log: AttemptLog, redis: Redis, config: Config, d: D
   // The copy is still in the DLQ until the ack: the whole history, this entry too, stays.
   await log.retain([d.messageId]);
   if (inserted === 0) return;
-  await emitProcessingEvent(redis, config, {
+  await recordEvent(redis.pipeline(), config, {
     messageId: d.messageId,
     system: doc.system,
     orderId: doc.orderId,
@@ -81,5 +81,5 @@ async function recordDiscard(log: AttemptLog, redis: Redis, config: Config, d: D
     round: d.round,
     status: "DISCARDED",
     at: now.toISOString(),
-  });
+  }).exec();
 }

@@ -13,8 +13,8 @@ import type { Redis } from "ioredis";
 import type { AttemptLog } from "../../../common/attempt-log.ts";
 import type { Config } from "../../../common/config.ts";
 import { HEADERS } from "../../../common/contract.ts";
+import { recordEvent } from "../../../common/events.ts";
 import { noTracing, type Tracing } from "../../../common/tracing.ts";
-import { emitProcessingEvent } from "./dead-letter-events.ts";
 import { recordOperation, redrivenEntry, wasRedriven } from "./dead-letter-records.ts";
 import { type DeadLetter, type RedriveFilter, type WalkDeps, walkMatching } from "./dead-letter-walk.ts";
 
@@ -95,7 +95,7 @@ async function recordRedrive(log: AttemptLog, redis: Redis, config: Config, d: D
   ]);
   // The round before is still in the DLQ until the ack: the whole history, this entry too, stays.
   await log.retain([d.messageId]);
-  await emitProcessingEvent(redis, config, {
+  await recordEvent(redis.pipeline(), config, {
     messageId: d.messageId,
     system: d.system,
     orderId: d.orderId,
@@ -103,5 +103,5 @@ async function recordRedrive(log: AttemptLog, redis: Redis, config: Config, d: D
     round,
     status: "REDRIVEN",
     at: now.toISOString(),
-  });
+  }).exec();
 }

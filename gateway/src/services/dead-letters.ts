@@ -1,7 +1,7 @@
 // The dead-letter queue as the schema sees it: its groups, a peek without consuming, and the
 // redrive (dead-letter-redrive.ts) and discard (dead-letter-discard.ts) that walk it
-// (dead-letter-walk.ts), writing the entries of dead-letter-records.ts and the events of
-// dead-letter-events.ts.
+// (dead-letter-walk.ts), writing the entries of dead-letter-records.ts and the events and
+// counters of common/events.ts.
 import type { Redis } from "ioredis";
 
 import type { Broker } from "../../../common/broker.ts";
