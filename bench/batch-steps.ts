@@ -1,21 +1,21 @@
 // Where a happy-path batch spends its time: replays the consumer's per-batch
 // work (decode, endput insert, attempt-log insertMany as the attempts' claims,
-// Redis events + counters script) with the same clients on the
+// Redis events + counters script of common/events.ts) with the same clients on the
 // same services, timing each step, plus variants to compare it with. The
 // round trips per batch are fixed (one per step), so the step times say which
 // store bounds the consumer.
 import { randomUUID } from "node:crypto";
 
-import { createAttemptLog, type LogDocument } from "../common/attempt-log.ts";
+import type { Redis } from "ioredis";
+
+import { type AttemptLog, createAttemptLog, type LogDocument } from "../common/attempt-log.ts";
 import { type Config } from "../common/config.ts";
-import { encodeMessage, HEADERS, type System } from "../common/contract.ts";
-import { deadLetterGroupsKey } from "../common/dead-letter-groups.ts";
-import { eventsTopic } from "../common/events.ts";
-import { countedKey, counterKey } from "../common/keys.ts";
+import { type DecodedDelivery as Delivery, encodeMessage, HEADERS, type System } from "../common/contract.ts";
+import { countEventsOnce, type ProcessingEvent } from "../common/events.ts";
 import { createLogger } from "../common/logger.ts";
-import { createEndputClient, createMongo, createRedis } from "../common/stores.ts";
+import { createEndputClient, createMongo, createRedis, type EndputClient } from "../common/stores.ts";
 import { decide } from "../consumer/src/decide.ts";
-import { countOnce, deliveryLogFields, insertEndputRows } from "../consumer/src/records.ts";
+import { deliveryLogFields, insertEndputRows } from "../consumer/src/records.ts";
 import { orderMessageId } from "../gateway/src/services/message-id.ts";
 import { fmt, progress } from "./progress.ts";
 
@@ -42,6 +42,108 @@ export interface StepTiming {
   ceilingPerSecond: number;
 }
 
+/** A batch of `size` happy-path messages, as the broker delivers them, with fresh order ids. */
+function encodedBatch(size: number, nextOrderId: () => number): Buffer[] {
+  return Array.from({ length: size }, () => {
+    const orderId = nextOrderId();
+    const system: System = orderId % 2 ? "SYSTEM1" : "SYSTEM2";
+    return encodeMessage({
+      messageId: orderMessageId(system, orderId),
+      source: { system, orderId },
+      order: { product: "Docking station", price: "512.34", securityCheck: true },
+      requiredAttempts: 1,
+      publishedAt: new Date().toISOString(),
+    });
+  });
+}
+
+/** The variant's endput write: the shipped INSERT … SELECT unnest(…), or Prisma's createMany. */
+function endputWriter(variant: Variant, endput: EndputClient, deliveries: Delivery[]): () => Promise<unknown> {
+  if (variant !== "createMany" && variant !== "createMany+parallel") return () => insertEndputRows(endput, deliveries);
+  return () =>
+    endput.endputOrder.createMany({
+      data: deliveries.map(({ message, attempt }) => ({
+        sourceSystem: message.source.system,
+        sourceOrderId: message.source.orderId,
+        messageId: message.messageId,
+        product: message.order.product,
+        price: message.order.price,
+        securityCheck: message.order.securityCheck,
+        attempts: attempt,
+      })),
+      skipDuplicates: true,
+    });
+}
+
+/** The SUCCEEDED log document of each delivery, as the consumer claims its attempt with. */
+function succeededDocs(config: Config, log: AttemptLog, deliveries: Delivery[], now: Date): LogDocument[] {
+  return deliveries.map((d) => ({
+    messageId: d.message.messageId,
+    status: "SUCCEEDED",
+    maxAttempts: config.retry.maxAttempts,
+    processedAt: now,
+    expiresAt: log.expiryFrom(now),
+    retained: false,
+    durationMs: 1,
+    consumerId: "bench-steps",
+    copyId: randomUUID(),
+    error: null,
+    ...deliveryLogFields(d),
+  }));
+}
+
+interface Stores {
+  config: Config;
+  endput: EndputClient;
+  redis: Redis;
+  log: AttemptLog;
+}
+
+type Timer = <T>(step: StepName, fn: () => Promise<T> | T) => Promise<T>;
+
+/** One batch through the consumer's steps, each timed. */
+async function runBatch(stores: Stores, variant: Variant, contents: Buffer[], time: Timer): Promise<void> {
+  const { config, endput, redis, log } = stores;
+  const headers = { [HEADERS.attempt]: 1, [HEADERS.round]: 0 };
+  const outcomes = await time("decode", () =>
+    contents.map((c) =>
+      decide(c, headers, { maxAttempts: config.retry.maxAttempts, maxMessageBytes: config.consumer.maxMessageBytes }),
+    ),
+  );
+  const deliveries = outcomes.map((o) => {
+    if (o.kind !== "SUCCEEDED") throw new Error(`unexpected outcome ${o.kind}`);
+    return o.delivery;
+  });
+  const writeEndput = endputWriter(variant, endput, deliveries);
+  const now = new Date();
+  const docs = succeededDocs(config, log, deliveries, now);
+  if (variant === "parallel" || variant === "createMany+parallel")
+    await Promise.all([time("endput", writeEndput), time("log insertMany", () => log.claim(docs))]);
+  else {
+    await time("endput", writeEndput);
+    await time("log insertMany", () => log.claim(docs));
+  }
+  await time("redis count", () =>
+    countEventsOnce(
+      redis,
+      config,
+      deliveries.map((d) => ({ event: { ...processingEventOf(d), at: now.toISOString() } })),
+    ),
+  );
+}
+
+/** The SUCCEEDED event of a first attempt. */
+function processingEventOf(d: Delivery): Omit<ProcessingEvent, "at"> {
+  return {
+    messageId: d.message.messageId,
+    system: d.message.source.system,
+    orderId: d.message.source.orderId,
+    attempt: 1,
+    round: 0,
+    status: "SUCCEEDED",
+  };
+}
+
 export async function batchSteps(
   config: Config,
   runs: { variant: Variant; size: number }[],
@@ -53,7 +155,7 @@ export async function batchSteps(
   const mongo = createMongo(config);
   const log = createAttemptLog({ db: mongo.db(config.mongo.database), config, logger });
   await log.ensureIndexes();
-  const topic = eventsTopic(config);
+  const stores = { config, endput, redis, log };
   let orderId = 0;
   const results: StepTiming[] = [];
   try {
@@ -63,89 +165,15 @@ export async function batchSteps(
       let wall = 0;
       for (let b = 0; b < batches + 1; b++) {
         const warmup = b === 0;
-        const contents = Array.from({ length: size }, () => {
-          const system: System = ++orderId % 2 ? "SYSTEM1" : "SYSTEM2";
-          return encodeMessage({
-            messageId: orderMessageId(system, orderId),
-            source: { system, orderId },
-            order: { product: "Docking station", price: "512.34", securityCheck: true },
-            requiredAttempts: 1,
-            publishedAt: new Date().toISOString(),
-          });
-        });
-        const headers = { [HEADERS.attempt]: 1, [HEADERS.round]: 0 };
-        const time = async <T>(step: StepName, fn: () => Promise<T> | T): Promise<T> => {
+        const contents = encodedBatch(size, () => ++orderId);
+        const time: Timer = async (step, fn) => {
           const t = performance.now();
           const r = await fn();
           if (!warmup) ms[step] += performance.now() - t;
           return r;
         };
         const started = performance.now();
-        const outcomes = await time("decode", () =>
-          contents.map((c) =>
-            decide(c, headers, { maxAttempts: config.retry.maxAttempts, maxMessageBytes: config.consumer.maxMessageBytes }),
-          ),
-        );
-        const deliveries = outcomes.map((o) => {
-          if (o.kind !== "SUCCEEDED") throw new Error(`unexpected outcome ${o.kind}`);
-          return o.delivery;
-        });
-        const writeEndput: () => Promise<unknown> =
-          variant === "createMany" || variant === "createMany+parallel"
-            ? () =>
-                endput.endputOrder.createMany({
-                  data: deliveries.map(({ message, attempt }) => ({
-                    sourceSystem: message.source.system,
-                    sourceOrderId: message.source.orderId,
-                    messageId: message.messageId,
-                    product: message.order.product,
-                    price: message.order.price,
-                    securityCheck: message.order.securityCheck,
-                    attempts: attempt,
-                  })),
-                  skipDuplicates: true,
-                })
-            : () => insertEndputRows(endput, deliveries);
-        const now = new Date();
-        const docs: LogDocument[] = deliveries.map((d) => ({
-          messageId: d.message.messageId,
-          status: "SUCCEEDED",
-          maxAttempts: config.retry.maxAttempts,
-          processedAt: now,
-          expiresAt: log.expiryFrom(now),
-          retained: false,
-          durationMs: 1,
-          consumerId: "bench-steps",
-          copyId: randomUUID(),
-          error: null,
-          ...deliveryLogFields(d),
-        }));
-        if (variant === "parallel" || variant === "createMany+parallel")
-          await Promise.all([time("endput", writeEndput), time("log insertMany", () => log.claim(docs))]);
-        else {
-          await time("endput", writeEndput);
-          await time("log insertMany", () => log.claim(docs));
-        }
-        await time("redis count", () =>
-          countOnce(
-            redis,
-            { counter: counterKey(config), groups: deadLetterGroupsKey(config) },
-            topic,
-            deliveries.map((d) => ({
-              key: countedKey(config, d.message.messageId, d.round, d.attempt, "SUCCEEDED"),
-              field: `${d.message.source.system}:SUCCEEDED`,
-              event: JSON.stringify({
-                messageId: d.message.messageId,
-                system: d.message.source.system,
-                orderId: d.message.source.orderId,
-                attempt: 1,
-                round: 0,
-                status: "SUCCEEDED",
-                at: now.toISOString(),
-              }),
-            })),
-          ),
-        );
+        await runBatch(stores, variant, contents, time);
         if (!warmup) wall += performance.now() - started;
       }
       for (const s of STEP_NAMES) ms[s] /= batches;

@@ -4,9 +4,6 @@ import type { LogDocument } from "../../common/attempt-log.ts";
 import type { DecodedDelivery } from "../../common/contract.ts";
 import type { EndputClient } from "../../common/stores.ts";
 
-// Counting an attempt and announcing it: one module for the consumer and the redrive path.
-export { type Counted, countOnce } from "../../common/events.ts";
-
 /** Endput rows for successful deliveries, one statement; a row already there (a redelivery) is left as it is. */
 export function insertEndputRows(endput: EndputClient, deliveries: DecodedDelivery[]): Promise<number> {
   const m = deliveries.map((d) => d.message);
