@@ -4,15 +4,7 @@ import { useState } from "preact/hooks";
 import { errorText } from "./api.ts";
 import { refreshNow, useServices } from "./context.ts";
 import { fmtInt, fmtTime, shortId } from "./format.ts";
-import {
-  DEAD_LETTER_GROUPS,
-  type DeadLetterGroup,
-  type DeadLetterGroups,
-  type Discard,
-  DISCARD_GROUP,
-  type Redrive,
-  REDRIVE_GROUP,
-} from "./operations.ts";
+import { DEAD_LETTER_GROUPS, type DeadLetterGroup, DISCARD_GROUP, REDRIVE_GROUP } from "./operations.ts";
 import { usePoll } from "./use-poll.ts";
 
 // The groups are read from Redis, not the queue: cheap enough to poll like the stats.
@@ -24,7 +16,7 @@ const nameOf = (g: DeadLetterGroup) => `${g.system ?? "unreadable"} ${g.reason}`
 export function DeadLetterGroupsPanel(props: { depth: number | undefined }) {
   const services = useServices();
   const { api, toasts, selectedMessage } = services;
-  const polled = usePoll(() => api.query<DeadLetterGroups>(DEAD_LETTER_GROUPS), POLL_MS, props.depth);
+  const polled = usePoll(() => api.query(DEAD_LETTER_GROUPS), POLL_MS, props.depth);
   const [busy, setBusy] = useState<string | null>(null);
   const [confirming, setConfirming] = useState<string | null>(null);
   const [result, setResult] = useState<string | null>(null);
@@ -38,10 +30,10 @@ export function DeadLetterGroupsPanel(props: { depth: number | undefined }) {
       const variables = { system: g.system, reason: g.reason };
       let text: string;
       if (kind === "redrive") {
-        const { redriveDeadLetters: r } = await api.mutate<Redrive>(REDRIVE_GROUP, variables);
+        const { redriveDeadLetters: r } = await api.mutate(REDRIVE_GROUP, variables);
         text = `Redrive ${name}: matched ${fmtInt(r.matched)}, moved ${fmtInt(r.moved)}`;
       } else {
-        const { discardDeadLetters: r } = await api.mutate<Discard>(DISCARD_GROUP, variables);
+        const { discardDeadLetters: r } = await api.mutate(DISCARD_GROUP, variables);
         text = `Discard ${name}: matched ${fmtInt(r.matched)}, discarded ${fmtInt(r.discarded)}`;
       }
       setResult(text);

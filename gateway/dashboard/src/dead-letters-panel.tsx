@@ -4,7 +4,7 @@ import { useState } from "preact/hooks";
 import { errorText } from "./api.ts";
 import { refreshNow, useServices } from "./context.ts";
 import { fmtInt, fmtTime, shortId } from "./format.ts";
-import { DEAD_LETTERS, type DeadLetters, REDRIVE, type Redrive, type RedriveResult } from "./operations.ts";
+import { DEAD_LETTERS, REDRIVE, type RedriveResult } from "./operations.ts";
 import { useStore } from "./store.ts";
 import { usePoll } from "./use-poll.ts";
 
@@ -18,7 +18,7 @@ export function DeadLettersPanel(props: { depth: number | undefined }) {
   const services = useServices();
   const { api, toasts, selectedMessage } = services;
   const selected = useStore(selectedMessage);
-  const polled = usePoll(() => api.query<DeadLetters>(DEAD_LETTERS, { first: SHOWN }), IDLE_REFRESH_MS, props.depth);
+  const polled = usePoll(() => api.query(DEAD_LETTERS, { first: SHOWN }), IDLE_REFRESH_MS, props.depth);
   const [busy, setBusy] = useState<string | null>(null);
   const [result, setResult] = useState<{ scope: string; value: RedriveResult } | null>(null);
   const [confirmAll, setConfirmAll] = useState<number | null>(null);
@@ -27,7 +27,7 @@ export function DeadLettersPanel(props: { depth: number | undefined }) {
   async function redrive(scope: string, variables: { messageIds?: string[]; dryRun?: boolean }) {
     setBusy(scope);
     try {
-      const { redriveDeadLetters: r } = await api.mutate<Redrive>(REDRIVE, variables);
+      const { redriveDeadLetters: r } = await api.mutate(REDRIVE, variables);
       if (r.dryRun) return r;
       setResult({ scope, value: r });
       toasts.notify("success", `Redrive ${scope}: matched ${fmtInt(r.matched)}, moved ${fmtInt(r.moved)}`);

@@ -6,7 +6,7 @@ import { errorText } from "./api.ts";
 import { refreshNow, useServices } from "./context.ts";
 import { fmtInt } from "./format.ts";
 import { BUCKET_MS, COUNTED, type LiveModel, throughput, WINDOW_BUCKETS } from "./live.ts";
-import { type Overview, PUBLISH, type Publish, SEED, type Seed, type System, type SystemStats } from "./operations.ts";
+import { type Overview, PUBLISH, SEED, type System, type SystemStats } from "./operations.ts";
 import { Sparkline } from "./sparkline.tsx";
 import { StatusBadge } from "./status-badge.tsx";
 import type { Polled } from "./use-poll.ts";
@@ -45,7 +45,7 @@ export function SystemCard(props: {
 
   const seed = () =>
     act("seed", async () => {
-      const { seedOrders: r } = await api.mutate<Seed>(SEED, { system, count: seedCount });
+      const { seedOrders: r } = await api.mutate(SEED, { system, count: seedCount });
       return r.inserted
         ? `${system}: seeded ${fmtInt(r.inserted)} orders (ids ${r.firstId}–${r.lastId})`
         : `${system}: nothing seeded`;
@@ -53,7 +53,7 @@ export function SystemCard(props: {
 
   const publish = () =>
     act("publish", async () => {
-      const { publishPending: r } = await api.mutate<Publish>(PUBLISH, { system });
+      const { publishPending: r } = await api.mutate(PUBLISH, { system });
       const held = r.waitingOnTransactions ? "; newer rows wait on an open transaction" : "";
       return r.published
         ? `${system}: published ${fmtInt(r.published)} orders (ids ${r.fromId}–${r.toId})${held}`

@@ -4,7 +4,7 @@ import { useEffect, useState } from "preact/hooks";
 import { errorText } from "./api.ts";
 import { useServices } from "./context.ts";
 import { fmtDuration, fmtTime } from "./format.ts";
-import { type Attempt, MESSAGE_HISTORY, type MessageHistory, type ProcessingEvent } from "./operations.ts";
+import { type Attempt, MESSAGE_HISTORY, type ProcessingEvent } from "./operations.ts";
 import { StatusBadge } from "./status-badge.tsx";
 import { useStore } from "./store.ts";
 
@@ -27,7 +27,7 @@ export function TimelinePanel(props: { onEvent(listener: (event: ProcessingEvent
     let current = true;
     setLoading(true);
     api
-      .query<MessageHistory>(MESSAGE_HISTORY, { messageId: selected })
+      .query(MESSAGE_HISTORY, { messageId: selected })
       .then(
         (r) => current && setLoaded({ messageId: selected, attempts: r.messageHistory }),
         (err: unknown) => current && setLoaded({ messageId: selected, error: errorText(err) }),
