@@ -10,6 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import * as bench from "../bench/gql.ts";
 import { readConfig } from "../common/config.ts";
 import type { SourceClients } from "../common/stores.ts";
+import { graphql } from "../gateway/client/graphql.ts";
 import * as dashboard from "../gateway/dashboard/src/operations.ts";
 import { createGateway } from "../gateway/src/app.ts";
 import * as cli from "../gateway/src/cli/operations.ts";
@@ -20,6 +21,7 @@ import { MAX_CACHED_DOCUMENT_CHARS, withBoundedKeys } from "../gateway/src/parse
 import { createRequestBudget } from "../gateway/src/request-budget.ts";
 import { schema } from "../gateway/src/schema/index.ts";
 import { createTestEnv, type TestEnv } from "./support/env.ts";
+import { typedGql } from "./typed-gql.ts";
 
 const config = readConfig({});
 
@@ -277,23 +279,31 @@ describe("refusals through the gateway", () => {
     try {
       // Hold the orders table so a seed waits inside its resolver.
       await blocker.query("begin; lock table orders in exclusive mode");
-      const gql = (q: string) => local.gql<Record<string, unknown>>(q);
-      const seeding = gql(`mutation { seedOrders(system: SYSTEM1, count: 5) { inserted } }`);
+      const gql = typedGql(() => local);
+      const seeding = gql(
+        graphql(`
+          mutation {
+            seedOrders(system: SYSTEM1, count: 5) {
+              inserted
+            }
+          }
+        `),
+      );
       const waiting = async () =>
         (await blocker.query(`select count(*)::int as n from pg_locks where not granted and relation = 'orders'::regclass`))
           .rows[0].n as number;
       for (let i = 0; i < 200 && (await waiting()) === 0; i++) await new Promise((r) => setTimeout(r, 25));
       expect(await waiting()).toBeGreaterThan(0);
-      const second = await gql("{ deadLetters { messageId } }");
+      const second = await gql(graphql("{ deadLetters { messageId } }"));
       expect(second.errors?.[0]?.extensions?.code).toBe("RATE_LIMITED");
       // Reached through a fragment, it is the same operation.
-      const spread = await gql("query { ...Letters } fragment Letters on Query { deadLetters { messageId } }");
+      const spread = await gql(graphql("query { ...Letters } fragment Letters on Query { deadLetters { messageId } }"));
       expect(spread.errors?.[0]?.extensions?.code).toBe("RATE_LIMITED");
       // Cheap operations are not counted.
-      expect((await gql("{ cursors { system } }")).errors).toBeUndefined();
+      expect((await gql(graphql("{ cursors { system } }"))).errors).toBeUndefined();
       await blocker.query("commit");
       expect((await seeding).data).toEqual({ seedOrders: { inserted: 5 } });
-      expect((await gql("{ deadLetters { messageId } }")).errors).toBeUndefined();
+      expect((await gql(graphql("{ deadLetters { messageId } }"))).errors).toBeUndefined();
     } finally {
       await blocker.end();
       await local.cleanup();
