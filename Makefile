@@ -56,7 +56,7 @@ clean: stop ## stop everything and delete local data (.local/, generated clients
 	@rm -rf .local common/prisma/source common/prisma/endput common/prisma/.generated test-output
 	@echo "[clean] removed .local/ and generated files"
 
-typecheck: install ## tsc --noEmit
+typecheck: install ## regenerate the clients' schema types, check their operations (gql.tada check), tsc --noEmit
 	@npm run -s typecheck
 
 lint: install ## prettier --check and eslint
@@ -65,7 +65,7 @@ lint: install ## prettier --check and eslint
 format: install ## rewrite files with prettier and eslint --fix
 	@npm run -s format
 
-schema: install ## print schema.graphql from the Pothos schema
+schema: install ## print schema.graphql from the Pothos schema, and the client types from it
 	@npm run -s schema:print
 
 test: test-quick ## test-quick, then the fault-injection suite (about 10 more minutes)

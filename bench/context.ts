@@ -3,7 +3,9 @@
 import os from "node:os";
 import path from "node:path";
 
-import { createGql, type Gql } from "./gql.ts";
+import { print } from "graphql";
+
+import { createGql, type Gql, READY } from "./gql.ts";
 import { cpuBetween, type CpuSnapshot, cpuSnapshot, type CpuUsage, findServices, type Services } from "./machine.ts";
 import type { Options } from "./options.ts";
 import { type Child, freePort, ROOT, startChild } from "./processes.ts";
@@ -35,7 +37,7 @@ async function gatewayReady(port: number, token: string | undefined): Promise<bo
   const res = await fetch(`http://127.0.0.1:${port}/graphql`, {
     method: "POST",
     headers: { "content-type": "application/json", ...(token ? { authorization: `Bearer ${token}` } : {}) },
-    body: JSON.stringify({ query: "{ pipelineStats { queues { name } } }" }),
+    body: JSON.stringify({ query: print(READY) }),
     signal: AbortSignal.timeout(5000),
   }).catch(() => undefined);
   if (!res?.ok) return false;

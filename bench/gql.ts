@@ -2,13 +2,20 @@
 // publishing a million rows is one request that runs for minutes.
 import http from "node:http";
 
-export type Gql = <T>(query: string, variables?: Record<string, unknown>) => Promise<T>;
+import { print } from "graphql";
+
+import { graphql, type ResultOf, type TadaDocumentNode, type VariablesOf } from "../gateway/client/graphql.ts";
+
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+type Operation = TadaDocumentNode<any, any>;
+/** Sends one operation written with graphql(); the answer's type is inferred from schema.graphql. */
+export type Gql = <D extends Operation>(document: D, variables?: VariablesOf<D>) => Promise<ResultOf<D>>;
 
 export function createGql(port: number, token: string | undefined): { gql: Gql; close(): void } {
   const agent = new http.Agent({ keepAlive: true, maxSockets: 8 });
-  const gql: Gql = (query, variables) =>
+  const gql: Gql = (document, variables) =>
     new Promise((resolve, reject) => {
-      const body = JSON.stringify({ query, variables });
+      const body = JSON.stringify({ query: print(document), variables });
       const req = http.request(
         {
           host: "127.0.0.1",
@@ -44,46 +51,82 @@ export function createGql(port: number, token: string | undefined): { gql: Gql; 
   return { gql, close: () => agent.destroy() };
 }
 
-export const SEED = `mutation Seed($system: System!, $count: Int!, $ratio: Float) {
-  seedOrders(system: $system, count: $count, securityCheckRatio: $ratio) { inserted firstId lastId securityCheckTrue }
-}`;
-
-export const PUBLISH = `mutation Publish($system: System!) {
-  publishPending(system: $system) { published fromId toId cursor waitingOnTransactions }
-}`;
-
-export const STATS = `{
-  pipelineStats {
-    queues { name messages consumers }
-    systems { system sourceRows published succeeded deadLettered inFlight endputRows }
-    attempts { status count }
+export const SEED = graphql(`
+  mutation Seed($system: System!, $count: Int!, $ratio: Float) {
+    seedOrders(system: $system, count: $count, securityCheckRatio: $ratio) {
+      inserted
+      firstId
+      lastId
+      securityCheckTrue
+    }
   }
-}`;
+`);
 
-export const HISTORY = `query History($id: ID!) {
-  messageHistory(messageId: $id) { id messageId round attempt status system orderId product price error processedAt durationMs consumerId }
-}`;
+export const PUBLISH = graphql(`
+  mutation Publish($system: System!) {
+    publishPending(system: $system) {
+      published
+      fromId
+      toId
+      cursor
+      waitingOnTransactions
+    }
+  }
+`);
+export type PublishResult = ResultOf<typeof PUBLISH>["publishPending"];
 
-export interface PublishResult {
-  published: number;
-  fromId: number | null;
-  toId: number | null;
-  cursor: number;
-  waitingOnTransactions: boolean;
-}
+export const STATS = graphql(`
+  query Stats {
+    pipelineStats {
+      queues {
+        name
+        messages
+        consumers
+      }
+      systems {
+        system
+        sourceRows
+        published
+        succeeded
+        deadLettered
+        inFlight
+        endputRows
+      }
+      attempts {
+        status
+        count
+      }
+    }
+  }
+`);
 
-export interface Stats {
-  pipelineStats: {
-    queues: { name: string; messages: number; consumers: number }[];
-    systems: {
-      system: string;
-      sourceRows: number;
-      published: number;
-      succeeded: number;
-      deadLettered: number;
-      inFlight: number;
-      endputRows: number;
-    }[];
-    attempts: { status: string; count: number }[];
-  };
-}
+/** The gateway is ready for the bench when this answers: it reads the broker, Redis and PostgreSQL. */
+export const READY = graphql(`
+  query Ready {
+    pipelineStats {
+      queues {
+        name
+      }
+    }
+  }
+`);
+
+export const HISTORY = graphql(`
+  query History($id: ID!) {
+    messageHistory(messageId: $id) {
+      id
+      messageId
+      round
+      attempt
+      status
+      system
+      orderId
+      product
+      price
+      error
+      processedAt
+      durationMs
+      consumerId
+    }
+  }
+`);

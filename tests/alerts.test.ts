@@ -9,8 +9,10 @@ import { parse } from "yaml";
 
 import { createHealthServer } from "../common/http-health.ts";
 import { createConsumerMetrics } from "../consumer/src/metrics.ts";
+import { graphql } from "../gateway/client/graphql.ts";
 import { closeServer, listen } from "./support/browser.ts";
 import { createTestEnv, type TestEnv, waitFor } from "./support/env.ts";
+import { gqlOn } from "./typed-gql.ts";
 
 const RULES = path.resolve(import.meta.dirname, "../docs/alerts.yml");
 /** Labels Prometheus adds to every scraped series itself. */
@@ -79,9 +81,29 @@ describe("docs/alerts.yml", () => {
 
     // Ten rows, five published: five pending; the published false orders dead-letter on their only attempt.
     expect(
-      (await e.gql(`mutation { seedOrders(system: SYSTEM1, count: 10, securityCheckRatio: 0) { inserted } }`)).errors,
+      (
+        await gqlOn(
+          e,
+          graphql(`
+            mutation {
+              seedOrders(system: SYSTEM1, count: 10, securityCheckRatio: 0) {
+                inserted
+              }
+            }
+          `),
+        )
+      ).errors,
     ).toBeUndefined();
-    const publish = await e.gql(`mutation { publishPending(system: SYSTEM1, limit: 5) { published } }`);
+    const publish = await gqlOn(
+      e,
+      graphql(`
+        mutation {
+          publishPending(system: SYSTEM1, limit: 5) {
+            published
+          }
+        }
+      `),
+    );
     expect(publish.errors).toBeUndefined();
     await e.drained();
     await waitFor(

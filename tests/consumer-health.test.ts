@@ -2,7 +2,9 @@
 // as a child on this test's databases and names, probed over HTTP.
 import { afterEach, describe, expect, it } from "vitest";
 
+import { graphql } from "../gateway/client/graphql.ts";
 import { createTestEnv, type Overrides, type TestEnv, waitFor } from "./support/env.ts";
+import { gqlOn } from "./typed-gql.ts";
 
 let env: TestEnv | undefined;
 afterEach(async () => {
@@ -40,8 +42,26 @@ describe("consumer health and metrics", () => {
     expect(series.length).toBeGreaterThan(0);
     expect(series.every((v) => v === 0)).toBe(true);
     expect(before).toMatch(/^tentativa_messages_processed_total\{status="DEAD_LETTERED",system="SYSTEM1"\} 0$/m);
-    await e.gql(`mutation { seedOrders(system: SYSTEM1, count: 20, securityCheckRatio: 0.5) { inserted } }`);
-    await e.gql(`mutation { publishPending(system: SYSTEM1) { published } }`);
+    await gqlOn(
+      e,
+      graphql(`
+        mutation {
+          seedOrders(system: SYSTEM1, count: 20, securityCheckRatio: 0.5) {
+            inserted
+          }
+        }
+      `),
+    );
+    await gqlOn(
+      e,
+      graphql(`
+        mutation {
+          publishPending(system: SYSTEM1) {
+            published
+          }
+        }
+      `),
+    );
     await e.drained();
     const after = await (await fetch(`${base}/metrics`)).text();
     const value = (status: string) =>

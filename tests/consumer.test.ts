@@ -11,8 +11,10 @@ import { eventsTopic, type ProcessingEvent } from "../common/events.ts";
 import { counterKey, forwardedKey } from "../common/keys.ts";
 import { createRedis } from "../common/stores.ts";
 import { deliveryLogFields } from "../consumer/src/records.ts";
+import { graphql } from "../gateway/client/graphql.ts";
 import { createTestEnv, type RunningConsumer, type TestEnv, waitFor } from "./support/env.ts";
 import { probeLogServer } from "./support/server-kind.ts";
+import { gqlOn } from "./typed-gql.ts";
 
 const logServer = await probeLogServer();
 
@@ -22,8 +24,21 @@ afterEach(async () => {
   env = undefined;
 });
 
-const SEED = `mutation ($system: System!, $count: Int!) { seedOrders(system: $system, count: $count) { inserted securityCheckTrue } }`;
-const PUBLISH = `mutation ($system: System!) { publishPending(system: $system) { published } }`;
+const SEED = graphql(`
+  mutation ($system: System!, $count: Int!) {
+    seedOrders(system: $system, count: $count) {
+      inserted
+      securityCheckTrue
+    }
+  }
+`);
+const PUBLISH = graphql(`
+  mutation ($system: System!) {
+    publishPending(system: $system) {
+      published
+    }
+  }
+`);
 
 /** The management API of the broker scripts/services.sh runs for the tests (guest on port 15672). */
 function management(e: TestEnv, path: string, init: RequestInit = {}): Promise<Response> {
@@ -89,8 +104,8 @@ describe("end to end", () => {
     env = await createTestEnv({ RETRY_DELAY_MS: "300", MAX_ATTEMPTS: "5" });
     const e = env;
     await e.startConsumer();
-    await Promise.all([e.gql(SEED, { system: "SYSTEM1", count: 300 }), e.gql(SEED, { system: "SYSTEM2", count: 200 })]);
-    const [p1, p2] = await Promise.all([e.gql(PUBLISH, { system: "SYSTEM1" }), e.gql(PUBLISH, { system: "SYSTEM2" })]);
+    await Promise.all([gqlOn(e, SEED, { system: "SYSTEM1", count: 300 }), gqlOn(e, SEED, { system: "SYSTEM2", count: 200 })]);
+    const [p1, p2] = await Promise.all([gqlOn(e, PUBLISH, { system: "SYSTEM1" }), gqlOn(e, PUBLISH, { system: "SYSTEM2" })]);
     expect(p1.data).toEqual({ publishPending: { published: 300 } });
     expect(p2.data).toEqual({ publishPending: { published: 200 } });
     await e.drained(120_000);
@@ -300,8 +315,8 @@ describe("processing", () => {
     const e = env;
     const a = await e.startConsumer();
     const b = await e.startConsumer();
-    await e.gql(SEED, { system: "SYSTEM1", count: 600 });
-    await e.gql(PUBLISH, { system: "SYSTEM1" });
+    await gqlOn(e, SEED, { system: "SYSTEM1", count: 600 });
+    await gqlOn(e, PUBLISH, { system: "SYSTEM1" });
     await e.drained(120_000);
     expect(a.consumer.stats().processed).toBeGreaterThan(0);
     expect(b.consumer.stats().processed).toBeGreaterThan(0);
@@ -316,8 +331,8 @@ describe("processing", () => {
   it("loses nothing when stopped gracefully mid-run and started again", async () => {
     env = await createTestEnv({ RETRY_DELAY_MS: "200", CONSUMER_BATCH_SIZE: "25" });
     const e = env;
-    await e.gql(SEED, { system: "SYSTEM2", count: 2000 });
-    await e.gql(PUBLISH, { system: "SYSTEM2" });
+    await gqlOn(e, SEED, { system: "SYSTEM2", count: 2000 });
+    await gqlOn(e, PUBLISH, { system: "SYSTEM2" });
     const first = await e.startConsumer();
     await waitFor(
       async () => first.consumer.stats().processed,
@@ -535,8 +550,8 @@ describe("crash windows", () => {
     env = await createTestEnv({ RETRY_DELAY_MS: "100", MAX_ATTEMPTS: "2" });
     const e = env;
     await e.startConsumer();
-    await e.gql(SEED, { system: "SYSTEM1", count: 20 });
-    await e.gql(PUBLISH, { system: "SYSTEM1" });
+    await gqlOn(e, SEED, { system: "SYSTEM1", count: 20 });
+    await gqlOn(e, PUBLISH, { system: "SYSTEM1" });
     await e.drained();
     const before = {
       endput: await e.endput.endputOrder.count(),
@@ -548,9 +563,18 @@ describe("crash windows", () => {
     // Redis restarted empty of everything but the counters; every row is published again.
     const keys = (await e.redis.keys(`${e.config.redis.prefix}:*`)).filter((k) => k !== counterKey(e.config));
     if (keys.length > 0) await e.redis.del(...keys);
-    const reset = await e.gql(`mutation { resetCursor(system: SYSTEM1, to: 0) { system } }`);
+    const reset = await gqlOn(
+      e,
+      graphql(`
+        mutation {
+          resetCursor(system: SYSTEM1, to: 0) {
+            system
+          }
+        }
+      `),
+    );
     expect(reset.errors).toBeUndefined();
-    expect((await e.gql(PUBLISH, { system: "SYSTEM1" })).data).toEqual({ publishPending: { published: 20 } });
+    expect((await gqlOn(e, PUBLISH, { system: "SYSTEM1" })).data).toEqual({ publishPending: { published: 20 } });
     await e.drained();
     expect(await e.endput.endputOrder.count()).toBe(before.endput);
     expect((await dlqMessages(e)).length).toBe(before.dead);
@@ -564,8 +588,8 @@ describe("quorum queues", () => {
     env = await createTestEnv({ AMQP_QUEUE_TYPE: "quorum", RETRY_DELAY_MS: "100", MAX_ATTEMPTS: "3" });
     const e = env;
     await e.startConsumer();
-    await e.gql(SEED, { system: "SYSTEM1", count: 100 });
-    await e.gql(PUBLISH, { system: "SYSTEM1" });
+    await gqlOn(e, SEED, { system: "SYSTEM1", count: 100 });
+    await gqlOn(e, PUBLISH, { system: "SYSTEM1" });
     await e.drained();
     // What the broker says of the queue it holds, not what the test asked for.
     const res = await management(e, `/api/queues/%2F/${encodeURIComponent(e.broker.topology.primary)}`);

@@ -3,13 +3,14 @@
 // rate and concurrency of the expensive operations.
 import { readFileSync } from "node:fs";
 
-import { parse, validate } from "graphql";
+import { type DocumentNode, Kind, parse, print, validate } from "graphql";
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 
 import * as bench from "../bench/gql.ts";
 import { readConfig } from "../common/config.ts";
 import type { SourceClients } from "../common/stores.ts";
+import { graphql } from "../gateway/client/graphql.ts";
 import * as dashboard from "../gateway/dashboard/src/operations.ts";
 import { createGateway } from "../gateway/src/app.ts";
 import * as cli from "../gateway/src/cli/operations.ts";
@@ -20,23 +21,28 @@ import { MAX_CACHED_DOCUMENT_CHARS, withBoundedKeys } from "../gateway/src/parse
 import { createRequestBudget } from "../gateway/src/request-budget.ts";
 import { schema } from "../gateway/src/schema/index.ts";
 import { createTestEnv, type TestEnv } from "./support/env.ts";
+import { typedGql } from "./typed-gql.ts";
 
 const config = readConfig({});
+
+const isDocument = (value: unknown): value is DocumentNode =>
+  typeof value === "object" && value !== null && (value as { kind?: unknown }).kind === Kind.DOCUMENT;
 const limits = createStaticLimits(config);
 
 /** Every operation our own clients send, with the variables they send it with. */
 function clientOperations(): { name: string; query: string; variables?: Record<string, unknown> }[] {
   const ops: { name: string; query: string; variables?: Record<string, unknown> }[] = [];
-  for (const [name, value] of Object.entries(dashboard))
-    if (typeof value === "string" && /^\s*(query|mutation|subscription)\b/.test(value))
-      ops.push({
-        name: `dashboard ${name}`,
-        query: value,
-        variables: { first: 20, system: "SYSTEM1", count: 1000, messageId: "x", reason: "max-attempts" },
-      });
-  for (const name of ["SEED", "PUBLISH", "STATS", "HISTORY"] as const)
-    ops.push({ name: `bench ${name}`, query: bench[name], variables: { system: "SYSTEM1", count: 1000, id: "x" } });
-  ops.push({ name: "cli WATCH", query: cli.WATCH });
+  const documents = (module: Record<string, unknown>) =>
+    Object.entries(module).flatMap(([name, value]) => (isDocument(value) ? [[name, print(value)] as const] : []));
+  for (const [name, query] of documents(dashboard))
+    ops.push({
+      name: `dashboard ${name}`,
+      query,
+      variables: { first: 20, system: "SYSTEM1", count: 1000, messageId: "x", reason: "max-attempts" },
+    });
+  for (const [name, query] of documents(bench))
+    ops.push({ name: `bench ${name}`, query, variables: { system: "SYSTEM1", count: 1000, id: "x" } });
+  for (const [name, query] of documents(cli)) ops.push({ name: `cli ${name}`, query });
   const readme = readFileSync(new URL("../README.md", import.meta.url), "utf8");
   const block = /```graphql\n([\s\S]*?)```/.exec(readme)![1]!;
   for (const line of block.split("\n").filter((l) => l.trim())) ops.push({ name: `README ${line.slice(0, 40)}`, query: line });
@@ -48,6 +54,8 @@ describe("static limits on our own clients' operations", () => {
 
   it("covers the dashboard, the CLI, the bench and the README", () => {
     expect(ops.filter((o) => o.name.startsWith("dashboard")).length).toBeGreaterThanOrEqual(8);
+    expect(ops.filter((o) => o.name.startsWith("bench")).length).toBeGreaterThanOrEqual(4);
+    expect(ops.map((o) => o.name)).toContain("cli WATCH");
     expect(ops.filter((o) => o.name.startsWith("README")).length).toBeGreaterThanOrEqual(10);
   });
 
@@ -271,23 +279,31 @@ describe("refusals through the gateway", () => {
     try {
       // Hold the orders table so a seed waits inside its resolver.
       await blocker.query("begin; lock table orders in exclusive mode");
-      const gql = (q: string) => local.gql<Record<string, unknown>>(q);
-      const seeding = gql(`mutation { seedOrders(system: SYSTEM1, count: 5) { inserted } }`);
+      const gql = typedGql(() => local);
+      const seeding = gql(
+        graphql(`
+          mutation {
+            seedOrders(system: SYSTEM1, count: 5) {
+              inserted
+            }
+          }
+        `),
+      );
       const waiting = async () =>
         (await blocker.query(`select count(*)::int as n from pg_locks where not granted and relation = 'orders'::regclass`))
           .rows[0].n as number;
       for (let i = 0; i < 200 && (await waiting()) === 0; i++) await new Promise((r) => setTimeout(r, 25));
       expect(await waiting()).toBeGreaterThan(0);
-      const second = await gql("{ deadLetters { messageId } }");
+      const second = await gql(graphql("{ deadLetters { messageId } }"));
       expect(second.errors?.[0]?.extensions?.code).toBe("RATE_LIMITED");
       // Reached through a fragment, it is the same operation.
-      const spread = await gql("query { ...Letters } fragment Letters on Query { deadLetters { messageId } }");
+      const spread = await gql(graphql("query { ...Letters } fragment Letters on Query { deadLetters { messageId } }"));
       expect(spread.errors?.[0]?.extensions?.code).toBe("RATE_LIMITED");
       // Cheap operations are not counted.
-      expect((await gql("{ cursors { system } }")).errors).toBeUndefined();
+      expect((await gql(graphql("{ cursors { system } }"))).errors).toBeUndefined();
       await blocker.query("commit");
       expect((await seeding).data).toEqual({ seedOrders: { inserted: 5 } });
-      expect((await gql("{ deadLetters { messageId } }")).errors).toBeUndefined();
+      expect((await gql(graphql("{ deadLetters { messageId } }"))).errors).toBeUndefined();
     } finally {
       await blocker.end();
       await local.cleanup();

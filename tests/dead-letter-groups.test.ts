@@ -4,12 +4,14 @@ import { randomUUID } from "node:crypto";
 
 import { afterEach, describe, expect, it } from "vitest";
 
-import { CONTENT_TYPE, HEADERS, type OrderMessage } from "../common/contract.ts";
+import { CONTENT_TYPE, HEADERS, type OrderMessage, type System } from "../common/contract.ts";
 import { deadLetterGroupKey, groupReasonOf, removeFromGroups } from "../common/dead-letter-groups.ts";
 import { counterKey } from "../common/keys.ts";
 import { decide } from "../consumer/src/decide.ts";
+import { graphql, type ResultOf } from "../gateway/client/graphql.ts";
 import { discardDeadLetters } from "../gateway/src/services/dead-letters.ts";
 import { createTestEnv, type TestEnv, waitFor } from "./support/env.ts";
+import { typedGql } from "./typed-gql.ts";
 
 let env: TestEnv | undefined;
 afterEach(async () => {
@@ -17,19 +19,41 @@ afterEach(async () => {
   env = undefined;
 });
 
-const GROUPS = `query ($system: System) { deadLetterGroups(system: $system) { system reason count oldestDeadAt newestDeadAt sampleMessageId } }`;
-const REDRIVE = `mutation ($system: System, $reason: String) { redriveDeadLetters(system: $system, reason: $reason) { matched moved } }`;
-const DISCARD = `mutation ($system: System, $reason: String, $dryRun: Boolean) {
-  discardDeadLetters(system: $system, reason: $reason, dryRun: $dryRun) { matched discarded dryRun letters { messageId group } } }`;
+const GROUPS = graphql(`
+  query ($system: System) {
+    deadLetterGroups(system: $system) {
+      system
+      reason
+      count
+      oldestDeadAt
+      newestDeadAt
+      sampleMessageId
+    }
+  }
+`);
+const REDRIVE = graphql(`
+  mutation ($system: System, $reason: String) {
+    redriveDeadLetters(system: $system, reason: $reason) {
+      matched
+      moved
+    }
+  }
+`);
+const DISCARD = graphql(`
+  mutation ($system: System, $reason: String, $dryRun: Boolean) {
+    discardDeadLetters(system: $system, reason: $reason, dryRun: $dryRun) {
+      matched
+      discarded
+      dryRun
+      letters {
+        messageId
+        group
+      }
+    }
+  }
+`);
 
-interface Group {
-  system: string | null;
-  reason: string;
-  count: number;
-  oldestDeadAt: string;
-  newestDeadAt: string;
-  sampleMessageId: string;
-}
+type Group = ResultOf<typeof GROUPS>["deadLetterGroups"][number];
 
 function order(system: "SYSTEM1" | "SYSTEM2", requiredAttempts: number): OrderMessage {
   return {
@@ -54,13 +78,13 @@ async function publish(e: TestEnv, body: Buffer | OrderMessage, headers: Record<
 /** The groups as the DLQ's contents say they should be (left in the queue: the channel closes with them unacked). */
 async function groupsFromQueue(e: TestEnv): Promise<Group[]> {
   const letters = await e.broker.withChannel(async (ch) => {
-    const out: { system: string | null; reason: string; messageId: string; deadAt: number }[] = [];
+    const out: { system: System | null; reason: string; messageId: string; deadAt: number }[] = [];
     for (;;) {
       const m = await ch.get(e.broker.topology.dlq, { noAck: false });
       if (!m) return out;
       const h = m.properties.headers ?? {};
       const reason = groupReasonOf(h[HEADERS.deadReason] as string);
-      let system: string | null = null;
+      let system: System | null = null;
       if (!reason.startsWith("rejected:")) system = (JSON.parse(m.content.toString()) as OrderMessage).source.system;
       out.push({ system, reason, messageId: m.properties.messageId as string, deadAt: Date.parse(h[HEADERS.deadAt] as string) });
     }
@@ -85,7 +109,7 @@ async function groupsFromQueue(e: TestEnv): Promise<Group[]> {
 const byKey = (a: Group, b: Group) => `${a.system}:${a.reason}`.localeCompare(`${b.system}:${b.reason}`);
 
 async function groups(e: TestEnv): Promise<Group[]> {
-  const r = await e.gql<{ deadLetterGroups: Group[] }>(GROUPS);
+  const r = await typedGql(() => e)(GROUPS);
   expect(r.errors).toBeUndefined();
   return [...r.data!.deadLetterGroups].sort(byKey);
 }
@@ -121,12 +145,13 @@ describe("dead-letter groups", () => {
       ["SYSTEM1", "max-attempts", 3],
       ["SYSTEM2", "max-attempts", 2],
     ]);
-    const only2 = await e.gql<{ deadLetterGroups: Group[] }>(GROUPS, { system: "SYSTEM2" });
+    const gql = typedGql(() => e);
+    const only2 = await gql(GROUPS, { system: "SYSTEM2" });
     expect(only2.data!.deadLetterGroups.map((g) => [g.system, g.reason, g.count])).toEqual([["SYSTEM2", "max-attempts", 2]]);
 
     // A redrive of one group takes it out while its messages wait in the primary queue.
     await consumer.stop();
-    const redriven = await e.gql(REDRIVE, { system: "SYSTEM2", reason: "max-attempts" });
+    const redriven = await gql(REDRIVE, { system: "SYSTEM2", reason: "max-attempts" });
     expect(redriven.data).toEqual({ redriveDeadLetters: { matched: 2, moved: 2 } });
     expect(summary(await expectReconciled(e))).toEqual([
       [null, "rejected:bad-headers", 1],
@@ -135,10 +160,7 @@ describe("dead-letter groups", () => {
     ]);
 
     // A dry run lists the rejected ones and changes nothing; the discard removes them for good.
-    const dry = await e.gql<{ discardDeadLetters: { matched: number; discarded: number; letters: { group: string }[] } }>(
-      DISCARD,
-      { reason: "rejected", dryRun: true },
-    );
+    const dry = await gql(DISCARD, { reason: "rejected", dryRun: true });
     expect(dry.errors).toBeUndefined();
     expect(dry.data!.discardDeadLetters).toMatchObject({ matched: 3, discarded: 0 });
     expect(dry.data!.discardDeadLetters.letters.map((l) => l.group).sort()).toEqual([
@@ -149,8 +171,8 @@ describe("dead-letter groups", () => {
     expect(await e.queueDepth(e.broker.topology.dlq)).toBe(6);
     expect(await e.log.count({ status: "DISCARDED" })).toBe(0);
 
-    const rejectedIds = dry.data!.discardDeadLetters.letters.map((l) => (l as unknown as { messageId: string }).messageId);
-    const done = await e.gql(DISCARD, { reason: "rejected" });
+    const rejectedIds = dry.data!.discardDeadLetters.letters.map((l) => l.messageId);
+    const done = await gql(DISCARD, { reason: "rejected" });
     expect(done.data).toMatchObject({ discardDeadLetters: { matched: 3, discarded: 3, dryRun: false } });
     expect(summary(await expectReconciled(e))).toEqual([["SYSTEM1", "max-attempts", 3]]);
     expect(await e.queueDepth(e.broker.topology.dlq)).toBe(3);
@@ -197,7 +219,8 @@ describe("dead-letter groups", () => {
     await consumer.stop();
 
     // Without the token the gateway refuses the mutation.
-    const refused = await e.gql(DISCARD, { system: "SYSTEM1" });
+    const gql = typedGql(() => e);
+    const refused = await gql(DISCARD, { system: "SYSTEM1" });
     expect(refused.errors?.[0]?.extensions?.code).toBe("UNAUTHENTICATED");
     expect(await e.queueDepth(e.broker.topology.dlq)).toBe(1);
 
@@ -215,7 +238,7 @@ describe("dead-letter groups", () => {
     ]);
 
     // Run again: the entry is found (not written twice, not counted twice) and the copy removed.
-    const again = await e.gql(DISCARD, { system: "SYSTEM1" }, auth);
+    const again = await gql(DISCARD, { system: "SYSTEM1" }, auth);
     expect(again.data).toMatchObject({ discardDeadLetters: { matched: 1, discarded: 1 } });
     expect(await e.queueDepth(e.broker.topology.dlq)).toBe(0);
     expect(await expectReconciled(e)).toEqual([]);
@@ -225,7 +248,17 @@ describe("dead-letter groups", () => {
     expect(Number(await e.redis.hget(counterKey(e.config), "SYSTEM1:DISCARDED"))).toBe(1);
 
     // A discard needs a filter: it never takes the whole queue.
-    const unfiltered = await e.gql(`mutation { discardDeadLetters { matched } }`, {}, auth);
+    const unfiltered = await gql(
+      graphql(`
+        mutation {
+          discardDeadLetters {
+            matched
+          }
+        }
+      `),
+      {},
+      auth,
+    );
     expect(unfiltered.errors?.[0]?.extensions?.code).toBe("BAD_USER_INPUT");
   });
 

@@ -7,8 +7,10 @@ import { afterEach, describe, expect, it } from "vitest";
 import WebSocket from "ws";
 
 import { cursorKey, publishLockKey } from "../common/keys.ts";
+import { graphql } from "../gateway/client/graphql.ts";
 import { createTestEnv, LOG_DIR, type Overrides, type TestEnv, waitFor } from "./support/env.ts";
 import { launch } from "./support/world/launcher.ts";
+import { typedGql } from "./typed-gql.ts";
 
 let env: TestEnv | undefined;
 let base = "";
@@ -228,8 +230,25 @@ describe("gateway over HTTP", () => {
 describe("gateway metrics and CSRF", () => {
   it("exposes Prometheus metrics with publish counters and queue depths", async () => {
     const e = await start();
-    await e.gql(`mutation { seedOrders(system: SYSTEM1, count: 7) { inserted } }`);
-    await e.gql(`mutation { publishPending(system: SYSTEM1) { published } }`);
+    const gql = typedGql(() => e);
+    await gql(
+      graphql(`
+        mutation {
+          seedOrders(system: SYSTEM1, count: 7) {
+            inserted
+          }
+        }
+      `),
+    );
+    await gql(
+      graphql(`
+        mutation {
+          publishPending(system: SYSTEM1) {
+            published
+          }
+        }
+      `),
+    );
     const text = await (await fetch(`${base}/metrics`)).text();
     expect(text).toMatch(/tentativa_published_total\{system="SYSTEM1"\} 7/);
     expect(text).toContain(`tentativa_queue_messages{queue="${e.broker.topology.primary}"} 7`);
@@ -287,7 +306,16 @@ describe("gateway shutdown", () => {
   it("on SIGTERM finishes the request in flight, completes subscriptions, then closes the stores and exits 0", async () => {
     const rows = 30_000;
     const e = (env = await createTestEnv());
-    await e.gql(`mutation ($n: Int!) { seedOrders(system: SYSTEM1, count: $n) { inserted } }`, { n: rows });
+    await typedGql(() => e)(
+      graphql(`
+        mutation ($n: Int!) {
+          seedOrders(system: SYSTEM1, count: $n) {
+            inserted
+          }
+        }
+      `),
+      { n: rows },
+    );
     const gw = await spawnGateway(e, { GATEWAY_DRAIN_TIMEOUT_MS: "60000", PUBLISH_BATCH_SIZE: "500" });
 
     // Two live subscriptions, one per transport.

@@ -10,10 +10,12 @@ import { afterEach, beforeAll, describe, expect, it } from "vitest";
 import WebSocket from "ws";
 
 import { eventsTopic } from "../common/events.ts";
+import { graphql } from "../gateway/client/graphql.ts";
 import { API_TOUR, GRAPHIQL_CSP } from "../gateway/src/graphiql.ts";
 import { schema } from "../gateway/src/schema/index.ts";
 import { type BrowserSession, closeServer, listen, openBrowser, poll } from "./support/browser.ts";
 import { createTestEnv, type TestEnv } from "./support/env.ts";
+import { gqlOn } from "./typed-gql.ts";
 
 const ROOT = path.resolve(import.meta.dirname, "..");
 const SCREENSHOTS = path.join(ROOT, "test-output/graphiql");
@@ -194,8 +196,9 @@ describe("GraphiQL in a browser", () => {
     await runOperation(page, "ProcessingEvents");
     await poll(() => executeButtonLabel(page)).toMatch(/^Stop query/);
     await poll(async () => (await env!.redis.pubsub("NUMSUB", eventsTopic(env!.config)))[1]).toBe(1);
-    const published = await env.gql<{ publishPending: { published: number } }>(
-      "mutation { publishPending(system: SYSTEM1, limit: 10) { published } }",
+    const published = await gqlOn(
+      env,
+      graphql("mutation { publishPending(system: SYSTEM1, limit: 10) { published } }"),
       {},
       { authorization: `Bearer ${token}` },
     );

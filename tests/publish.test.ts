@@ -5,7 +5,9 @@ import { afterEach, beforeEach, describe, expect, it } from "vitest";
 
 import { CONTRACT_VERSION, HEADERS, type OrderMessage } from "../common/contract.ts";
 import { cursorKey } from "../common/keys.ts";
+import { graphql } from "../gateway/client/graphql.ts";
 import { createTestEnv, type TestEnv, waitFor } from "./support/env.ts";
+import { typedGql } from "./typed-gql.ts";
 
 let env: TestEnv;
 beforeEach(async () => {
@@ -15,13 +17,40 @@ afterEach(async () => {
   await env.cleanup();
 });
 
-const SEED = `mutation ($system: System!, $count: Int!, $ratio: Float) {
-  seedOrders(system: $system, count: $count, securityCheckRatio: $ratio) { system inserted firstId lastId securityCheckTrue }
-}`;
-const PUBLISH = `mutation ($system: System!, $limit: Int) {
-  publishPending(system: $system, limit: $limit) { system published fromId toId cursor waitingOnTransactions }
-}`;
-const CURSORS = `{ cursors { system lastPublishedId pending } }`;
+const gql = typedGql(() => env);
+
+const SEED = graphql(`
+  mutation ($system: System!, $count: Int!, $ratio: Float) {
+    seedOrders(system: $system, count: $count, securityCheckRatio: $ratio) {
+      system
+      inserted
+      firstId
+      lastId
+      securityCheckTrue
+    }
+  }
+`);
+const PUBLISH = graphql(`
+  mutation ($system: System!, $limit: Int) {
+    publishPending(system: $system, limit: $limit) {
+      system
+      published
+      fromId
+      toId
+      cursor
+      waitingOnTransactions
+    }
+  }
+`);
+const CURSORS = graphql(`
+  query {
+    cursors {
+      system
+      lastPublishedId
+      pending
+    }
+  }
+`);
 
 interface Drained {
   message: OrderMessage;
@@ -49,7 +78,7 @@ async function drainPrimary(): Promise<Drained[]> {
 
 describe("seedOrders", () => {
   it("inserts random orders with the requested share of security_check = true", async () => {
-    const r = await env.gql(SEED, { system: "SYSTEM1", count: 1000, ratio: 0.3 });
+    const r = await gql(SEED, { system: "SYSTEM1", count: 1000, ratio: 0.3 });
     expect(r.errors, JSON.stringify(r.errors)).toBeUndefined();
     expect(r.data).toEqual({
       seedOrders: { system: "SYSTEM1", inserted: 1000, firstId: 1, lastId: 1000, securityCheckTrue: 300 },
@@ -67,7 +96,7 @@ describe("seedOrders", () => {
     [{ count: 10, ratio: 1.5 }, /securityCheckRatio must be between 0 and 1/],
     [{ count: 10, ratio: -0.1 }, /securityCheckRatio must be between 0 and 1/],
   ])("rejects %o with a typed error and inserts nothing", async (vars, message) => {
-    const r = await env.gql(SEED, { system: "SYSTEM1", ...vars });
+    const r = await gql(SEED, { system: "SYSTEM1", ...vars });
     expect(r.data).toBeNull();
     expect(r.errors?.[0]?.message).toMatch(message);
     expect(r.errors?.[0]?.extensions?.code).toBe("BAD_USER_INPUT");
@@ -75,15 +104,16 @@ describe("seedOrders", () => {
   });
 
   it("rejects an unknown system at validation", async () => {
-    const r = await env.gql(SEED, { system: "SYSTEM3", count: 1 });
+    // @ts-expect-error SYSTEM3 is not a System: the gateway must refuse it too.
+    const r = await gql(SEED, { system: "SYSTEM3", count: 1 });
     expect(r.errors?.[0]?.message).toMatch(/SYSTEM3/);
   });
 });
 
 describe("publishPending", () => {
   it("publishes exactly the pending rows, advances the cursor, and a second call publishes nothing", async () => {
-    await env.gql(SEED, { system: "SYSTEM1", count: 250, ratio: 0.5 });
-    const first = await env.gql(PUBLISH, { system: "SYSTEM1" });
+    await gql(SEED, { system: "SYSTEM1", count: 250, ratio: 0.5 });
+    const first = await gql(PUBLISH, { system: "SYSTEM1" });
     expect(first.errors).toBeUndefined();
     expect(first.data).toEqual({
       publishPending: { system: "SYSTEM1", published: 250, fromId: 1, toId: 250, cursor: 250, waitingOnTransactions: false },
@@ -111,35 +141,35 @@ describe("publishPending", () => {
     for (const c of copies) expect(c).toMatch(/^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/);
     expect(new Set(copies).size).toBe(250);
 
-    const second = await env.gql(PUBLISH, { system: "SYSTEM1" });
+    const second = await gql(PUBLISH, { system: "SYSTEM1" });
     expect(second.data).toEqual({
       publishPending: { system: "SYSTEM1", published: 0, fromId: null, toId: null, cursor: 250, waitingOnTransactions: false },
     });
     expect(await drainPrimary()).toHaveLength(0);
 
-    await env.gql(SEED, { system: "SYSTEM1", count: 10 });
-    const third = await env.gql(PUBLISH, { system: "SYSTEM1" });
+    await gql(SEED, { system: "SYSTEM1", count: 10 });
+    const third = await gql(PUBLISH, { system: "SYSTEM1" });
     expect(third.data).toMatchObject({ publishPending: { published: 10, fromId: 251, toId: 260, cursor: 260 } });
   });
 
   it("honours limit and reports pending through cursors", async () => {
-    await env.gql(SEED, { system: "SYSTEM2", count: 100 });
-    const r = await env.gql(PUBLISH, { system: "SYSTEM2", limit: 30 });
+    await gql(SEED, { system: "SYSTEM2", count: 100 });
+    const r = await gql(PUBLISH, { system: "SYSTEM2", limit: 30 });
     expect(r.data).toMatchObject({ publishPending: { published: 30, fromId: 1, toId: 30, cursor: 30 } });
-    const c = await env.gql(CURSORS);
+    const c = await gql(CURSORS);
     expect(c.data).toEqual({
       cursors: [
         { system: "SYSTEM1", lastPublishedId: 0, pending: 0 },
         { system: "SYSTEM2", lastPublishedId: 30, pending: 70 },
       ],
     });
-    const bad = await env.gql(PUBLISH, { system: "SYSTEM2", limit: 0 });
+    const bad = await gql(PUBLISH, { system: "SYSTEM2", limit: 0 });
     expect(bad.errors?.[0]?.extensions?.code).toBe("BAD_USER_INPUT");
   });
 
   it("serialises concurrent publishes of one system: no message is published twice", async () => {
-    await env.gql(SEED, { system: "SYSTEM1", count: 3000 });
-    const results = await Promise.all([1, 2, 3, 4].map(() => env.gql(PUBLISH, { system: "SYSTEM1" })));
+    await gql(SEED, { system: "SYSTEM1", count: 3000 });
+    const results = await Promise.all([1, 2, 3, 4].map(() => gql(PUBLISH, { system: "SYSTEM1" })));
     const published = results.map(
       (r) => (r.data as { publishPending?: { published: number } } | null)?.publishPending?.published ?? 0,
     );
@@ -147,7 +177,7 @@ describe("publishPending", () => {
     expect(published.reduce((a, b) => a + b, 0) + 0).toBeLessThanOrEqual(3000);
     expect(refused.length).toBeGreaterThanOrEqual(1);
     // Whatever was refused is published by a later call; in total each row goes out once.
-    await env.gql(PUBLISH, { system: "SYSTEM1" });
+    await gql(PUBLISH, { system: "SYSTEM1" });
     const msgs = await drainPrimary();
     const ids = msgs.map((m) => m.message.source.orderId);
     expect(ids).toHaveLength(3000);
@@ -155,8 +185,8 @@ describe("publishPending", () => {
   });
 
   it("publishes both systems in parallel into the one queue", async () => {
-    await Promise.all([env.gql(SEED, { system: "SYSTEM1", count: 2000 }), env.gql(SEED, { system: "SYSTEM2", count: 1500 })]);
-    const [a, b] = await Promise.all([env.gql(PUBLISH, { system: "SYSTEM1" }), env.gql(PUBLISH, { system: "SYSTEM2" })]);
+    await Promise.all([gql(SEED, { system: "SYSTEM1", count: 2000 }), gql(SEED, { system: "SYSTEM2", count: 1500 })]);
+    const [a, b] = await Promise.all([gql(PUBLISH, { system: "SYSTEM1" }), gql(PUBLISH, { system: "SYSTEM2" })]);
     expect(a.data).toMatchObject({ publishPending: { published: 2000 } });
     expect(b.data).toMatchObject({ publishPending: { published: 1500 } });
     const msgs = await drainPrimary();
@@ -171,7 +201,7 @@ describe("publishPending", () => {
     await slow.connect();
     await fast.connect();
     try {
-      await env.gql(SEED, { system: "SYSTEM1", count: 5 });
+      await gql(SEED, { system: "SYSTEM1", count: 5 });
       // An open transaction holds id 6; id 7 commits first.
       await slow.query("begin");
       const held = await slow.query<{ id: number }>(
@@ -182,11 +212,11 @@ describe("publishPending", () => {
       );
       expect(held.rows[0]!.id).toBeLessThan(early.rows[0]!.id);
 
-      const r1 = await env.gql(PUBLISH, { system: "SYSTEM1" });
+      const r1 = await gql(PUBLISH, { system: "SYSTEM1" });
       expect(r1.data).toMatchObject({ publishPending: { published: 5, toId: 5, cursor: 5, waitingOnTransactions: true } });
 
       await slow.query("commit");
-      const r2 = await env.gql(PUBLISH, { system: "SYSTEM1" });
+      const r2 = await gql(PUBLISH, { system: "SYSTEM1" });
       expect(r2.data).toMatchObject({
         publishPending: { published: 2, fromId: 6, toId: 7, cursor: 7, waitingOnTransactions: false },
       });
@@ -205,7 +235,7 @@ describe("publishPending", () => {
     const [admin, gate, slow, fast] = [client(), client(), client(), client()];
     for (const c of [admin, gate, slow, fast]) await c.connect();
     try {
-      await env.gql(SEED, { system: "SYSTEM1", count: 5 });
+      await gql(SEED, { system: "SYSTEM1", count: 5 });
       // A BEFORE INSERT trigger runs after the id default drew its value and before the row is
       // written, which is when the transaction gets its xid. It reports whether it has one, then
       // waits for an advisory lock the test holds.
@@ -231,17 +261,17 @@ describe("publishPending", () => {
       );
       expect(early.rows[0]!.id).toBe(8);
 
-      const held = await env.gql(PUBLISH, { system: "SYSTEM1" });
+      const held = await gql(PUBLISH, { system: "SYSTEM1" });
       expect(held.data).toMatchObject({ publishPending: { published: 5, toId: 5, cursor: 5, waitingOnTransactions: true } });
 
       // The row is written now and the transaction has an xid, younger than id 8's: still held.
       await gate.query("select pg_advisory_unlock(7013)");
       await inserting;
-      const stillHeld = await env.gql(PUBLISH, { system: "SYSTEM1" });
+      const stillHeld = await gql(PUBLISH, { system: "SYSTEM1" });
       expect(stillHeld.data).toMatchObject({ publishPending: { published: 0, cursor: 5, waitingOnTransactions: true } });
 
       await slow.query("commit");
-      const r = await env.gql(PUBLISH, { system: "SYSTEM1" });
+      const r = await gql(PUBLISH, { system: "SYSTEM1" });
       expect(r.data).toMatchObject({
         publishPending: { published: 2, fromId: 7, toId: 8, cursor: 8, waitingOnTransactions: false },
       });
@@ -259,19 +289,19 @@ describe("publishPending", () => {
     await reader.connect();
     await drawer.connect();
     try {
-      await env.gql(SEED, { system: "SYSTEM1", count: 2 });
+      await gql(SEED, { system: "SYSTEM1", count: 2 });
       await drawer.query("select nextval(pg_get_serial_sequence('orders', 'id'))"); // id 3, never used
-      await env.gql(SEED, { system: "SYSTEM1", count: 2 });
+      await gql(SEED, { system: "SYSTEM1", count: 2 });
       // An open transaction that drew id 6 and wrote nothing yet may still insert any id it draws.
       await drawer.query("begin");
       await drawer.query("select nextval(pg_get_serial_sequence('orders', 'id'))");
-      const held = await env.gql(PUBLISH, { system: "SYSTEM1" });
+      const held = await gql(PUBLISH, { system: "SYSTEM1" });
       expect(held.data).toMatchObject({ publishPending: { published: 2, toId: 2, waitingOnTransactions: true } });
       await drawer.query("rollback");
       // A reader of the sequence (a dump, say) draws nothing.
       await reader.query("begin");
       await reader.query("select last_value from orders_id_seq");
-      const r = await env.gql(PUBLISH, { system: "SYSTEM1" });
+      const r = await gql(PUBLISH, { system: "SYSTEM1" });
       expect(r.data).toMatchObject({ publishPending: { published: 2, fromId: 4, toId: 5, waitingOnTransactions: false } });
       await reader.query("rollback");
     } finally {
@@ -286,11 +316,11 @@ describe("publishPending", () => {
     try {
       await other.query("begin");
       await other.query("insert into orders (product, price, security_check) values ('elsewhere', 1.00, true)");
-      await env.gql(SEED, { system: "SYSTEM1", count: 5 });
-      const r = await env.gql(PUBLISH, { system: "SYSTEM1" });
+      await gql(SEED, { system: "SYSTEM1", count: 5 });
+      const r = await gql(PUBLISH, { system: "SYSTEM1" });
       expect(r.data).toMatchObject({ publishPending: { published: 5, waitingOnTransactions: false } });
       // The other system's own publish does wait for it.
-      const held = await env.gql(PUBLISH, { system: "SYSTEM2" });
+      const held = await gql(PUBLISH, { system: "SYSTEM2" });
       expect(held.data).toMatchObject({ publishPending: { published: 0 } });
       await other.query("rollback");
     } finally {
@@ -299,39 +329,56 @@ describe("publishPending", () => {
   });
 
   it("pipelineStats counts the rows published, not the cursor: gaps, deleted rows and a republish", async () => {
-    const STATS = `{ pipelineStats { systems { system sourceRows published inFlight } } }`;
+    const STATS = graphql(`
+      query {
+        pipelineStats {
+          systems {
+            system
+            sourceRows
+            published
+            inFlight
+          }
+        }
+      }
+    `);
     const stats = async () => {
-      const r = await env.gql<{
-        pipelineStats: { systems: { system: string; sourceRows: number; published: number; inFlight: number }[] };
-      }>(STATS);
+      const r = await gql(STATS);
       expect(r.errors).toBeUndefined();
       return r.data!.pipelineStats.systems.find((s) => s.system === "SYSTEM1")!;
     };
     const client = new pg.Client({ connectionString: env.config.databases.system1 });
     await client.connect();
     try {
-      await env.gql(SEED, { system: "SYSTEM1", count: 5 });
+      await gql(SEED, { system: "SYSTEM1", count: 5 });
       // A rolled-back insert burns ids 6..8; a deleted row leaves 2 out.
       await client.query("begin");
       await client.query(
         "insert into orders (product, price, security_check) select 'gone', 1.00, true from generate_series(1, 3)",
       );
       await client.query("rollback");
-      await env.gql(SEED, { system: "SYSTEM1", count: 5 });
+      await gql(SEED, { system: "SYSTEM1", count: 5 });
       await client.query("delete from orders where id = 2");
 
-      const r = await env.gql(PUBLISH, { system: "SYSTEM1" });
+      const r = await gql(PUBLISH, { system: "SYSTEM1" });
       expect(r.data).toMatchObject({ publishPending: { published: 9, fromId: 1, toId: 13, cursor: 13 } });
       expect(await stats()).toEqual({ system: "SYSTEM1", sourceRows: 9, published: 9, inFlight: 9 });
 
       // A republish sends the rows again but they were published already: the count stays.
-      await env.gql(`mutation { resetCursor(system: SYSTEM1, to: 0) { lastPublishedId } }`);
-      const again = await env.gql(PUBLISH, { system: "SYSTEM1" });
+      await gql(
+        graphql(`
+          mutation {
+            resetCursor(system: SYSTEM1, to: 0) {
+              lastPublishedId
+            }
+          }
+        `),
+      );
+      const again = await gql(PUBLISH, { system: "SYSTEM1" });
       expect(again.data).toMatchObject({ publishPending: { published: 9, cursor: 13 } });
       expect(await stats()).toEqual({ system: "SYSTEM1", sourceRows: 9, published: 9, inFlight: 9 });
 
-      await env.gql(SEED, { system: "SYSTEM1", count: 2 });
-      await env.gql(PUBLISH, { system: "SYSTEM1" });
+      await gql(SEED, { system: "SYSTEM1", count: 2 });
+      await gql(PUBLISH, { system: "SYSTEM1" });
       expect(await stats()).toEqual({ system: "SYSTEM1", sourceRows: 11, published: 11, inFlight: 11 });
       expect(await drainPrimary()).toHaveLength(20);
     } finally {
@@ -340,38 +387,65 @@ describe("publishPending", () => {
   });
 
   it("counts a cursor recorded before the published count as the rows up to it", async () => {
-    await env.gql(SEED, { system: "SYSTEM2", count: 5 });
+    await gql(SEED, { system: "SYSTEM2", count: 5 });
     await env.sources.SYSTEM2.order.delete({ where: { id: 1 } });
     await env.redis.set(cursorKey(env.config, "SYSTEM2"), "3");
     const published = async () => {
-      const r = await env.gql<{ pipelineStats: { systems: { system: string; published: number }[] } }>(
-        `{ pipelineStats { systems { system published } } }`,
+      const r = await gql(
+        graphql(`
+          {
+            pipelineStats {
+              systems {
+                system
+                published
+              }
+            }
+          }
+        `),
       );
       return r.data!.pipelineStats.systems.find((s) => s.system === "SYSTEM2")!.published;
     };
     expect(await published()).toBe(2);
-    const r = await env.gql(PUBLISH, { system: "SYSTEM2" });
+    const r = await gql(PUBLISH, { system: "SYSTEM2" });
     expect(r.data).toMatchObject({ publishPending: { published: 2, fromId: 4, toId: 5 } });
     expect(await published()).toBe(4);
   });
 
   it("resetCursor republishes with the same message ids", async () => {
-    await env.gql(SEED, { system: "SYSTEM1", count: 20 });
-    await env.gql(PUBLISH, { system: "SYSTEM1" });
+    await gql(SEED, { system: "SYSTEM1", count: 20 });
+    await gql(PUBLISH, { system: "SYSTEM1" });
     const before = await drainPrimary();
-    const reset = await env.gql(`mutation { resetCursor(system: SYSTEM1, to: 10) { system lastPublishedId pending } }`);
+    const reset = await gql(
+      graphql(`
+        mutation {
+          resetCursor(system: SYSTEM1, to: 10) {
+            system
+            lastPublishedId
+            pending
+          }
+        }
+      `),
+    );
     expect(reset.data).toEqual({ resetCursor: { system: "SYSTEM1", lastPublishedId: 10, pending: 10 } });
-    const again = await env.gql(PUBLISH, { system: "SYSTEM1" });
+    const again = await gql(PUBLISH, { system: "SYSTEM1" });
     expect(again.data).toMatchObject({ publishPending: { published: 10, fromId: 11, toId: 20 } });
     const after = await drainPrimary();
     expect(after.map((m) => m.messageId)).toEqual(before.slice(10).map((m) => m.messageId));
-    const bad = await env.gql(`mutation { resetCursor(system: SYSTEM1, to: -1) { lastPublishedId } }`);
+    const bad = await gql(
+      graphql(`
+        mutation {
+          resetCursor(system: SYSTEM1, to: -1) {
+            lastPublishedId
+          }
+        }
+      `),
+    );
     expect(bad.errors?.[0]?.extensions?.code).toBe("BAD_USER_INPUT");
   });
 
   it("stops at a row that breaks the message contract without moving the cursor, and publishes it once fixed", async () => {
-    await env.gql(SEED, { system: "SYSTEM1", count: 10 });
-    await env.gql(PUBLISH, { system: "SYSTEM1" });
+    await gql(SEED, { system: "SYSTEM1", count: 10 });
+    await gql(PUBLISH, { system: "SYSTEM1" });
     await drainPrimary();
     // Ids 11..14; the contract wants a product of at least one character.
     const db = env.sources.SYSTEM1;
@@ -379,12 +453,12 @@ describe("publishPending", () => {
       data: ["kept", "kept", "", "kept"].map((product) => ({ product, price: "3.00", securityCheck: true })),
     });
 
-    const failed = await env.gql(PUBLISH, { system: "SYSTEM1" });
+    const failed = await gql(PUBLISH, { system: "SYSTEM1" });
     expect(failed.errors?.[0]?.extensions?.code).toBe("INTERNAL_SERVER_ERROR");
     expect(await env.redis.get(cursorKey(env.config, "SYSTEM1"))).toBe("10");
 
     await db.order.update({ where: { id: 13 }, data: { product: "fixed" } });
-    const fixed = await env.gql(PUBLISH, { system: "SYSTEM1" });
+    const fixed = await gql(PUBLISH, { system: "SYSTEM1" });
     expect(fixed.data).toMatchObject({ publishPending: { published: 4, fromId: 11, toId: 14, cursor: 14 } });
     // Rows sent before the failure go out again with the same message ids; the consumer deduplicates them.
     const msgs = await drainPrimary();
@@ -396,9 +470,9 @@ describe("publishPending", () => {
   it("keeps publishing after a channel error closes the publish channel", async () => {
     // Publishing to an exchange that does not exist makes the broker close the channel.
     await expect(env.broker.publish("no-such-exchange", "x", Buffer.from("{}"), {})).rejects.toThrow();
-    await env.gql(SEED, { system: "SYSTEM1", count: 3 });
+    await gql(SEED, { system: "SYSTEM1", count: 3 });
     const r = await waitFor(
-      () => env.gql(PUBLISH, { system: "SYSTEM1" }),
+      () => gql(PUBLISH, { system: "SYSTEM1" }),
       (res) => !res.errors,
       5000,
     );
@@ -407,9 +481,9 @@ describe("publishPending", () => {
   });
 
   it("fails with a clear error naming the broker when it is unreachable, and keeps the cursor", async () => {
-    await env.gql(SEED, { system: "SYSTEM1", count: 10 });
+    await gql(SEED, { system: "SYSTEM1", count: 10 });
     await env.broker.close();
-    const r = await env.gql(PUBLISH, { system: "SYSTEM1" });
+    const r = await gql(PUBLISH, { system: "SYSTEM1" });
     expect(r.errors?.[0]?.extensions?.code).toBe("DEPENDENCY_UNAVAILABLE");
     expect(r.errors?.[0]?.extensions?.dependency).toBe("rabbitmq");
     expect(r.errors?.[0]?.message).toMatch(/rabbitmq is unavailable/);
@@ -418,13 +492,14 @@ describe("publishPending", () => {
 
   it("fails with a clear error naming the database when it is unreachable", async () => {
     const down = await createTestEnv({ SYSTEM2_DATABASE_URL: "postgresql://postgres:postgres@127.0.0.1:1/system2" });
+    const downGql = typedGql(() => down);
     try {
-      const r = await down.gql(PUBLISH, { system: "SYSTEM2" });
+      const r = await downGql(PUBLISH, { system: "SYSTEM2" });
       expect(r.errors?.[0]?.extensions?.code).toBe("DEPENDENCY_UNAVAILABLE");
       expect(r.errors?.[0]?.extensions?.dependency).toBe("postgresql");
       expect(await down.redis.get(cursorKey(down.config, "SYSTEM2"))).toBeNull();
       // The other system is unaffected.
-      const ok = await down.gql(PUBLISH, { system: "SYSTEM1" });
+      const ok = await downGql(PUBLISH, { system: "SYSTEM1" });
       expect(ok.data).toMatchObject({ publishPending: { published: 0 } });
     } finally {
       await down.cleanup();

@@ -2,15 +2,19 @@
 // redrive and live subscriptions (SSE and graphql-ws).
 import type { AddressInfo } from "node:net";
 
+import { print } from "graphql";
 import { createClient } from "graphql-ws";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import WebSocket from "ws";
 
+import { graphql, type ResultOf } from "../gateway/client/graphql.ts";
 import { createTestEnv, type RunningConsumer, type TestEnv, waitFor } from "./support/env.ts";
+import { typedGql } from "./typed-gql.ts";
 
 let env: TestEnv;
 let consumer: RunningConsumer;
 let base = "";
+const gql = typedGql(() => env);
 
 type Data<T> = { data?: T; errors?: { message: string; extensions?: Record<string, unknown> }[] };
 
@@ -20,10 +24,30 @@ beforeAll(async () => {
   env.gateway.server.listen(0, "127.0.0.1");
   await new Promise((r) => env.gateway.server.once("listening", r));
   base = `http://127.0.0.1:${(env.gateway.server.address() as AddressInfo).port}`;
-  await env.gql(
-    `mutation { a: seedOrders(system: SYSTEM1, count: 40) { inserted } b: seedOrders(system: SYSTEM2, count: 30) { inserted } }`,
+  await gql(
+    graphql(`
+      mutation {
+        a: seedOrders(system: SYSTEM1, count: 40) {
+          inserted
+        }
+        b: seedOrders(system: SYSTEM2, count: 30) {
+          inserted
+        }
+      }
+    `),
   );
-  await env.gql(`mutation { a: publishPending(system: SYSTEM1) { published } b: publishPending(system: SYSTEM2) { published } }`);
+  await gql(
+    graphql(`
+      mutation {
+        a: publishPending(system: SYSTEM1) {
+          published
+        }
+        b: publishPending(system: SYSTEM2) {
+          published
+        }
+      }
+    `),
+  );
   await env.drained();
 });
 
@@ -35,38 +59,74 @@ describe("attempt log queries", () => {
   it("messageHistory returns a message's attempts in order, [] for an unknown id, and a typed error for a malformed one", async () => {
     const doc = await env.log.collection.findOne({ status: "DEAD_LETTERED" });
     expect(doc).not.toBeNull();
-    const r = await env.gql<{ messageHistory: { attempt: number; status: string; system: string; orderId: number }[] }>(
-      `query ($id: ID!) { messageHistory(messageId: $id) { attempt status system orderId } }`,
-      { id: doc!.messageId },
+    const r = await gql(
+      graphql(`
+        query ($id: ID!) {
+          messageHistory(messageId: $id) {
+            attempt
+            status
+            system
+            orderId
+          }
+        }
+      `),
+      {
+        id: doc!.messageId,
+      },
     );
     expect(r.data!.messageHistory.map((h) => [h.attempt, h.status])).toEqual([
       [1, "RETRY_SCHEDULED"],
       [2, "RETRY_SCHEDULED"],
       [3, "DEAD_LETTERED"],
     ]);
-    const unknown = await env.gql(`{ messageHistory(messageId: "00000000-0000-4000-8000-000000000000") { attempt } }`);
+    const unknown = await gql(
+      graphql(`
+        {
+          messageHistory(messageId: "00000000-0000-4000-8000-000000000000") {
+            attempt
+          }
+        }
+      `),
+    );
     expect(unknown.data).toEqual({ messageHistory: [] });
-    const bad = await env.gql(`{ messageHistory(messageId: "nope") { attempt } }`);
+    const bad = await gql(
+      graphql(`
+        {
+          messageHistory(messageId: "nope") {
+            attempt
+          }
+        }
+      `),
+    );
     expect(bad.errors?.[0]?.extensions?.code).toBe("BAD_USER_INPUT");
   });
 
   it("messages filters by system, status and order id, newest first, with forward paging", async () => {
-    const q = `query ($system: System, $status: ProcessingStatus, $orderId: Int, $first: Int, $after: String) {
-      messages(system: $system, status: $status, orderId: $orderId, first: $first, after: $after) {
-        edges { cursor node { system status orderId processedAt } } pageInfo { hasNextPage endCursor }
-      } }`;
-    type Page = {
-      messages: {
-        edges: { cursor: string; node: { system: string; status: string; orderId: number; processedAt: string } }[];
-        pageInfo: { hasNextPage: boolean; endCursor: string };
-      };
-    };
+    const q = graphql(`
+      query ($system: System, $status: ProcessingStatus, $orderId: Int, $first: Int, $after: String) {
+        messages(system: $system, status: $status, orderId: $orderId, first: $first, after: $after) {
+          edges {
+            cursor
+            node {
+              system
+              status
+              orderId
+              processedAt
+            }
+          }
+          pageInfo {
+            hasNextPage
+            endCursor
+          }
+        }
+      }
+    `);
     const total = await env.log.collection.countDocuments({ system: "SYSTEM2", status: "SUCCEEDED" });
     expect(total).toBeGreaterThan(5);
     const seen: string[] = [];
-    let after: string | undefined;
+    let after: string | null | undefined;
     for (;;) {
-      const r = await env.gql<Page>(q, { system: "SYSTEM2", status: "SUCCEEDED", first: 5, after });
+      const r = await gql(q, { system: "SYSTEM2", status: "SUCCEEDED", first: 5, after });
       expect(r.errors).toBeUndefined();
       for (const e of r.data!.messages.edges) {
         expect(e.node.system).toBe("SYSTEM2");
@@ -78,12 +138,12 @@ describe("attempt log queries", () => {
     }
     expect(seen).toHaveLength(total);
     expect(new Set(seen).size).toBe(total);
-    const one = await env.gql<Page>(q, { system: "SYSTEM1", orderId: 7 });
+    const one = await gql(q, { system: "SYSTEM1", orderId: 7 });
     expect(one.data!.messages.edges.length).toBeGreaterThanOrEqual(1);
     expect(one.data!.messages.edges.every((e) => e.node.orderId === 7 && e.node.system === "SYSTEM1")).toBe(true);
-    const bad = await env.gql(q, { first: 501 });
+    const bad = await gql(q, { first: 501 });
     expect(bad.errors?.[0]?.extensions?.code).toBe("BAD_USER_INPUT");
-    const badCursor = await env.gql(q, { after: "bm9wZQ" });
+    const badCursor = await gql(q, { after: "bm9wZQ" });
     expect(badCursor.errors?.[0]?.extensions?.code).toBe("BAD_USER_INPUT");
   });
 
@@ -95,9 +155,25 @@ describe("attempt log queries", () => {
       return find(...args);
     }) as typeof find;
     try {
-      const r = await env.gql<{
-        orders: { totalCount: number; edges: { node: { id: number; securityCheck: boolean; history: { status: string }[] } }[] };
-      }>(`{ orders(system: SYSTEM1, first: 20) { totalCount edges { node { id securityCheck history { status attempt } } } } }`);
+      const r = await gql(
+        graphql(`
+          {
+            orders(system: SYSTEM1, first: 20) {
+              totalCount
+              edges {
+                node {
+                  id
+                  securityCheck
+                  history {
+                    status
+                    attempt
+                  }
+                }
+              }
+            }
+          }
+        `),
+      );
       expect(r.errors).toBeUndefined();
       expect(r.data!.orders.totalCount).toBe(40);
       expect(r.data!.orders.edges).toHaveLength(20);
@@ -142,8 +218,16 @@ describe("paging arguments", () => {
         expect(await refusal(q, vars), `${q} ${JSON.stringify(vars)}`).toEqual({ code: "BAD_USER_INPUT", field });
       }
     }
-    const first = await env.gql<{ orders: { edges: { cursor: string }[] } }>(
-      `{ orders(system: SYSTEM1, first: 1) { edges { cursor } } }`,
+    const first = await gql(
+      graphql(`
+        {
+          orders(system: SYSTEM1, first: 1) {
+            edges {
+              cursor
+            }
+          }
+        }
+      `),
     );
     const cursor = first.data!.orders.edges[0]!.cursor;
     expect(
@@ -168,41 +252,68 @@ describe("paging arguments", () => {
   });
 
   it("still pages orders forward and backward with good arguments", async () => {
-    type Page = { orders: { totalCount: number; edges: { cursor: string; node: { id: number } }[] } };
-    const q = `query ($first: Int, $after: String, $last: Int, $before: String) {
-      orders(system: SYSTEM1, first: $first, after: $after, last: $last, before: $before) { totalCount edges { cursor node { id } } } }`;
+    const q = graphql(`
+      query ($first: Int, $after: String, $last: Int, $before: String) {
+        orders(system: SYSTEM1, first: $first, after: $after, last: $last, before: $before) {
+          totalCount
+          edges {
+            cursor
+            node {
+              id
+            }
+          }
+        }
+      }
+    `);
     const all = await env.sources.SYSTEM1.order.findMany({ orderBy: { id: "asc" }, select: { id: true } });
-    const one = await env.gql<Page>(q, { first: 5 });
+    const one = await gql(q, { first: 5 });
     expect(one.errors).toBeUndefined();
     expect(one.data!.orders.totalCount).toBe(all.length);
     expect(one.data!.orders.edges.map((e) => e.node.id)).toEqual(all.slice(0, 5).map((o) => o.id));
-    const two = await env.gql<Page>(q, { first: 500, after: one.data!.orders.edges[4]!.cursor });
+    const two = await gql(q, { first: 500, after: one.data!.orders.edges[4]!.cursor });
     expect(two.data!.orders.edges.map((e) => e.node.id)).toEqual(all.slice(5).map((o) => o.id));
-    const back = await env.gql<Page>(q, { last: 3, before: two.data!.orders.edges[0]!.cursor });
+    const back = await gql(q, { last: 3, before: two.data!.orders.edges[0]!.cursor });
     expect(back.data!.orders.edges.map((e) => e.node.id)).toEqual(all.slice(2, 5).map((o) => o.id));
-    const count = await env.gql<Page>(`{ orders(system: SYSTEM1, first: 500) { totalCount } }`);
+    const count = await gql(
+      graphql(`
+        {
+          orders(system: SYSTEM1, first: 500) {
+            totalCount
+          }
+        }
+      `),
+    );
     expect(count.data!.orders.totalCount).toBe(all.length);
   });
 });
 
 describe("pipelineStats", () => {
   it("reconciles each system and reports queue depths", async () => {
-    const r = await env.gql<{
-      pipelineStats: {
-        queues: { name: string; messages: number; consumers: number }[];
-        systems: {
-          system: string;
-          sourceRows: number;
-          published: number;
-          succeeded: number;
-          deadLettered: number;
-          inFlight: number;
-          endputRows: number;
-        }[];
-        attempts: { status: string; count: number }[];
-      };
-    }>(
-      `{ pipelineStats { queues { name messages consumers } systems { system sourceRows published succeeded deadLettered inFlight endputRows } attempts { status count } } }`,
+    const r = await gql(
+      graphql(`
+        {
+          pipelineStats {
+            queues {
+              name
+              messages
+              consumers
+            }
+            systems {
+              system
+              sourceRows
+              published
+              succeeded
+              deadLettered
+              inFlight
+              endputRows
+            }
+            attempts {
+              status
+              count
+            }
+          }
+        }
+      `),
     );
     expect(r.errors).toBeUndefined();
     const s = r.data!.pipelineStats;
@@ -211,7 +322,7 @@ describe("pipelineStats", () => {
     expect(s.queues.find((q) => q.name === topo.primary)).toEqual({ name: topo.primary, messages: 0, consumers: 1 });
     const dlqDepth = s.queues.find((q) => q.name === topo.dlq)!.messages;
     for (const sys of s.systems) {
-      const system = sys.system as "SYSTEM1" | "SYSTEM2";
+      const system = sys.system;
       const trueRows = await env.sources[system].order.count({ where: { securityCheck: true } });
       // Counted here, apart from the gateway's own reading: the sink's rows and the log's successes.
       const sunk = await env.endput.endputOrder.count({ where: { sourceSystem: system } });
@@ -234,28 +345,69 @@ describe("dead letters", () => {
   it("peeks without consuming and redrives by filter, dry run first", async () => {
     const topo = env.broker.topology;
     const depth = await env.queueDepth(topo.dlq);
-    const peek = await env.gql<{
-      deadLetters: { messageId: string; system: string; orderId: number; reason: string; attempts: number }[];
-    }>(`{ deadLetters(first: 500) { messageId system orderId reason attempts } }`);
+    const peek = await gql(
+      graphql(`
+        {
+          deadLetters(first: 500) {
+            messageId
+            system
+            orderId
+            reason
+            attempts
+          }
+        }
+      `),
+    );
     expect(peek.data!.deadLetters).toHaveLength(depth);
     expect(await env.queueDepth(topo.dlq)).toBe(depth);
     for (const d of peek.data!.deadLetters) expect([d.reason, d.attempts]).toEqual(["max-attempts", 3]);
 
     const system2 = peek.data!.deadLetters.filter((d) => d.system === "SYSTEM2").length;
-    const dry = await env.gql(`mutation { redriveDeadLetters(system: SYSTEM2, dryRun: true) { matched moved dryRun } }`);
+    const dry = await gql(
+      graphql(`
+        mutation {
+          redriveDeadLetters(system: SYSTEM2, dryRun: true) {
+            matched
+            moved
+            dryRun
+          }
+        }
+      `),
+    );
     expect(dry.data).toEqual({ redriveDeadLetters: { matched: system2, moved: 0, dryRun: true } });
     expect(await env.queueDepth(topo.dlq)).toBe(depth);
 
     const target = peek.data!.deadLetters.find((d) => d.system === "SYSTEM1")!;
-    const one = await env.gql(`mutation ($ids: [ID!]) { redriveDeadLetters(messageIds: $ids) { matched moved dryRun } }`, {
-      ids: [target.messageId],
-    });
+    const one = await gql(
+      graphql(`
+        mutation ($ids: [ID!]) {
+          redriveDeadLetters(messageIds: $ids) {
+            matched
+            moved
+            dryRun
+          }
+        }
+      `),
+      {
+        ids: [target.messageId],
+      },
+    );
     expect(one.data).toEqual({ redriveDeadLetters: { matched: 1, moved: 1, dryRun: false } });
     await env.drained();
     // The redriven message ran a new round and, being a false order, dead-lettered again.
-    const history = await env.gql<{ messageHistory: { round: number; attempt: number; status: string }[] }>(
-      `query ($id: ID!) { messageHistory(messageId: $id) { round attempt status } }`,
-      { id: target.messageId },
+    const history = await gql(
+      graphql(`
+        query ($id: ID!) {
+          messageHistory(messageId: $id) {
+            round
+            attempt
+            status
+          }
+        }
+      `),
+      {
+        id: target.messageId,
+      },
     );
     expect(history.data!.messageHistory.map((h) => [h.round, h.attempt, h.status])).toEqual([
       [0, 1, "RETRY_SCHEDULED"],
@@ -273,11 +425,37 @@ describe("dead letters", () => {
       [1, 1, false],
     ]);
 
-    const limited = await env.gql(`mutation { redriveDeadLetters(limit: 2, reason: "max-attempts") { matched moved } }`);
+    const limited = await gql(
+      graphql(`
+        mutation {
+          redriveDeadLetters(limit: 2, reason: "max-attempts") {
+            matched
+            moved
+          }
+        }
+      `),
+    );
     expect(limited.data).toEqual({ redriveDeadLetters: { matched: 2, moved: 2 } });
-    const none = await env.gql(`mutation { redriveDeadLetters(reason: "no-such-reason") { matched moved } }`);
+    const none = await gql(
+      graphql(`
+        mutation {
+          redriveDeadLetters(reason: "no-such-reason") {
+            matched
+            moved
+          }
+        }
+      `),
+    );
     expect(none.data).toEqual({ redriveDeadLetters: { matched: 0, moved: 0 } });
-    const bad = await env.gql(`mutation { redriveDeadLetters(limit: 0) { matched } }`);
+    const bad = await gql(
+      graphql(`
+        mutation {
+          redriveDeadLetters(limit: 0) {
+            matched
+          }
+        }
+      `),
+    );
     expect(bad.errors?.[0]?.extensions?.code).toBe("BAD_USER_INPUT");
     await env.drained();
   });
@@ -285,20 +463,47 @@ describe("dead letters", () => {
 
 describe("subscriptions", () => {
   async function seedAndPublish(count: number) {
-    await env.gql(`mutation ($n: Int!) { seedOrders(system: SYSTEM2, count: $n, securityCheckRatio: 1) { inserted } }`, {
-      n: count,
-    });
-    await env.gql(`mutation { publishPending(system: SYSTEM2) { published } }`);
+    await gql(
+      graphql(`
+        mutation ($n: Int!) {
+          seedOrders(system: SYSTEM2, count: $n, securityCheckRatio: 1) {
+            inserted
+          }
+        }
+      `),
+      {
+        n: count,
+      },
+    );
+    await gql(
+      graphql(`
+        mutation {
+          publishPending(system: SYSTEM2) {
+            published
+          }
+        }
+      `),
+    );
   }
 
   it("streams filtered events over graphql-ws", async () => {
     const client = createClient({ url: `${base.replace("http", "ws")}/graphql`, webSocketImpl: WebSocket, lazy: false });
-    const events: { system: string; status: string; orderId: number }[] = [];
+    const EVENTS = graphql(`
+      subscription {
+        processingEvents(system: SYSTEM2, status: SUCCEEDED) {
+          system
+          status
+          orderId
+          attempt
+          at
+          messageId
+        }
+      }
+    `);
+    const events: ResultOf<typeof EVENTS>["processingEvents"][] = [];
     const done = new Promise<void>((resolve, reject) => {
-      const unsubscribe = client.subscribe<{ processingEvents: { system: string; status: string; orderId: number } }>(
-        {
-          query: `subscription { processingEvents(system: SYSTEM2, status: SUCCEEDED) { system status orderId attempt at messageId } }`,
-        },
+      const unsubscribe = client.subscribe<ResultOf<typeof EVENTS>>(
+        { query: print(EVENTS) },
         {
           next: (v) => {
             events.push(v.data!.processingEvents);
@@ -322,16 +527,25 @@ describe("subscriptions", () => {
   });
 
   it("streams events over SSE", async () => {
+    const EVENTS = graphql(`
+      subscription {
+        processingEvents(status: SUCCEEDED) {
+          system
+          status
+          orderId
+        }
+      }
+    `);
     const controller = new AbortController();
     const res = await fetch(`${base}/graphql`, {
       method: "POST",
       headers: { "content-type": "application/json", accept: "text/event-stream" },
-      body: JSON.stringify({ query: `subscription { processingEvents(status: SUCCEEDED) { system status orderId } }` }),
+      body: JSON.stringify({ query: print(EVENTS) }),
       signal: controller.signal,
     });
     expect(res.headers.get("content-type")).toMatch(/text\/event-stream/);
     const reader = res.body!.getReader();
-    const received: Data<{ processingEvents: { status: string } }>[] = [];
+    const received: Data<ResultOf<typeof EVENTS>>[] = [];
     const reading = (async () => {
       let buf = "";
       for (;;) {

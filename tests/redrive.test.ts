@@ -4,9 +4,11 @@ import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import type { LogDocument } from "../common/attempt-log.ts";
 import { CONTRACT_VERSION, HEADERS, type OrderMessage } from "../common/contract.ts";
 import { deadLetterScanLockKey } from "../common/keys.ts";
+import { graphql } from "../gateway/client/graphql.ts";
 import { redriveDeadLetters } from "../gateway/src/services/dead-letters.ts";
 import { orderMessageId } from "../gateway/src/services/message-id.ts";
 import { createTestEnv, type TestEnv } from "./support/env.ts";
+import { typedGql } from "./typed-gql.ts";
 
 let env: TestEnv;
 beforeEach(async () => {
@@ -16,7 +18,18 @@ afterEach(async () => {
   await env.cleanup();
 });
 
-const REDRIVE = `mutation ($dryRun: Boolean) { redriveDeadLetters(dryRun: $dryRun) { matched moved alreadyRedriven dryRun } }`;
+const gql = typedGql(() => env);
+
+const REDRIVE = graphql(`
+  mutation ($dryRun: Boolean) {
+    redriveDeadLetters(dryRun: $dryRun) {
+      matched
+      moved
+      alreadyRedriven
+      dryRun
+    }
+  }
+`);
 
 /** A false order dead-lettered after its two attempts, as the consumer leaves it: in the DLQ, its history retained. */
 async function deadLetter(orderId: number): Promise<string> {
@@ -100,9 +113,9 @@ describe("redriveDeadLetters", () => {
     ]);
 
     // A second redrive sees that round 0 became round 1 and only acks the copy.
-    const dry = await env.gql(REDRIVE, { dryRun: true });
+    const dry = await gql(REDRIVE, { dryRun: true });
     expect(dry.data).toEqual({ redriveDeadLetters: { matched: 1, moved: 0, alreadyRedriven: 1, dryRun: true } });
-    const again = await env.gql(REDRIVE);
+    const again = await gql(REDRIVE);
     expect(again.data).toEqual({ redriveDeadLetters: { matched: 1, moved: 0, alreadyRedriven: 1, dryRun: false } });
     expect(await env.queueDepth(primary)).toBe(1);
     expect(await env.queueDepth(dlq)).toBe(0);
@@ -147,7 +160,7 @@ describe("redriveDeadLetters", () => {
     const held = await env.broker.withChannel(async (ch) => {
       expect(await ch.get(dlq, { noAck: false })).not.toBe(false);
       expect(await ch.get(dlq, { noAck: false })).not.toBe(false);
-      const dry = env.gql(REDRIVE, { dryRun: true }).finally(() => (settled = true));
+      const dry = gql(REDRIVE, { dryRun: true }).finally(() => (settled = true));
       await new Promise((r) => setTimeout(r, 1000));
       expect(settled).toBe(false);
       return { dry };

@@ -7,11 +7,13 @@ import fs from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 
+import { print } from "graphql";
 import { afterEach, describe, expect, it } from "vitest";
 
 import type { LogDocument } from "../common/attempt-log.ts";
 import { ConfigError, readConfig } from "../common/config.ts";
 import type { SpanRecord } from "../common/tracing-sdk.ts";
+import { graphql, type ResultOf, type TadaDocumentNode, type VariablesOf } from "../gateway/client/graphql.ts";
 import { fractionOf, orderMessageId } from "../gateway/src/services/message-id.ts";
 import { type BrowserSession, listen, openBrowser, poll } from "./support/browser.ts";
 import { createTestEnv, type TestEnv, waitFor } from "./support/env.ts";
@@ -59,13 +61,14 @@ async function launch(e: TestEnv, script: "gateway" | "consumer"): Promise<Trace
   return { url: child.url, spansFile, stop: () => child.stop() };
 }
 
-async function gql<T>(gateway: Traced, query: string, variables: Record<string, unknown> = {}): Promise<T> {
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+async function gql<D extends TadaDocumentNode<any, any>>(gateway: Traced, document: D, variables?: VariablesOf<D>) {
   const res = await fetch(`${gateway.url}/graphql`, {
     method: "POST",
     headers: { "content-type": "application/json" },
-    body: JSON.stringify({ query, variables }),
+    body: JSON.stringify({ query: print(document), variables }),
   });
-  const body = (await res.json()) as { data?: T; errors?: unknown };
+  const body = (await res.json()) as { data?: ResultOf<D>; errors?: unknown };
   expect(body.errors).toBeUndefined();
   return body.data!;
 }
@@ -91,10 +94,17 @@ function ancestry(spans: SpanRecord[], span: SpanRecord): SpanRecord[] {
   return chain;
 }
 
-const HISTORY = `query ($id: ID!) { messageHistory(messageId: $id) { round attempt status traceId traceUrl } }`;
-type History = {
-  messageHistory: { round: number; attempt: number; status: string; traceId: string | null; traceUrl: string | null }[];
-};
+const HISTORY = graphql(`
+  query ($id: ID!) {
+    messageHistory(messageId: $id) {
+      round
+      attempt
+      status
+      traceId
+      traceUrl
+    }
+  }
+`);
 
 describe("tracing settings", () => {
   const unset = { OTEL_EXPORTER_OTLP_ENDPOINT: "", OTEL_TRACES_EXPORTER: "", TRACE_URL_TEMPLATE: "" };
@@ -125,16 +135,43 @@ describe("tracing", () => {
     const [gateway, consumer] = await Promise.all([launch(e, "gateway"), launch(e, "consumer")]);
 
     // Ids 1..20 are true orders, 21 a false one; requiredAttempts follows from the message id.
-    await gql(gateway, `mutation { seedOrders(system: SYSTEM1, count: 20, securityCheckRatio: 1) { inserted } }`);
-    await gql(gateway, `mutation { seedOrders(system: SYSTEM1, count: 1, securityCheckRatio: 0) { inserted } }`);
+    await gql(
+      gateway,
+      graphql(`
+        mutation {
+          seedOrders(system: SYSTEM1, count: 20, securityCheckRatio: 1) {
+            inserted
+          }
+        }
+      `),
+    );
+    await gql(
+      gateway,
+      graphql(`
+        mutation {
+          seedOrders(system: SYSTEM1, count: 1, securityCheckRatio: 0) {
+            inserted
+          }
+        }
+      `),
+    );
     const needs = (id: number) => 1 + Math.floor(fractionOf(orderMessageId("SYSTEM1", id)) * MAX_ATTEMPTS);
     const threeAttempts = Array.from({ length: 20 }, (_, i) => i + 1).find((id) => needs(id) === 3)!;
     expect(threeAttempts).toBeDefined();
     const ordered = orderMessageId("SYSTEM1", threeAttempts);
     const dead = orderMessageId("SYSTEM1", 21);
 
-    await gql(gateway, `mutation { publishPending(system: SYSTEM1) { published } }`);
-    const history = (id: string) => gql<History>(gateway, HISTORY, { id }).then((d) => d.messageHistory);
+    await gql(
+      gateway,
+      graphql(`
+        mutation {
+          publishPending(system: SYSTEM1) {
+            published
+          }
+        }
+      `),
+    );
+    const history = (id: string) => gql(gateway, HISTORY, { id }).then((d) => d.messageHistory);
     await waitFor(
       () => history(ordered),
       (h) => h.some((a) => a.status === "SUCCEEDED"),
@@ -146,7 +183,17 @@ describe("tracing", () => {
       60_000,
     );
     // The dead letter goes round again, and dead-letters again after its attempts.
-    await gql(gateway, `mutation ($ids: [ID!]) { redriveDeadLetters(messageIds: $ids) { moved } }`, { ids: [dead] });
+    await gql(
+      gateway,
+      graphql(`
+        mutation ($ids: [ID!]) {
+          redriveDeadLetters(messageIds: $ids) {
+            moved
+          }
+        }
+      `),
+      { ids: [dead] },
+    );
     await waitFor(
       () => history(dead),
       (h) => h.some((a) => a.round === 1 && a.status === "DEAD_LETTERED"),

@@ -3,9 +3,11 @@
 // DEPENDENCY_UNAVAILABLE (rabbitmq) and leaves the cursor where it was.
 import { afterAll, describe, expect, it } from "vitest";
 
+import { gqlOn } from "../typed-gql.ts";
+import { PUBLISH } from "./operations.ts";
 import { services } from "./support/fault-services.ts";
 import { expectInvariantHolds, waitDrained } from "./support/invariant.ts";
-import { attemptsDone, PUBLISH, publishAll, seed, sleep } from "./support/ops.ts";
+import { attemptsDone, publishAll, seed, sleep } from "./support/ops.ts";
 import { readiness, waitCheck } from "./support/processes.ts";
 import { startReport } from "./support/report.ts";
 import { createWorld, type World } from "./support/world.ts";
@@ -41,7 +43,7 @@ describe("3. broker restart", () => {
     while (!restarted) {
       const r = await readiness(gateway).catch(() => undefined);
       if (r?.failing.includes("rabbitmq")) {
-        const res = await w.gql<{ publishPending: { published: number } }>(PUBLISH, { system: "SYSTEM2" });
+        const res = await gqlOn(w, PUBLISH, { system: "SYSTEM2" });
         const err = res.errors?.[0];
         if (err) refused.push({ code: err.extensions?.code, dependency: err.extensions?.dependency, message: err.message });
         else others.push(JSON.stringify(res));

@@ -3,8 +3,11 @@
 // duplicate, although the unconfirmed tail is published a second time.
 import { afterAll, describe, expect, it } from "vitest";
 
+import { graphql } from "../../gateway/client/graphql.ts";
+import { gqlOn } from "../typed-gql.ts";
+import { PUBLISH } from "./operations.ts";
 import { expectInvariantHolds, waitDrained } from "./support/invariant.ts";
-import { PUBLISH, seed, sleep } from "./support/ops.ts";
+import { seed, sleep } from "./support/ops.ts";
 import { duplicatesSeen, readiness } from "./support/processes.ts";
 import { startReport } from "./support/report.ts";
 import { createWorld, type World } from "./support/world.ts";
@@ -28,7 +31,8 @@ describe("5. gateway crash during publish", () => {
 
     // Start the big publish and kill the gateway at a random moment once a quarter of it is
     // confirmed, so that a batch is usually half sent: confirmed messages above the cursor.
-    const inFlight = w.gql(PUBLISH, { system: "SYSTEM1" }).catch((err: Error) => ({ status: 0, failed: err.message }));
+    const publish = () => gqlOn(w, PUBLISH, { system: "SYSTEM1" });
+    const inFlight = publish().catch((err: Error) => ({ status: 0, failed: err.message }));
     while ((await w.cursor("SYSTEM1")) < ORDERS / 4) await sleep(20);
     await sleep(Math.floor(Math.random() * 300));
     await gateway.kill();
@@ -46,10 +50,10 @@ describe("5. gateway crash during publish", () => {
     const restarted = await w.startGateway({}, ["postgresql:system1", "redis", "rabbitmq"]);
     report.detail("restart", { readyForPublishingMs: Date.now() - restartedAt, readiness: await readiness(restarted) });
     const deadline = Date.now() + 10 * LOCK_TTL_MS;
-    let again: Awaited<ReturnType<typeof w.gql<{ publishPending: { published: number; cursor: number } }>>>;
+    let again: Awaited<ReturnType<typeof publish>>;
     const busy: string[] = [];
     for (;;) {
-      again = await w.gql(PUBLISH, { system: "SYSTEM1" });
+      again = await publish();
       const code = again.errors?.[0]?.extensions?.code;
       if (code !== "PUBLISH_IN_PROGRESS" || Date.now() > deadline) break;
       busy.push(String(code));
@@ -67,8 +71,19 @@ describe("5. gateway crash during publish", () => {
 
     // The tail published twice is counted once: published is rows, and nothing is left in flight.
     await report.time("drain", () => waitDrained(w));
-    const stats = await w.gql<{ pipelineStats: { systems: { system: string; published: number; inFlight: number }[] } }>(
-      `{ pipelineStats { systems { system published inFlight } } }`,
+    const stats = await gqlOn(
+      w,
+      graphql(`
+        {
+          pipelineStats {
+            systems {
+              system
+              published
+              inFlight
+            }
+          }
+        }
+      `),
     );
     expect(stats.data?.pipelineStats.systems.find((s) => s.system === "SYSTEM1")).toEqual({
       system: "SYSTEM1",

@@ -7,9 +7,11 @@ import { Readable } from "node:stream";
 
 import { afterAll, describe, expect, it } from "vitest";
 
+import { gqlOn } from "../typed-gql.ts";
+import { CURSORS } from "./operations.ts";
 import { hostileMessages, type HostileRequest, hostileRequests } from "./support/hostile.ts";
 import { checkInvariant, readLog, waitDrained } from "./support/invariant.ts";
-import { CURSORS, publishAll, seed } from "./support/ops.ts";
+import { publishAll, seed } from "./support/ops.ts";
 import { readiness } from "./support/processes.ts";
 import { startReport } from "./support/report.ts";
 import { createWorld, type World } from "./support/world.ts";
@@ -142,7 +144,7 @@ describe("6. hostile input", () => {
     const health = await fetch(`http://127.0.0.1:${gateway.port}/healthz`);
     expect(health.status).toBe(200);
     report.detail("gatewayReadinessAfter", await readiness(gateway));
-    const ok = await w.gql<{ cursors: unknown[] }>(CURSORS);
+    const ok = await gqlOn(w, CURSORS);
     expect(ok.errors).toBeUndefined();
     expect(ok.data?.cursors).toHaveLength(2);
     expect(gateway.alive()).toBe(true);

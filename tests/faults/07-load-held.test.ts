@@ -4,7 +4,9 @@
 import { afterAll, describe, expect, it } from "vitest";
 
 import { SYSTEMS } from "../../common/contract.ts";
+import { graphql } from "../../gateway/client/graphql.ts";
 import { orderMessageId } from "../../gateway/src/services/message-id.ts";
+import { gqlOn } from "../typed-gql.ts";
 import { checkInvariant, waitDrained } from "./support/invariant.ts";
 import { publishAll, seed, sleep } from "./support/ops.ts";
 import { readiness } from "./support/processes.ts";
@@ -16,8 +18,39 @@ const CLIENTS = 20;
 // Each client polls: a request, then a one-second pause.
 const POLL_PAUSE_MS = 1_000;
 
-const HISTORY = `query ($id: ID!) { messageHistory(messageId: $id) { attempt status processedAt } }`;
-const STATS = `{ pipelineStats { queues { name messages consumers } systems { system sourceRows published succeeded deadLettered inFlight endputRows } attempts { status count } } }`;
+const HISTORY = graphql(`
+  query ($id: ID!) {
+    messageHistory(messageId: $id) {
+      attempt
+      status
+      processedAt
+    }
+  }
+`);
+const STATS = graphql(`
+  {
+    pipelineStats {
+      queues {
+        name
+        messages
+        consumers
+      }
+      systems {
+        system
+        sourceRows
+        published
+        succeeded
+        deadLettered
+        inFlight
+        endputRows
+      }
+      attempts {
+        status
+        count
+      }
+    }
+  }
+`);
 
 let world: World | undefined;
 // Module-level so that a failed run still stops its clients before cleanup.
@@ -56,8 +89,8 @@ describe("7. load held", () => {
         try {
           const r =
             op === "messageHistory"
-              ? await w.gql(HISTORY, { id: orderMessageId(system, 1 + Math.floor(Math.random() * PER_SYSTEM)) }, 30_000)
-              : await w.gql(STATS, undefined, 30_000);
+              ? await gqlOn(w, HISTORY, { id: orderMessageId(system, 1 + Math.floor(Math.random() * PER_SYSTEM)) }, 30_000)
+              : await gqlOn(w, STATS, undefined, 30_000);
           latency[op].push(performance.now() - t0);
           if (r.status !== 200 || r.errors) errors.push(`${op} ${r.status} ${JSON.stringify(r.errors).slice(0, 200)}`);
         } catch (err) {

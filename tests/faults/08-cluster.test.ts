@@ -10,10 +10,12 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 
 import { assertTopology } from "../../common/topology.ts";
+import { gqlOn } from "../typed-gql.ts";
+import { PUBLISH } from "./operations.ts";
 import { CLUSTER_BROKER, connectedNode, queueLeader, startingOn, timeToProgress } from "./support/cluster.ts";
 import { clusterServices, killClusterNode } from "./support/fault-services.ts";
 import { expectInvariantHolds, waitDrained } from "./support/invariant.ts";
-import { attemptsDone, PUBLISH, publishAll, publishRetrying, seed, sleep } from "./support/ops.ts";
+import { attemptsDone, publishAll, publishRetrying, seed, sleep } from "./support/ops.ts";
 import { waitCheck } from "./support/processes.ts";
 import { startReport } from "./support/report.ts";
 import { createWorld, type EnvOverrides, type World } from "./support/world.ts";
@@ -153,7 +155,7 @@ describe("8. RabbitMQ cluster", () => {
     await seed(w, "SYSTEM1", ORDERS);
     report.set({ orders: ORDERS, faults: "SIGKILL the gateway's node during publishPending" });
 
-    const inFlight = w.gql(PUBLISH, { system: "SYSTEM1" });
+    const inFlight = gqlOn(w, PUBLISH, { system: "SYSTEM1" });
     while ((await w.cursor("SYSTEM1")) < 500) await sleep(10);
     const killedAt = Date.now();
     killClusterNode(placement.gateway);

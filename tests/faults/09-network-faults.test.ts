@@ -7,10 +7,12 @@
 // Each case ends with the full invariant; the report records the time to recover.
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 
+import { gqlOn } from "../typed-gql.ts";
+import { PUBLISH } from "./operations.ts";
 import { timeToProgress } from "./support/cluster.ts";
 import { PORTS } from "./support/fault-services.ts";
 import { expectInvariantHolds, waitDrained } from "./support/invariant.ts";
-import { attemptsDone, PUBLISH, publishAll, publishRetrying, seed, sleep } from "./support/ops.ts";
+import { attemptsDone, publishAll, publishRetrying, seed, sleep } from "./support/ops.ts";
 import { readiness, waitCheck } from "./support/processes.ts";
 import { startReport } from "./support/report.ts";
 import { startToxiproxy, type Toxiproxy } from "./support/toxiproxy.ts";
@@ -142,7 +144,7 @@ describe("9. network faults", () => {
     await seed(w, "SYSTEM1", ORDERS);
     report.set({ orders: ORDERS, faults: `gateway->broker down ${PARTITION_MS / 1000} s mid-publishPending` });
 
-    const inFlight = w.gql(PUBLISH, { system: "SYSTEM1" });
+    const inFlight = gqlOn(w, PUBLISH, { system: "SYSTEM1" });
     while ((await w.cursor("SYSTEM1")) < 500) await sleep(10);
     await amqpLink.setEnabled(false);
     const cutAt = Date.now();
@@ -152,7 +154,7 @@ describe("9. network faults", () => {
     expect(cursorAtCut).toBeLessThan(ORDERS);
     // While cut off, publishing is refused and the cursor does not move.
     await sleep(1_000);
-    const refused = await w.gql(PUBLISH, { system: "SYSTEM1" });
+    const refused = await gqlOn(w, PUBLISH, { system: "SYSTEM1" });
     expect(refused.errors?.[0]?.extensions).toMatchObject({ code: "DEPENDENCY_UNAVAILABLE", dependency: "rabbitmq" });
     const cursorWhileDown = await w.cursor("SYSTEM1");
     await sleep(PARTITION_MS - (Date.now() - cutAt));

@@ -7,9 +7,11 @@
 import { afterAll, describe, expect, it } from "vitest";
 
 import { publishLockKey } from "../../common/keys.ts";
+import { gqlOn } from "../typed-gql.ts";
+import { PUBLISH } from "./operations.ts";
 import { killService, services } from "./support/fault-services.ts";
 import { expectInvariantHolds, waitDrained } from "./support/invariant.ts";
-import { attemptsDone, PUBLISH, publishAll, seed, sleep } from "./support/ops.ts";
+import { attemptsDone, publishAll, seed, sleep } from "./support/ops.ts";
 import { waitCheck } from "./support/processes.ts";
 import { startReport } from "./support/report.ts";
 import { createWorld, type World } from "./support/world.ts";
@@ -46,7 +48,7 @@ describe("10. redis kill -9", () => {
     const refused: { code: string; afterRestart: boolean }[] = [];
     const publisher = (async () => {
       while (publishing) {
-        const r = await w.gql<{ publishPending: { published: number; cursor: number } }>(PUBLISH, {
+        const r = await gqlOn(w, PUBLISH, {
           system: "SYSTEM1",
           limit: STEP,
         });

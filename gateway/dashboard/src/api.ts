@@ -1,6 +1,16 @@
 // The dashboard's only way to the gateway: GraphQL over fetch for queries and
 // mutations, graphql-ws for the live subscription. Both carry the gateway token.
+import { print } from "@0no-co/graphql.web";
 import { type Client, createClient } from "graphql-ws";
+
+import type { ResultOf, TadaDocumentNode, VariablesOf } from "../../client/graphql.ts";
+
+// Any operation written with graphql() from ../../client/graphql.ts.
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+type Operation = TadaDocumentNode<any, any>;
+/** Operations without variables may be sent without the argument. */
+type Args<D extends Operation> =
+  Partial<VariablesOf<D>> extends VariablesOf<D> ? [variables?: VariablesOf<D>] : [variables: VariablesOf<D>];
 
 export class ApiError extends Error {
   override name = "ApiError";
@@ -57,9 +67,9 @@ export function createTokenStore(storage: Storage, key = "tentativa.gatewayToken
 
 export interface Api {
   /** Reads: an UNAUTHENTICATED answer is thrown (the panel shows it; the header's token button fixes it). */
-  query<T>(document: string, variables?: Record<string, unknown>): Promise<T>;
+  query<D extends Operation>(document: D, ...variables: Args<D>): Promise<ResultOf<D>>;
   /** Writes: an UNAUTHENTICATED answer asks for the token and retries until it works or the operator cancels. */
-  mutate<T>(document: string, variables?: Record<string, unknown>): Promise<T>;
+  mutate<D extends Operation>(document: D, ...variables: Args<D>): Promise<ResultOf<D>>;
   /** A graphql-ws client that sends the current token when it connects. */
   createWsClient(on: { connecting(): void; connected(): void; closed(reason: string): void }): Client;
 }
@@ -73,17 +83,17 @@ export function createApi(opts: {
 }): Api {
   const { httpUrl, wsUrl, tokens } = opts;
 
-  async function send<T>(document: string, variables: Record<string, unknown> | undefined): Promise<T> {
+  async function send<D extends Operation>(document: D, ...[variables]: Args<D>): Promise<ResultOf<D>> {
     const headers: Record<string, string> = { "content-type": "application/json", accept: "application/json" };
     const token = tokens.get();
     if (token) headers.authorization = `Bearer ${token}`;
     let res: Response;
     try {
-      res = await fetch(httpUrl, { method: "POST", headers, body: JSON.stringify({ query: document, variables }) });
+      res = await fetch(httpUrl, { method: "POST", headers, body: JSON.stringify({ query: print(document), variables }) });
     } catch (err) {
       throw new ApiError(`the gateway is unreachable: ${errorText(err)}`, "NETWORK");
     }
-    let body: { data?: T | null; errors?: GraphQLErrorLike[] };
+    let body: { data?: ResultOf<D> | null; errors?: GraphQLErrorLike[] };
     try {
       body = (await res.json()) as typeof body;
     } catch {
@@ -96,10 +106,10 @@ export function createApi(opts: {
 
   return {
     query: send,
-    async mutate<T>(document: string, variables?: Record<string, unknown>): Promise<T> {
+    async mutate(document, ...variables) {
       for (;;) {
         try {
-          return await send<T>(document, variables);
+          return await send(document, ...variables);
         } catch (err) {
           if (!(err instanceof ApiError) || err.code !== "UNAUTHENTICATED") throw err;
           const token = await opts.askToken(err.message);

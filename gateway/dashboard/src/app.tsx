@@ -3,7 +3,7 @@ import { DeadLetterGroupsPanel } from "./dead-letter-groups-panel.tsx";
 import { DeadLettersPanel } from "./dead-letters-panel.tsx";
 import { EventsPanel } from "./events-panel.tsx";
 import { Header } from "./header.tsx";
-import { OVERVIEW, type Overview, PIPELINE_STATS, type PipelineStats, SYSTEMS } from "./operations.ts";
+import { OVERVIEW, PIPELINE_STATS, SYSTEMS } from "./operations.ts";
 import { queueKind, QueuesPanel } from "./queues-panel.tsx";
 import { SystemCard } from "./system-card.tsx";
 import { TimelinePanel } from "./timeline-panel.tsx";
@@ -17,8 +17,8 @@ const POLL_MS = 2_000;
 export function App() {
   const { api } = useServices();
   const live = useLive();
-  const overview = usePoll(() => api.query<Overview>(OVERVIEW), POLL_MS);
-  const stats = usePoll(() => api.query<PipelineStats>(PIPELINE_STATS).then((r) => r.pipelineStats), POLL_MS);
+  const overview = usePoll(() => api.query(OVERVIEW), POLL_MS);
+  const stats = usePoll(() => api.query(PIPELINE_STATS).then((r) => r.pipelineStats), POLL_MS);
   const dlqDepth = stats.data?.queues.find((q) => queueKind(q.name) === "dead-letter")?.messages;
 
   return (

@@ -1,12 +1,9 @@
-// Every GraphQL operation the dashboard sends, with the shape of its answer.
+// Every GraphQL operation the dashboard sends; each answer's type is inferred from
+// schema.graphql by gql.tada (../../client/graphql.ts), never written here.
 // Panels query separately so that one missing or failing field degrades one panel only.
+import { graphql, type ResultOf } from "../../client/graphql.ts";
 
-export const SYSTEMS = ["SYSTEM1", "SYSTEM2"] as const;
-export type System = (typeof SYSTEMS)[number];
-
-export type ProcessingStatus = "SUCCEEDED" | "RETRY_SCHEDULED" | "DEAD_LETTERED" | "REJECTED" | "REDRIVEN" | "DISCARDED";
-
-export const OVERVIEW = /* GraphQL */ `
+export const OVERVIEW = graphql(`
   query DashboardOverview {
     cursors {
       system
@@ -20,14 +17,13 @@ export const OVERVIEW = /* GraphQL */ `
       totalCount
     }
   }
-`;
-export interface Overview {
-  cursors: { system: System; lastPublishedId: number; pending: number }[];
-  system1: { totalCount: number };
-  system2: { totalCount: number };
-}
+`);
+export type Overview = ResultOf<typeof OVERVIEW>;
+export type System = Overview["cursors"][number]["system"];
 
-export const PIPELINE_STATS = /* GraphQL */ `
+export const SYSTEMS = ["SYSTEM1", "SYSTEM2"] as const satisfies readonly System[];
+
+export const PIPELINE_STATS = graphql(`
   query DashboardPipelineStats {
     pipelineStats {
       queues {
@@ -46,26 +42,12 @@ export const PIPELINE_STATS = /* GraphQL */ `
       }
     }
   }
-`;
-export interface QueueStats {
-  name: string;
-  messages: number;
-  consumers: number;
-}
-export interface SystemStats {
-  system: System;
-  sourceRows: number;
-  published: number;
-  succeeded: number;
-  deadLettered: number;
-  inFlight: number;
-  endputRows: number;
-}
-export interface PipelineStats {
-  pipelineStats: { queues: QueueStats[]; systems: SystemStats[] };
-}
+`);
+export type PipelineStats = ResultOf<typeof PIPELINE_STATS>["pipelineStats"];
+export type QueueStats = PipelineStats["queues"][number];
+export type SystemStats = PipelineStats["systems"][number];
 
-export const DEAD_LETTERS = /* GraphQL */ `
+export const DEAD_LETTERS = graphql(`
   query DashboardDeadLetters($first: Int) {
     deadLetters(first: $first) {
       messageId
@@ -77,22 +59,11 @@ export const DEAD_LETTERS = /* GraphQL */ `
       deadAt
     }
   }
-`;
-export interface DeadLetter {
-  messageId: string;
-  /** Null for a REJECTED message that could not be read. */
-  system: System | null;
-  orderId: number | null;
-  reason: string;
-  attempts: number;
-  round: number;
-  deadAt: string | null;
-}
-export interface DeadLetters {
-  deadLetters: DeadLetter[];
-}
+`);
+/** `system` is null for a REJECTED message that could not be read. */
+export type DeadLetter = ResultOf<typeof DEAD_LETTERS>["deadLetters"][number];
 
-export const REDRIVE = /* GraphQL */ `
+export const REDRIVE = graphql(`
   mutation DashboardRedrive($messageIds: [ID!], $dryRun: Boolean) {
     redriveDeadLetters(messageIds: $messageIds, dryRun: $dryRun) {
       matched
@@ -100,17 +71,10 @@ export const REDRIVE = /* GraphQL */ `
       dryRun
     }
   }
-`;
-export interface RedriveResult {
-  matched: number;
-  moved: number;
-  dryRun: boolean;
-}
-export interface Redrive {
-  redriveDeadLetters: RedriveResult;
-}
+`);
+export type RedriveResult = ResultOf<typeof REDRIVE>["redriveDeadLetters"];
 
-export const DEAD_LETTER_GROUPS = /* GraphQL */ `
+export const DEAD_LETTER_GROUPS = graphql(`
   query DashboardDeadLetterGroups {
     deadLetterGroups {
       system
@@ -121,21 +85,11 @@ export const DEAD_LETTER_GROUPS = /* GraphQL */ `
       sampleMessageId
     }
   }
-`;
-export interface DeadLetterGroup {
-  /** Null for messages rejected because they could not be read. */
-  system: System | null;
-  reason: string;
-  count: number;
-  oldestDeadAt: string;
-  newestDeadAt: string;
-  sampleMessageId: string;
-}
-export interface DeadLetterGroups {
-  deadLetterGroups: DeadLetterGroup[];
-}
+`);
+/** `system` is null for messages rejected because they could not be read. */
+export type DeadLetterGroup = ResultOf<typeof DEAD_LETTER_GROUPS>["deadLetterGroups"][number];
 
-export const REDRIVE_GROUP = /* GraphQL */ `
+export const REDRIVE_GROUP = graphql(`
   mutation DashboardRedriveGroup($system: System, $reason: String!) {
     redriveDeadLetters(system: $system, reason: $reason) {
       matched
@@ -143,9 +97,9 @@ export const REDRIVE_GROUP = /* GraphQL */ `
       dryRun
     }
   }
-`;
+`);
 
-export const DISCARD_GROUP = /* GraphQL */ `
+export const DISCARD_GROUP = graphql(`
   mutation DashboardDiscardGroup($system: System, $reason: String!) {
     discardDeadLetters(system: $system, reason: $reason) {
       matched
@@ -153,12 +107,9 @@ export const DISCARD_GROUP = /* GraphQL */ `
       dryRun
     }
   }
-`;
-export interface Discard {
-  discardDeadLetters: { matched: number; discarded: number; dryRun: boolean };
-}
+`);
 
-export const SEED = /* GraphQL */ `
+export const SEED = graphql(`
   mutation DashboardSeed($system: System!, $count: Int!) {
     seedOrders(system: $system, count: $count) {
       inserted
@@ -166,12 +117,9 @@ export const SEED = /* GraphQL */ `
       lastId
     }
   }
-`;
-export interface Seed {
-  seedOrders: { inserted: number; firstId: number | null; lastId: number | null };
-}
+`);
 
-export const PUBLISH = /* GraphQL */ `
+export const PUBLISH = graphql(`
   mutation DashboardPublish($system: System!) {
     publishPending(system: $system) {
       published
@@ -181,18 +129,9 @@ export const PUBLISH = /* GraphQL */ `
       waitingOnTransactions
     }
   }
-`;
-export interface Publish {
-  publishPending: {
-    published: number;
-    fromId: number | null;
-    toId: number | null;
-    cursor: number;
-    waitingOnTransactions: boolean;
-  };
-}
+`);
 
-export const MESSAGE_HISTORY = /* GraphQL */ `
+export const MESSAGE_HISTORY = graphql(`
   query DashboardMessageHistory($messageId: ID!) {
     messageHistory(messageId: $messageId) {
       attempt
@@ -206,23 +145,10 @@ export const MESSAGE_HISTORY = /* GraphQL */ `
       traceUrl
     }
   }
-`;
-export interface Attempt {
-  attempt: number;
-  round: number;
-  status: ProcessingStatus;
-  error: string | null;
-  processedAt: string;
-  durationMs: number | null;
-  consumerId: string;
-  traceId: string | null;
-  traceUrl: string | null;
-}
-export interface MessageHistory {
-  messageHistory: Attempt[];
-}
+`);
+export type Attempt = ResultOf<typeof MESSAGE_HISTORY>["messageHistory"][number];
 
-export const PROCESSING_EVENTS = /* GraphQL */ `
+export const PROCESSING_EVENTS = graphql(`
   subscription DashboardEvents {
     processingEvents {
       messageId
@@ -235,14 +161,6 @@ export const PROCESSING_EVENTS = /* GraphQL */ `
       at
     }
   }
-`;
-export interface ProcessingEvent {
-  messageId: string;
-  system: System | null;
-  orderId: number | null;
-  attempt: number;
-  round: number;
-  status: ProcessingStatus;
-  error: string | null;
-  at: string;
-}
+`);
+export type ProcessingEvent = ResultOf<typeof PROCESSING_EVENTS>["processingEvents"];
+export type ProcessingStatus = ProcessingEvent["status"];

@@ -1,7 +1,9 @@
 // The processingEvents subscription feeding the live model. Reconnects with the
 // new token when it changes; re-renders at most every FLUSH_MS.
+import { print } from "@0no-co/graphql.web";
 import { useCallback, useEffect, useRef, useState } from "preact/hooks";
 
+import type { ResultOf } from "../../client/graphql.ts";
 import { errorText, toApiError } from "./api.ts";
 import { useServices } from "./context.ts";
 import { createLiveModel, type LiveModel, recordEvent } from "./live.ts";
@@ -58,12 +60,12 @@ export function useLive(): Live {
       connected: () => !disposed && setConnection({ state: "live" }),
       closed: (reason) => !disposed && setConnection({ state: "reconnecting", reason }),
     });
-    const unsubscribe = client.subscribe<ProcessingEvent>(
-      { query: PROCESSING_EVENTS },
+    const unsubscribe = client.subscribe<ResultOf<typeof PROCESSING_EVENTS>>(
+      { query: print(PROCESSING_EVENTS) },
       {
         next(result) {
           if (result.errors?.length) return fail(errorText(toApiError(result.errors)));
-          const event = (result.data as { processingEvents?: ProcessingEvent } | null | undefined)?.processingEvents;
+          const event = result.data?.processingEvents;
           if (!event) return;
           recordEvent(model.current, event, Date.now());
           dirty.current = true;

@@ -3,22 +3,13 @@
 //   npm run watch -- [--url http://localhost:4000/graphql] [--system SYSTEM1] [--status DEAD_LETTERED] [--token T]
 import { parseArgs } from "node:util";
 
+import { print } from "graphql";
 import { createClient } from "graphql-ws";
 import WebSocket from "ws";
 
-import { PROCESSING_STATUSES, SYSTEMS } from "../../../common/contract.ts";
+import { PROCESSING_STATUSES, type ProcessingStatus, type System, SYSTEMS } from "../../../common/contract.ts";
+import type { ResultOf, VariablesOf } from "../../client/graphql.ts";
 import { WATCH as QUERY } from "./operations.ts";
-
-interface Event {
-  messageId: string;
-  system: string | null;
-  orderId: number | null;
-  attempt: number;
-  round: number;
-  status: string;
-  error: string | null;
-  at: string;
-}
 
 function usage(message: string): never {
   console.error(`watch: ${message}`);
@@ -41,11 +32,16 @@ function main(): void {
   } catch (err) {
     usage((err as Error).message);
   }
-  if (values.system && !(SYSTEMS as readonly string[]).includes(values.system))
-    usage(`--system must be one of ${SYSTEMS.join(", ")}`);
-  if (values.status && !(PROCESSING_STATUSES as readonly string[]).includes(values.status)) {
+  const oneOf = <T extends string>(list: readonly T[], value: string | undefined): value is T =>
+    (list as readonly string[]).includes(value ?? "");
+  if (values.system && !oneOf<System>(SYSTEMS, values.system)) usage(`--system must be one of ${SYSTEMS.join(", ")}`);
+  if (values.status && !oneOf<ProcessingStatus>(PROCESSING_STATUSES, values.status)) {
     usage(`--status must be one of ${PROCESSING_STATUSES.join(", ")}`);
   }
+  const variables: VariablesOf<typeof QUERY> = {
+    system: oneOf<System>(SYSTEMS, values.system) ? values.system : null,
+    status: oneOf<ProcessingStatus>(PROCESSING_STATUSES, values.status) ? values.status : null,
+  };
   let url: URL;
   try {
     url = new URL(values.url);
@@ -78,8 +74,8 @@ function main(): void {
     console.error(`\nwatch: ${total} events in ${seconds}s${parts ? `: ${parts}` : ""}`);
   };
 
-  const stop = client.subscribe<{ processingEvents: Event }>(
-    { query: QUERY, variables: { system: values.system ?? null, status: values.status ?? null } },
+  const stop = client.subscribe<ResultOf<typeof QUERY>>(
+    { query: print(QUERY), variables },
     {
       next: ({ data, errors }) => {
         if (errors?.length) {
