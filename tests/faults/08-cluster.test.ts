@@ -169,7 +169,8 @@ describe("8. RabbitMQ cluster", () => {
     // The same gateway process reconnects to the next node and publishes the rest.
     const again = await publishRetrying(w, "SYSTEM1");
     const resumedAfterMs = Date.now() - killedAt;
-    const cursorBefore = again.result.fromId - 1;
+    expect(again.result.fromId).not.toBeNull();
+    const cursorBefore = again.result.fromId! - 1;
     expect(cursorBefore).toBeGreaterThanOrEqual(cursorAtKill);
     expect(again.result).toMatchObject({ cursor: ORDERS, toId: ORDERS });
     expect(again.result.published).toBe(ORDERS - cursorBefore);
