@@ -51,55 +51,6 @@ export function createGql(port: number, token: string | undefined): { gql: Gql; 
   return { gql, close: () => agent.destroy() };
 }
 
-export const SEED = graphql(`
-  mutation Seed($system: System!, $count: Int!, $ratio: Float) {
-    seedOrders(system: $system, count: $count, securityCheckRatio: $ratio) {
-      inserted
-      firstId
-      lastId
-      securityCheckTrue
-    }
-  }
-`);
-
-export const PUBLISH = graphql(`
-  mutation Publish($system: System!) {
-    publishPending(system: $system) {
-      published
-      fromId
-      toId
-      cursor
-      waitingOnTransactions
-    }
-  }
-`);
-export type PublishResult = ResultOf<typeof PUBLISH>["publishPending"];
-
-export const STATS = graphql(`
-  query Stats {
-    pipelineStats {
-      queues {
-        name
-        messages
-        consumers
-      }
-      systems {
-        system
-        sourceRows
-        published
-        succeeded
-        deadLettered
-        inFlight
-        endputRows
-      }
-      attempts {
-        status
-        count
-      }
-    }
-  }
-`);
-
 /** The gateway is ready for the bench when this answers: it reads the broker, Redis and PostgreSQL. */
 export const READY = graphql(`
   query Ready {

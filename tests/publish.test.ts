@@ -6,6 +6,7 @@ import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { CONTRACT_VERSION, HEADERS, type OrderMessage } from "../common/contract.ts";
 import { cursorKey } from "../common/keys.ts";
 import { graphql } from "../gateway/client/graphql.ts";
+import { CURSORS, PUBLISH } from "../gateway/client/operations.ts";
 import { createTestEnv, type TestEnv, waitFor } from "./support/env.ts";
 import { typedGql } from "./typed-gql.ts";
 
@@ -27,27 +28,6 @@ const SEED = graphql(`
       firstId
       lastId
       securityCheckTrue
-    }
-  }
-`);
-const PUBLISH = graphql(`
-  mutation ($system: System!, $limit: Int) {
-    publishPending(system: $system, limit: $limit) {
-      system
-      published
-      fromId
-      toId
-      cursor
-      waitingOnTransactions
-    }
-  }
-`);
-const CURSORS = graphql(`
-  query {
-    cursors {
-      system
-      lastPublishedId
-      pending
     }
   }
 `);

@@ -8,6 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import WebSocket from "ws";
 
 import { graphql, type ResultOf } from "../gateway/client/graphql.ts";
+import { PIPELINE_STATS } from "../gateway/client/operations.ts";
 import { createTestEnv, type RunningConsumer, type TestEnv, waitFor } from "./support/env.ts";
 import { typedGql } from "./typed-gql.ts";
 
@@ -289,32 +290,7 @@ describe("paging arguments", () => {
 
 describe("pipelineStats", () => {
   it("reconciles each system and reports queue depths", async () => {
-    const r = await gql(
-      graphql(`
-        {
-          pipelineStats {
-            queues {
-              name
-              messages
-              consumers
-            }
-            systems {
-              system
-              sourceRows
-              published
-              succeeded
-              deadLettered
-              inFlight
-              endputRows
-            }
-            attempts {
-              status
-              count
-            }
-          }
-        }
-      `),
-    );
+    const r = await gql(PIPELINE_STATS);
     expect(r.errors).toBeUndefined();
     const s = r.data!.pipelineStats;
     const topo = env.broker.topology;

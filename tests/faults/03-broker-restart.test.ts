@@ -3,8 +3,8 @@
 // DEPENDENCY_UNAVAILABLE (rabbitmq) and leaves the cursor where it was.
 import { afterAll, describe, expect, it } from "vitest";
 
+import { PUBLISH } from "../../gateway/client/operations.ts";
 import { gqlOn } from "../typed-gql.ts";
-import { PUBLISH } from "./operations.ts";
 import { services } from "./support/fault-services.ts";
 import { expectInvariantHolds, waitDrained } from "./support/invariant.ts";
 import { attemptsDone, publishAll, seed, sleep } from "./support/ops.ts";

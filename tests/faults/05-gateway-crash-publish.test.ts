@@ -4,8 +4,8 @@
 import { afterAll, describe, expect, it } from "vitest";
 
 import { graphql } from "../../gateway/client/graphql.ts";
+import { PUBLISH } from "../../gateway/client/operations.ts";
 import { gqlOn } from "../typed-gql.ts";
-import { PUBLISH } from "./operations.ts";
 import { expectInvariantHolds, waitDrained } from "./support/invariant.ts";
 import { seed, sleep } from "./support/ops.ts";
 import { duplicatesSeen, readiness } from "./support/processes.ts";

@@ -7,8 +7,8 @@ import { Readable } from "node:stream";
 
 import { afterAll, describe, expect, it } from "vitest";
 
+import { CURSORS } from "../../gateway/client/operations.ts";
 import { gqlOn } from "../typed-gql.ts";
-import { CURSORS } from "./operations.ts";
 import { hostileMessages, type HostileRequest, hostileRequests } from "./support/hostile.ts";
 import { checkInvariant, readLog, waitDrained } from "./support/invariant.ts";
 import { publishAll, seed } from "./support/ops.ts";

@@ -5,6 +5,7 @@ import { afterAll, describe, expect, it } from "vitest";
 
 import { SYSTEMS } from "../../common/contract.ts";
 import { graphql } from "../../gateway/client/graphql.ts";
+import { PIPELINE_STATS } from "../../gateway/client/operations.ts";
 import { orderMessageId } from "../../gateway/src/services/message-id.ts";
 import { gqlOn } from "../typed-gql.ts";
 import { checkInvariant, waitDrained } from "./support/invariant.ts";
@@ -24,30 +25,6 @@ const HISTORY = graphql(`
       attempt
       status
       processedAt
-    }
-  }
-`);
-const STATS = graphql(`
-  {
-    pipelineStats {
-      queues {
-        name
-        messages
-        consumers
-      }
-      systems {
-        system
-        sourceRows
-        published
-        succeeded
-        deadLettered
-        inFlight
-        endputRows
-      }
-      attempts {
-        status
-        count
-      }
     }
   }
 `);
@@ -90,7 +67,7 @@ describe("7. load held", () => {
           const r =
             op === "messageHistory"
               ? await gqlOn(w, HISTORY, { id: orderMessageId(system, 1 + Math.floor(Math.random() * PER_SYSTEM)) }, 30_000)
-              : await gqlOn(w, STATS, undefined, 30_000);
+              : await gqlOn(w, PIPELINE_STATS, undefined, 30_000);
           latency[op].push(performance.now() - t0);
           if (r.status !== 200 || r.errors) errors.push(`${op} ${r.status} ${JSON.stringify(r.errors).slice(0, 200)}`);
         } catch (err) {

@@ -10,8 +10,8 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 
 import { assertTopology } from "../../common/topology.ts";
+import { PUBLISH } from "../../gateway/client/operations.ts";
 import { gqlOn } from "../typed-gql.ts";
-import { PUBLISH } from "./operations.ts";
 import { CLUSTER_BROKER, connectedNode, queueLeader, startingOn, timeToProgress } from "./support/cluster.ts";
 import { clusterServices, killClusterNode } from "./support/fault-services.ts";
 import { expectInvariantHolds, waitDrained } from "./support/invariant.ts";

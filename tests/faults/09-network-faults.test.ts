@@ -7,8 +7,8 @@
 // Each case ends with the full invariant; the report records the time to recover.
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 
+import { PUBLISH } from "../../gateway/client/operations.ts";
 import { gqlOn } from "../typed-gql.ts";
-import { PUBLISH } from "./operations.ts";
 import { timeToProgress } from "./support/cluster.ts";
 import { PORTS } from "./support/fault-services.ts";
 import { expectInvariantHolds, waitDrained } from "./support/invariant.ts";

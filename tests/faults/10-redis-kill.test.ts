@@ -7,8 +7,8 @@
 import { afterAll, describe, expect, it } from "vitest";
 
 import { publishLockKey } from "../../common/keys.ts";
+import { PUBLISH } from "../../gateway/client/operations.ts";
 import { gqlOn } from "../typed-gql.ts";
-import { PUBLISH } from "./operations.ts";
 import { killService, services } from "./support/fault-services.ts";
 import { expectInvariantHolds, waitDrained } from "./support/invariant.ts";
 import { attemptsDone, publishAll, seed, sleep } from "./support/ops.ts";

@@ -2,8 +2,8 @@
 import type { System } from "../../../common/contract.ts";
 import { counterKey } from "../../../common/keys.ts";
 import type { ResultOf } from "../../../gateway/client/graphql.ts";
+import { PUBLISH, SEED } from "../../../gateway/client/operations.ts";
 import { gqlOn } from "../../typed-gql.ts";
-import { PUBLISH, SEED } from "../operations.ts";
 import type { World } from "./world.ts";
 
 export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
