@@ -17,7 +17,17 @@ function usage(message: string): never {
   process.exit(2);
 }
 
-function main(): void {
+interface WatchOptions {
+  url: URL;
+  token: string | undefined;
+  variables: VariablesOf<typeof QUERY>;
+}
+
+const oneOf = <T extends string>(list: readonly T[], value: string | undefined): value is T =>
+  (list as readonly string[]).includes(value ?? "");
+
+/** The command line, checked: a bad one ends the process with the usage (exit 2). */
+function readOptions(): WatchOptions {
   let values;
   try {
     ({ values } = parseArgs({
@@ -32,16 +42,10 @@ function main(): void {
   } catch (err) {
     usage((err as Error).message);
   }
-  const oneOf = <T extends string>(list: readonly T[], value: string | undefined): value is T =>
-    (list as readonly string[]).includes(value ?? "");
   if (values.system && !oneOf<System>(SYSTEMS, values.system)) usage(`--system must be one of ${SYSTEMS.join(", ")}`);
   if (values.status && !oneOf<ProcessingStatus>(PROCESSING_STATUSES, values.status)) {
     usage(`--status must be one of ${PROCESSING_STATUSES.join(", ")}`);
   }
-  const variables: VariablesOf<typeof QUERY> = {
-    system: oneOf<System>(SYSTEMS, values.system) ? values.system : null,
-    status: oneOf<ProcessingStatus>(PROCESSING_STATUSES, values.status) ? values.status : null,
-  };
   let url: URL;
   try {
     url = new URL(values.url);
@@ -49,30 +53,54 @@ function main(): void {
     usage(`--url is not a URL: ${values.url}`);
   }
   url.protocol = url.protocol === "https:" ? "wss:" : "ws:";
+  const variables = {
+    system: oneOf<System>(SYSTEMS, values.system) ? values.system : null,
+    status: oneOf<ProcessingStatus>(PROCESSING_STATUSES, values.status) ? values.status : null,
+  };
+  return { url, token: values.token, variables };
+}
 
+type Event = ResultOf<typeof QUERY>["processingEvents"];
+
+/** One line per event: when, outcome, which order, which attempt, the message id and the error. */
+function eventLine(e: Event): string {
+  const where = e.system ? `${e.system}#${e.orderId}` : "unreadable";
+  const round = e.round > 0 ? ` round ${e.round}` : "";
+  return `${e.at}  ${e.status.padEnd(15)} ${where.padEnd(16)} attempt ${e.attempt}${round}  ${e.messageId}${e.error ? `  ${e.error}` : ""}`;
+}
+
+/** Counts events by outcome and prints the summary on exit. */
+function createTally() {
   const counts = new Map<string, number>();
   const started = Date.now();
+  return {
+    add: (e: Event) => counts.set(e.status, (counts.get(e.status) ?? 0) + 1),
+    print() {
+      const seconds = ((Date.now() - started) / 1000).toFixed(1);
+      const total = [...counts.values()].reduce((a, b) => a + b, 0);
+      const parts = [...counts].map(([k, v]) => `${k}=${v}`).join(" ");
+      console.error(`\nwatch: ${total} events in ${seconds}s${parts ? `: ${parts}` : ""}`);
+    },
+  };
+}
+
+function main(): void {
+  const { url, token, variables } = readOptions();
+  const tally = createTally();
   const client = createClient({
     url: url.toString(),
     webSocketImpl: WebSocket,
-    connectionParams: values.token ? { authorization: `Bearer ${values.token}` } : undefined,
+    connectionParams: token ? { authorization: `Bearer ${token}` } : undefined,
     retryAttempts: Infinity,
     shouldRetry: () => true,
     on: {
       connected: () =>
         console.error(
-          `watch: connected to ${url.toString()}${values.system ? `, system ${values.system}` : ""}${values.status ? `, status ${values.status}` : ""}`,
+          `watch: connected to ${url.toString()}${variables.system ? `, system ${variables.system}` : ""}${variables.status ? `, status ${variables.status}` : ""}`,
         ),
       closed: () => console.error("watch: connection closed; retrying"),
     },
   });
-
-  const summary = () => {
-    const seconds = ((Date.now() - started) / 1000).toFixed(1);
-    const total = [...counts.values()].reduce((a, b) => a + b, 0);
-    const parts = [...counts].map(([k, v]) => `${k}=${v}`).join(" ");
-    console.error(`\nwatch: ${total} events in ${seconds}s${parts ? `: ${parts}` : ""}`);
-  };
 
   const stop = client.subscribe<ResultOf<typeof QUERY>>(
     { query: print(QUERY), variables },
@@ -82,21 +110,16 @@ function main(): void {
           console.error(`watch: ${errors.map((e) => e.message).join("; ")}`);
           return;
         }
-        const e = data!.processingEvents;
-        counts.set(e.status, (counts.get(e.status) ?? 0) + 1);
-        const where = e.system ? `${e.system}#${e.orderId}` : "unreadable";
-        const round = e.round > 0 ? ` round ${e.round}` : "";
-        console.log(
-          `${e.at}  ${e.status.padEnd(15)} ${where.padEnd(16)} attempt ${e.attempt}${round}  ${e.messageId}${e.error ? `  ${e.error}` : ""}`,
-        );
+        tally.add(data!.processingEvents);
+        console.log(eventLine(data!.processingEvents));
       },
       error: (err) => {
         console.error(`watch: ${err instanceof Error ? err.message : JSON.stringify(err)}`);
-        summary();
+        tally.print();
         process.exit(1);
       },
       complete: () => {
-        summary();
+        tally.print();
         process.exit(0);
       },
     },
@@ -106,7 +129,7 @@ function main(): void {
     process.on(signal, () => {
       stop();
       void client.dispose();
-      summary();
+      tally.print();
       process.exit(0);
     });
   }
