@@ -63,6 +63,8 @@ describe("5. gateway crash during publish", () => {
     expect(again.errors).toBeUndefined();
     // No row skipped: the second publish starts right after the confirmed cursor and reaches the end.
     expect(again.data!.publishPending).toEqual({
+      system: "SYSTEM1",
+      waitingOnTransactions: false,
       published: ORDERS - cursorAtKill,
       cursor: ORDERS,
       fromId: cursorAtKill + 1,
