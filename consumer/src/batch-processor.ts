@@ -92,18 +92,15 @@ interface Context {
   logContext: LogContext;
 }
 
-export function createBatchProcessor(deps: {
-  config: Config;
-  logger: Logger;
-  endput: EndputClient;
-  log: AttemptLog;
-  redis: Redis;
-  redeliveries: RedeliveryCounter;
+/** What a processor is given: the stores and observers of Context; tests may give their own `decide`. */
+type ProcessorDeps = Pick<Context, "config" | "logger" | "endput" | "log" | "redis" | "redeliveries"> & {
   metrics?: ConsumerMetrics | undefined;
   tracing?: Tracing;
   /** What to do with one delivery (decide.ts); tests give one that fails on a chosen message. */
   decide?: typeof decide | undefined;
-}): BatchProcessor {
+};
+
+export function createBatchProcessor(deps: ProcessorDeps): BatchProcessor {
   const { config, logger, metrics, log } = deps;
   const ctx: Context = {
     ...deps,
