@@ -10,6 +10,7 @@ import { parse } from "yaml";
 import { createHealthServer } from "../common/http-health.ts";
 import { createConsumerMetrics } from "../consumer/src/metrics.ts";
 import { graphql } from "../gateway/client/graphql.ts";
+import { SEED } from "../gateway/client/operations.ts";
 import { closeServer, listen } from "./support/browser.ts";
 import { createTestEnv, type TestEnv, waitFor } from "./support/env.ts";
 import { gqlOn } from "./typed-gql.ts";
@@ -80,20 +81,7 @@ describe("docs/alerts.yml", () => {
     const gatewayBase = await listen(e.gateway.server);
 
     // Ten rows, five published: five pending; the published false orders dead-letter on their only attempt.
-    expect(
-      (
-        await gqlOn(
-          e,
-          graphql(`
-            mutation {
-              seedOrders(system: SYSTEM1, count: 10, securityCheckRatio: 0) {
-                inserted
-              }
-            }
-          `),
-        )
-      ).errors,
-    ).toBeUndefined();
+    expect((await gqlOn(e, SEED, { system: "SYSTEM1", count: 10, ratio: 0 })).errors).toBeUndefined();
     const publish = await gqlOn(
       e,
       graphql(`

@@ -3,6 +3,7 @@
 import { afterEach, describe, expect, it } from "vitest";
 
 import { graphql } from "../gateway/client/graphql.ts";
+import { SEED } from "../gateway/client/operations.ts";
 import { createTestEnv, type Overrides, type TestEnv, waitFor } from "./support/env.ts";
 import { gqlOn } from "./typed-gql.ts";
 
@@ -42,16 +43,7 @@ describe("consumer health and metrics", () => {
     expect(series.length).toBeGreaterThan(0);
     expect(series.every((v) => v === 0)).toBe(true);
     expect(before).toMatch(/^tentativa_messages_processed_total\{status="DEAD_LETTERED",system="SYSTEM1"\} 0$/m);
-    await gqlOn(
-      e,
-      graphql(`
-        mutation {
-          seedOrders(system: SYSTEM1, count: 20, securityCheckRatio: 0.5) {
-            inserted
-          }
-        }
-      `),
-    );
+    await gqlOn(e, SEED, { system: "SYSTEM1", count: 20, ratio: 0.5 });
     await gqlOn(
       e,
       graphql(`

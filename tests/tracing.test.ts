@@ -14,6 +14,7 @@ import type { LogDocument } from "../common/attempt-log.ts";
 import { ConfigError, readConfig } from "../common/config.ts";
 import type { SpanRecord } from "../common/tracing-sdk.ts";
 import { graphql, type ResultOf, type TadaDocumentNode, type VariablesOf } from "../gateway/client/graphql.ts";
+import { SEED } from "../gateway/client/operations.ts";
 import { fractionOf, orderMessageId } from "../gateway/src/services/message-id.ts";
 import { type BrowserSession, listen, openBrowser, poll } from "./support/browser.ts";
 import { createTestEnv, type TestEnv, waitFor } from "./support/env.ts";
@@ -135,26 +136,8 @@ describe("tracing", () => {
     const [gateway, consumer] = await Promise.all([launch(e, "gateway"), launch(e, "consumer")]);
 
     // Ids 1..20 are true orders, 21 a false one; requiredAttempts follows from the message id.
-    await gql(
-      gateway,
-      graphql(`
-        mutation {
-          seedOrders(system: SYSTEM1, count: 20, securityCheckRatio: 1) {
-            inserted
-          }
-        }
-      `),
-    );
-    await gql(
-      gateway,
-      graphql(`
-        mutation {
-          seedOrders(system: SYSTEM1, count: 1, securityCheckRatio: 0) {
-            inserted
-          }
-        }
-      `),
-    );
+    await gql(gateway, SEED, { system: "SYSTEM1", count: 20, ratio: 1 });
+    await gql(gateway, SEED, { system: "SYSTEM1", count: 1, ratio: 0 });
     const needs = (id: number) => 1 + Math.floor(fractionOf(orderMessageId("SYSTEM1", id)) * MAX_ATTEMPTS);
     const threeAttempts = Array.from({ length: 20 }, (_, i) => i + 1).find((id) => needs(id) === 3)!;
     expect(threeAttempts).toBeDefined();
