@@ -5,23 +5,13 @@
 // CPU profile) the way it does in production.
 import fs from "node:fs";
 
-import { launch } from "../tests/support/world/launcher.ts";
+import { LAUNCH,launch } from "../tests/support/world/launcher.ts";
 
-export { freePort, killChildren, ROOT } from "../tests/support/world/launcher.ts";
+export { freePort, killChildren, LAUNCH, ROOT } from "../tests/support/world/launcher.ts";
 
 export type Script = "gateway/src/main.ts" | "consumer/src/main.ts";
+const kindOf = (script: Script) => (script === "gateway/src/main.ts" ? "gateway" : "consumer");
 
-/**
- * How each process is launched: keep it equal to scripts/start.sh and the Dockerfile. The gateway's
- * heap limits and malloc arenas are measured in BENCHMARKS.md (gateway memory while publishing).
- */
-export const LAUNCH: Record<Script, { nodeArgs: readonly string[]; env: Record<string, string> }> = {
-  "gateway/src/main.ts": {
-    nodeArgs: ["--max-semi-space-size=8", "--max-old-space-size=128", "--import", "./common/tracing-preload.ts"],
-    env: { MALLOC_ARENA_MAX: "2" },
-  },
-  "consumer/src/main.ts": { nodeArgs: ["--import", "./common/tracing-preload.ts"], env: {} },
-};
 
 export interface Child {
   name: string;
@@ -37,7 +27,7 @@ export interface Child {
 export async function startChild(opts: {
   name: string;
   script: Script;
-  /** Replaces LAUNCH[script].nodeArgs (experiments). */
+  /** Replaces LAUNCH's node flags for the script (experiments). */
   nodeArgs?: readonly string[];
   env: Record<string, string | undefined>;
   port: number;
@@ -48,15 +38,16 @@ export async function startChild(opts: {
   ready: (port: number) => Promise<boolean>;
   timeoutMs?: number;
 }): Promise<Child> {
-  const args = [...(opts.nodeArgs ?? LAUNCH[opts.script].nodeArgs)];
+  const kind = kindOf(opts.script);
+  const args = [...(opts.nodeArgs ?? LAUNCH[kind].nodeArgs)];
   if (opts.cpuProfDir) {
     fs.mkdirSync(opts.cpuProfDir, { recursive: true });
     args.push("--cpu-prof", "--cpu-prof-dir", opts.cpuProfDir, "--cpu-prof-name", `${opts.name}.cpuprofile`);
   }
   const child = await launch({
-    kind: opts.script === "gateway/src/main.ts" ? "gateway" : "consumer",
+    kind,
     name: opts.name,
-    settings: { ...LAUNCH[opts.script].env, ...opts.env },
+    settings: opts.env,
     port: opts.port,
     logDir: opts.logDir,
     nodeArgs: args,

@@ -35,7 +35,7 @@ export function scaledNotes(o: Options): string[] {
 }
 
 function launchLine(o: Options): string {
-  const { nodeArgs, env } = LAUNCH["gateway/src/main.ts"];
+  const { nodeArgs, env } = LAUNCH.gateway;
   const vars = Object.entries(env).map(([k, v]) => `${k}=${v} `);
   return `${vars.join("")}node ${(o.gatewayNodeArgs ?? nodeArgs).join(" ")} gateway/src/main.ts`;
 }

@@ -9,6 +9,7 @@ import { parse } from "yaml";
 
 import { type Env, readConfig } from "../common/config.ts";
 import { anonymousExposure } from "../gateway/src/exposure.ts";
+import { ENTRY, LAUNCH } from "./support/world/launcher.ts";
 
 interface Service {
   image?: string;
@@ -330,5 +331,44 @@ describe("Dockerfile", () => {
       .map((l) => l.trim().replace(/^\/|\/$/g, ""));
     for (const entry of ["node_modules", ".local", ".git", "common/prisma/source", "common/prisma/endput"])
       expect(ignored).toContain(entry);
+  });
+});
+
+// The flags the fault suite, the tests and the bench launch with (tests/support/world/launcher.ts)
+// are the ones each deployment runs: a gateway started without its heap limits behaves
+// differently under hostile requests than the one the suite measured.
+describe("launch recipe", () => {
+  const argv = (kind: keyof typeof LAUNCH) => ["node", ...LAUNCH[kind].nodeArgs, ENTRY[kind]];
+
+  it("is the Dockerfile's command and environment", () => {
+    const dockerfile = read("Dockerfile");
+    const cmd = dockerfile.split("\n").find((l) => l.startsWith("CMD "));
+    expect(JSON.parse(cmd!.slice(4))).toEqual(argv("gateway"));
+    for (const [key, value] of Object.entries(LAUNCH.gateway.env)) expect(dockerfile).toMatch(new RegExp(`\\b${key}=${value}\\b`));
+  });
+
+  it("is compose's command for each app service", () => {
+    for (const kind of APPS) expect(services[kind]?.command, kind).toEqual(argv(kind));
+  });
+
+  it("is what scripts/start.sh runs", () => {
+    const script = read("scripts/start.sh");
+    const array = (name: string) => {
+      const m = new RegExp(`^${name}=\\((.*)\\)$`, "m").exec(script);
+      return m ? m[1]!.split(/\s+/) : [];
+    };
+    const expand = (words: string) =>
+      words.split(/\s+/).flatMap((w) => {
+        const ref = /^"\$\{(\w+)\[@\]\}"$/.exec(w);
+        return ref ? array(ref[1]!) : [w];
+      });
+    for (const kind of APPS) {
+      const line = script.split("\n").find((l) => l.startsWith(`run ${kind} `));
+      const m = /^run \w+ \d+ (?:env ((?:\w+=\S+ )*))?(node .*)$/.exec(line ?? "");
+      expect(m, `start.sh's run line for the ${kind}`).not.toBeNull();
+      expect(expand(m![2]!), kind).toEqual(argv(kind));
+      const vars = Object.fromEntries((m![1] ?? "").trim().split(/\s+/).filter(Boolean).map((v) => v.split("=")));
+      expect(vars, kind).toEqual(LAUNCH[kind].env);
+    }
   });
 });

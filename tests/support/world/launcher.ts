@@ -17,6 +17,19 @@ export type Kind = "gateway" | "consumer";
 
 export const ENTRY: Record<Kind, string> = { gateway: "gateway/src/main.ts", consumer: "consumer/src/main.ts" };
 
+/**
+ * How each process is launched in production: scripts/start.sh and the Dockerfile use the same
+ * flags (tests/launch-recipe.test.ts holds them equal). The gateway's heap limits and malloc
+ * arenas keep it under 200 MB while it publishes (BENCHMARKS.md, gateway memory while publishing).
+ */
+export const LAUNCH: Record<Kind, { nodeArgs: readonly string[]; env: Record<string, string> }> = {
+  gateway: {
+    nodeArgs: ["--max-semi-space-size=8", "--max-old-space-size=128", "--import", "./common/tracing-preload.ts"],
+    env: { MALLOC_ARENA_MAX: "2" },
+  },
+  consumer: { nodeArgs: ["--import", "./common/tracing-preload.ts"], env: {} },
+};
+
 export interface LaunchOptions {
   kind: Kind;
   /** Names the log file, `<logDir>/<name>.log`. */
@@ -25,7 +38,7 @@ export interface LaunchOptions {
   logDir: string;
   /** The HTTP port; GATEWAY_PORT or CONSUMER_PORT is set to it. Default: a free one. */
   port?: number;
-  /** Node's own flags before the entry script (preloads, heap limits, --cpu-prof). */
+  /** Node's own flags before the entry script; default LAUNCH[kind].nodeArgs, as production runs it. */
   nodeArgs?: readonly string[];
   /**
    * When the process counts as started: a path that must answer 200 (default `/readyz`),
@@ -98,9 +111,10 @@ export async function launch(opts: LaunchOptions): Promise<Child> {
   const fd = fs.openSync(logFile, "a");
   fs.writeSync(fd, `=== ${new Date().toISOString()} start ${opts.kind} ${opts.name}\n`);
   const portKey = opts.kind === "gateway" ? "GATEWAY_PORT" : "CONSUMER_PORT";
-  const proc = spawn(process.execPath, [...(opts.nodeArgs ?? []), ENTRY[opts.kind]], {
+  const nodeArgs = opts.nodeArgs ?? LAUNCH[opts.kind].nodeArgs;
+  const proc = spawn(process.execPath, [...nodeArgs, ENTRY[opts.kind]], {
     cwd: ROOT,
-    env: childEnvironment({ ...opts.settings, [portKey]: String(port) }),
+    env: childEnvironment({ ...LAUNCH[opts.kind].env, ...opts.settings, [portKey]: String(port) }),
     stdio: ["ignore", fd, fd],
   });
   fs.closeSync(fd);
