@@ -350,8 +350,12 @@ export const COSTLY_KINDS = [
 ] as const;
 export type CostlyKind = (typeof COSTLY_KINDS)[number];
 
-/** `perKind` requests of every kind in COSTLY_KINDS, interleaved; each must be refused before it runs. */
-export function costlyRequests(perKind: number, maxBodyBytes: number, seed = 8): HostileRequest[] {
+/**
+ * `perKind` requests of every kind in COSTLY_KINDS, interleaved; each must be refused before it
+ * runs. Built one at a time as they are taken: held all at once, the megabyte ones alone would
+ * be 200 MB in the sender, whose own garbage collection would then be timed as the gateway's.
+ */
+export function* costlyRequests(perKind: number, maxBodyBytes: number, seed = 8): Generator<HostileRequest> {
   const rnd = prng(seed);
   const post = (kind: CostlyKind, body: unknown): HostileRequest => ({
     kind,
@@ -398,7 +402,5 @@ export function costlyRequests(perKind: number, maxBodyBytes: number, seed = 8):
       return post("megabyte-of-tokens", { query: `{ k${Math.floor(rnd() * 1e9)}: cursors { system }${filler} }` });
     },
   };
-  const out: HostileRequest[] = [];
-  for (let i = 0; i < perKind; i++) for (const kind of COSTLY_KINDS) out.push(makers[kind]());
-  return out;
+  for (let i = 0; i < perKind; i++) for (const kind of COSTLY_KINDS) yield makers[kind]();
 }
