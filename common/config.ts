@@ -74,6 +74,7 @@ const schema = z.object({
   CONSUMER_PORT: int(0, 65535).default(9464),
   MAX_MESSAGE_BYTES: int(256, 128 * 1024 * 1024).default(64 * 1024),
   CONSUMER_MAX_REDELIVERIES: int(1, 1000).default(10),
+  CONSUMER_NICE: int(0, 19).default(10),
 
   GATEWAY_HOST: z.string().min(1).default("127.0.0.1"),
   GATEWAY_PORT: int(0, 65535).default(4000),
@@ -166,6 +167,8 @@ function build(e: z.output<typeof schema>) {
       maxMessageBytes: e.MAX_MESSAGE_BYTES,
       /** A copy redelivered more often than this is dead-lettered as REJECTED. */
       maxRedeliveries: e.CONSUMER_MAX_REDELIVERIES,
+      /** The consumer's CPU niceness: on a shared host the gateway's requests go before batch work. */
+      nice: e.CONSUMER_NICE,
     },
     gateway: {
       host: e.GATEWAY_HOST,

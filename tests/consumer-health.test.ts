@@ -1,5 +1,7 @@
 // The consumer process's /healthz, /readyz and /metrics: consumer/src/main.ts itself, started
 // as a child on this test's databases and names, probed over HTTP.
+import { readFileSync } from "node:fs";
+
 import { afterEach, describe, expect, it } from "vitest";
 
 import { graphql } from "../gateway/client/graphql.ts";
@@ -21,10 +23,23 @@ async function startConsumerProcess(e: TestEnv, more: Overrides = {}) {
       (r) => r.status,
       () => 0,
     );
-  return { base: child.url, status, output: child.output };
+  return { base: child.url, status, output: child.output, pid: child.pid };
 }
 
+/** A process's nice value, field 19 of /proc/<pid>/stat (after the parenthesised command name). */
+const niceOf = (pid: number) => Number(readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]!.split(" ")[16]);
+
 describe("consumer health and metrics", () => {
+  it("runs below the gateway's CPU priority, as CONSUMER_NICE says", async () => {
+    env = await createTestEnv();
+    const e = env;
+    expect(niceOf(process.pid)).toBe(0);
+    const lowered = await startConsumerProcess(e);
+    expect(niceOf(lowered.pid)).toBe(10);
+    const equal = await startConsumerProcess(e, { CONSUMER_ID: `health-equal-${e.id}`, CONSUMER_NICE: "0" });
+    expect(niceOf(equal.pid)).toBe(0);
+  });
+
   it("exposes processing series whose values move", async () => {
     env = await createTestEnv({ RETRY_DELAY_MS: "100", MAX_ATTEMPTS: "2" });
     const e = env;

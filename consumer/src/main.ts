@@ -13,9 +13,11 @@ import { createEndputClient, createMongo, createRedis } from "../../common/store
 import { startTracing } from "../../common/tracing.ts";
 import { createConsumer } from "./consumer.ts";
 import { createConsumerMetrics } from "./metrics.ts";
+import { lowerPriority } from "./priority.ts";
 
 async function main(config: Config): Promise<void> {
   const logger = createLogger(config, "consumer");
+  lowerPriority(config.consumer.nice, logger);
   const releasers = createReleasers(logger);
   // Started first, so it is released last and flushes the spans of the final batches.
   const tracing = await startTracing(config, "consumer", logger);
