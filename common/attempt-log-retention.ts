@@ -12,14 +12,21 @@ export type RetentionMode = "ttl-index" | "sweeper";
 /** A sweep may take at most 1/SWEEP_DUTY_FACTOR of the time between sweeps. */
 const SWEEP_DUTY_FACTOR = 50;
 
-/** Creates the TTL index where the server takes one (and the configuration allows it); says which mode results. */
+/** The sweeper's index, where the server answers range queries from indexes (not FerretDB). */
+export const SWEEP_INDEX = "expiresAt";
+
+/**
+ * Creates the TTL index where the server takes one (and the configuration allows it), else the
+ * sweeper's index if `sweepIndex`; says which mode results.
+ */
 export async function ensureRetention(
   collection: Pick<Collection, "createIndex">,
   config: Config,
   logger: Logger,
+  opts: { sweepIndex: boolean },
 ): Promise<RetentionMode> {
   if (await serverSupportsTtl(collection, config, logger)) return "ttl-index";
-  await collection.createIndex({ expiresAt: 1 }, { name: "expiresAt" });
+  if (opts.sweepIndex) await collection.createIndex({ expiresAt: 1 }, { name: SWEEP_INDEX });
   return "sweeper";
 }
 

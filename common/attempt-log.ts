@@ -15,10 +15,10 @@
 // until it is redriven or discarded (attempt-log-retention.ts deletes expired ones).
 import { type Collection, type Db, MongoBulkWriteError, MongoServerError, ObjectId } from "mongodb";
 
-import { ensureRetention, type RetentionMode, scheduleSweeps } from "./attempt-log-retention.ts";
+import { ensureRetention, type RetentionMode, scheduleSweeps, SWEEP_INDEX } from "./attempt-log-retention.ts";
 import type { Config } from "./config.ts";
 import type { ProcessingStatus, System } from "./contract.ts";
-import { indexFerretBackend } from "./ferretdb-indexes.ts";
+import { indexFerretBackend, isFerretDB } from "./ferretdb-indexes.ts";
 import type { Logger } from "./logger.ts";
 
 export type { RetentionMode } from "./attempt-log-retention.ts";
@@ -183,6 +183,17 @@ async function claimAttempts(collection: Collection<LogDocument>, docs: LogDocum
   return owners;
 }
 
+/** The indexes MongoDB answers the log's lookups from: Order.history, messages by status. */
+const QUERY_INDEXES = [
+  { key: { system: 1, orderId: 1 }, name: "system_order" },
+  { key: { status: 1, _id: -1 }, name: "status_recent" },
+] as const;
+
+async function dropIndexes(collection: Collection<LogDocument>, names: readonly string[]): Promise<void> {
+  const present = new Set((await collection.indexes()).map((i) => i.name));
+  for (const name of names) if (present.has(name)) await collection.dropIndex(name);
+}
+
 export function createAttemptLog(opts: { db: Db; config: Config; logger: Logger }): AttemptLog {
   const { db, config, logger } = opts;
   const collection = db.collection<LogDocument>(LOG_COLLECTION);
@@ -199,9 +210,12 @@ export function createAttemptLog(opts: { db: Db; config: Config; logger: Logger 
     collection,
     async ensureIndexes() {
       await collection.createIndex({ messageId: 1, round: 1, attempt: 1, status: 1 }, { name: "message_attempt", unique: true });
-      await collection.createIndex({ system: 1, orderId: 1 }, { name: "system_order" });
-      await collection.createIndex({ status: 1, _id: -1 }, { name: "status_recent" });
-      mode = await ensureRetention(collection, config, logger);
+      const ferretdb = await isFerretDB(db);
+      // FerretDB answers no query from a btree index (ferretdb-indexes.ts) and each one costs
+      // every log write: there only the unique one above, and earlier versions' are dropped.
+      if (ferretdb) await dropIndexes(collection, [...QUERY_INDEXES.map((i) => i.name), SWEEP_INDEX]);
+      else for (const { key, name } of QUERY_INDEXES) await collection.createIndex(key, { name });
+      mode = await ensureRetention(collection, config, logger, { sweepIndex: !ferretdb });
       const backendUrl = config.mongo.ferretdbBackendUrl;
       await indexFerretBackend({ db, collection: LOG_COLLECTION, fields: ["messageId", "orderId"], backendUrl, logger });
       return mode;

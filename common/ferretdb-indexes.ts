@@ -2,13 +2,22 @@
 //
 // FerretDB keeps its indexes but does not use them for queries: it pushes a
 // top-level equality down as `_jsonb->'field' @> value`, which only a GIN index
-// on that expression serves. Given its PostgreSQL backend, add those indexes so
-// that messageHistory and Order.history stop scanning the whole log.
+// on that expression serves, and filters everything else (ranges, $in, sorts) in
+// its own process. Its btree indexes still cost every insert and update; the
+// attempt log creates there only the unique one that makes claims exclusive.
+// Given its PostgreSQL backend, add GIN indexes so that messageHistory and
+// Order.history stop scanning the whole log.
 import type { Db } from "mongodb";
 import pg from "pg";
 
 import { errorMessage } from "./errors.ts";
 import type { Logger } from "./logger.ts";
+
+/** Whether `db` is served by FerretDB rather than MongoDB. */
+export async function isFerretDB(db: Db): Promise<boolean> {
+  const info = await db.admin().command({ buildInfo: 1 });
+  return "ferretdbVersion" in info;
+}
 
 /** Adds GIN lookup indexes on `fields` of `collection` when `db` is served by FerretDB over `backendUrl`. */
 export async function indexFerretBackend(opts: {
@@ -20,8 +29,7 @@ export async function indexFerretBackend(opts: {
 }): Promise<void> {
   const { db, logger } = opts;
   if (!opts.backendUrl) return;
-  const info = await db.admin().command({ buildInfo: 1 });
-  if (!("ferretdbVersion" in info)) return;
+  if (!(await isFerretDB(db))) return;
   const client = new pg.Client({ connectionString: opts.backendUrl, connectionTimeoutMillis: 3000 });
   try {
     await client.connect();
