@@ -351,6 +351,14 @@ describe("launch recipe", () => {
     for (const kind of APPS) expect(services[kind]?.command, kind).toEqual(argv(kind));
   });
 
+  it("is what npm run gateway and npm run consumer run", () => {
+    const { scripts } = JSON.parse(read("package.json")) as { scripts: Record<string, string> };
+    for (const kind of APPS) {
+      const vars = Object.entries(LAUNCH[kind].env).map(([k, v]) => `${k}=${v} `);
+      expect(scripts[kind], kind).toBe(`${vars.join("")}${argv(kind).join(" ")}`);
+    }
+  });
+
   it("is what scripts/start.sh runs", () => {
     const script = read("scripts/start.sh");
     const array = (name: string) => {
