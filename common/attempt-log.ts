@@ -198,6 +198,8 @@ export function createAttemptLog(opts: { db: Db; config: Config; logger: Logger 
   const { db, config, logger } = opts;
   const collection = db.collection<LogDocument>(LOG_COLLECTION);
   let mode: RetentionMode = "sweeper";
+  // Set by ensureIndexes. FerretDB pushes down equalities but not $in (ferretdb-indexes.ts).
+  let equalitiesOnly = false;
   const ttlMs = config.mongo.ttlSeconds * 1000;
 
   async function sweep(now = new Date()) {
@@ -211,6 +213,7 @@ export function createAttemptLog(opts: { db: Db; config: Config; logger: Logger 
     async ensureIndexes() {
       await collection.createIndex({ messageId: 1, round: 1, attempt: 1, status: 1 }, { name: "message_attempt", unique: true });
       const ferretdb = await isFerretDB(db);
+      equalitiesOnly = ferretdb;
       // FerretDB answers no query from a btree index (ferretdb-indexes.ts) and each one costs
       // every log write: there only the unique one above, and earlier versions' are dropped.
       if (ferretdb) await dropIndexes(collection, [...QUERY_INDEXES.map((i) => i.name), SWEEP_INDEX]);
@@ -254,6 +257,12 @@ export function createAttemptLog(opts: { db: Db; config: Config; logger: Logger 
     },
     async historyForOrders(keys) {
       if (keys.length === 0) return [];
+      // On FerretDB, `orderId: { $in }` would be filtered in its own process after reading every
+      // document of the system: one indexed equality per order instead.
+      if (equalitiesOnly) {
+        const parts = await eachLimited(keys, PER_MESSAGE_WIDTH, ({ system, orderId }) => collection.find({ system, orderId }).toArray());
+        return parts.flat().sort(byProcessingOrder);
+      }
       const bySystem = new Map<System, number[]>();
       for (const k of keys) bySystem.set(k.system, [...(bySystem.get(k.system) ?? []), k.orderId]);
       const parts = await Promise.all(

@@ -2,11 +2,11 @@
 // (used where mongod is not installed) answers with its PostgreSQL backend's plan,
 // where the lookup indexes added on the backend show as index scans, and the
 // status filter, which has none there, is at least pushed down.
-import type { Filter } from "mongodb";
+import { type Filter, MongoClient } from "mongodb";
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 
-import type { LogDocument } from "../common/attempt-log.ts";
+import { createAttemptLog, type LogDocument } from "../common/attempt-log.ts";
 import { createTestEnv, type TestEnv } from "./support/env.ts";
 import { probeLogServer } from "./support/server-kind.ts";
 
@@ -52,6 +52,24 @@ describe("attempt log lookups", () => {
   ])("%s use an index", async (_name, filter) => {
     const plan = await env.log.collection.find(filter).explain();
     expect(usesIndex(plan)).toBe(true);
+  });
+
+  it("Order.history for a page of orders looks each one up through an index", async () => {
+    const client = new MongoClient(env.config.mongo.url, { monitorCommands: true });
+    const filters: Filter<LogDocument>[] = [];
+    client.on("commandStarted", (ev) => {
+      if (ev.commandName === "find") filters.push(ev.command.filter as Filter<LogDocument>);
+    });
+    try {
+      const log = createAttemptLog({ db: client.db(env.config.mongo.database), config: env.config, logger: env.logger });
+      await log.ensureIndexes();
+      const docs = await log.historyForOrders([3, 4, 5].map((orderId) => ({ system: "SYSTEM1" as const, orderId })));
+      expect(docs.map((d) => d.orderId).sort()).toEqual([3, 4, 5]);
+      expect(filters.length).toBeGreaterThan(0);
+      for (const filter of filters) expect(usesIndex(await env.log.collection.find(filter).explain()), JSON.stringify(filter)).toBe(true);
+    } finally {
+      await client.close();
+    }
   });
 
   it.runIf(server.ferretdb)("on FerretDB, messages by status push their filter down to PostgreSQL", async () => {
