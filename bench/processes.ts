@@ -5,13 +5,12 @@
 // CPU profile) the way it does in production.
 import fs from "node:fs";
 
-import { LAUNCH,launch } from "../tests/support/world/launcher.ts";
+import { LAUNCH, launch } from "../tests/support/world/launcher.ts";
 
 export { freePort, killChildren, LAUNCH, ROOT } from "../tests/support/world/launcher.ts";
 
 export type Script = "gateway/src/main.ts" | "consumer/src/main.ts";
 const kindOf = (script: Script) => (script === "gateway/src/main.ts" ? "gateway" : "consumer");
-
 
 export interface Child {
   name: string;

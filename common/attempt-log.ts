@@ -260,7 +260,9 @@ export function createAttemptLog(opts: { db: Db; config: Config; logger: Logger 
       // On FerretDB, `orderId: { $in }` would be filtered in its own process after reading every
       // document of the system: one indexed equality per order instead.
       if (equalitiesOnly) {
-        const parts = await eachLimited(keys, PER_MESSAGE_WIDTH, ({ system, orderId }) => collection.find({ system, orderId }).toArray());
+        const parts = await eachLimited(keys, PER_MESSAGE_WIDTH, ({ system, orderId }) =>
+          collection.find({ system, orderId }).toArray(),
+        );
         return parts.flat().sort(byProcessingOrder);
       }
       const bySystem = new Map<System, number[]>();

@@ -344,7 +344,8 @@ describe("launch recipe", () => {
     const dockerfile = read("Dockerfile");
     const cmd = dockerfile.split("\n").find((l) => l.startsWith("CMD "));
     expect(JSON.parse(cmd!.slice(4))).toEqual(argv("gateway"));
-    for (const [key, value] of Object.entries(LAUNCH.gateway.env)) expect(dockerfile).toMatch(new RegExp(`\\b${key}=${value}\\b`));
+    for (const [key, value] of Object.entries(LAUNCH.gateway.env))
+      expect(dockerfile).toMatch(new RegExp(`\\b${key}=${value}\\b`));
   });
 
   it("is compose's command for each app service", () => {
@@ -375,7 +376,13 @@ describe("launch recipe", () => {
       const m = /^run \w+ \d+ (?:env ((?:\w+=\S+ )*))?(node .*)$/.exec(line ?? "");
       expect(m, `start.sh's run line for the ${kind}`).not.toBeNull();
       expect(expand(m![2]!), kind).toEqual(argv(kind));
-      const vars = Object.fromEntries((m![1] ?? "").trim().split(/\s+/).filter(Boolean).map((v) => v.split("=")));
+      const vars = Object.fromEntries(
+        (m![1] ?? "")
+          .trim()
+          .split(/\s+/)
+          .filter(Boolean)
+          .map((v) => v.split("=")),
+      );
       expect(vars, kind).toEqual(LAUNCH[kind].env);
     }
   });

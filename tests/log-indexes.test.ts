@@ -66,7 +66,8 @@ describe("attempt log lookups", () => {
       const docs = await log.historyForOrders([3, 4, 5].map((orderId) => ({ system: "SYSTEM1" as const, orderId })));
       expect(docs.map((d) => d.orderId).sort()).toEqual([3, 4, 5]);
       expect(filters.length).toBeGreaterThan(0);
-      for (const filter of filters) expect(usesIndex(await env.log.collection.find(filter).explain()), JSON.stringify(filter)).toBe(true);
+      for (const filter of filters)
+        expect(usesIndex(await env.log.collection.find(filter).explain()), JSON.stringify(filter)).toBe(true);
     } finally {
       await client.close();
     }
