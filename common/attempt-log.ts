@@ -183,15 +183,23 @@ async function claimAttempts(collection: Collection<LogDocument>, docs: LogDocum
   return owners;
 }
 
+const INDEX_NOT_FOUND = 27;
+
 /** The indexes MongoDB answers the log's lookups from: Order.history, messages by status. */
 const QUERY_INDEXES = [
   { key: { system: 1, orderId: 1 }, name: "system_order" },
   { key: { status: 1, _id: -1 }, name: "status_recent" },
 ] as const;
 
+/** Drops these indexes where present; one another process (the gateway, a consumer) drops first is fine. */
 async function dropIndexes(collection: Collection<LogDocument>, names: readonly string[]): Promise<void> {
   const present = new Set((await collection.indexes()).map((i) => i.name));
-  for (const name of names) if (present.has(name)) await collection.dropIndex(name);
+  for (const name of names) {
+    if (!present.has(name)) continue;
+    await collection.dropIndex(name).catch((err: unknown) => {
+      if (!(err instanceof MongoServerError && err.code === INDEX_NOT_FOUND)) throw err;
+    });
+  }
 }
 
 export function createAttemptLog(opts: { db: Db; config: Config; logger: Logger }): AttemptLog {
