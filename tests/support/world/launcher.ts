@@ -18,8 +18,8 @@ export type Kind = "gateway" | "consumer";
 export const ENTRY: Record<Kind, string> = { gateway: "gateway/src/main.ts", consumer: "consumer/src/main.ts" };
 
 /**
- * How each process is launched in production: scripts/start.sh and the Dockerfile use the same
- * flags (tests/launch-recipe.test.ts holds them equal). The gateway's heap limits and malloc
+ * How each process is launched in production: scripts/start.sh, npm run gateway|consumer, the
+ * Dockerfile and compose use the same flags (the launch recipe tests in tests/compose.test.ts). The gateway's heap limits and malloc
  * arenas keep it under 200 MB while it publishes (BENCHMARKS.md, gateway memory while publishing).
  */
 export const LAUNCH: Record<Kind, { nodeArgs: readonly string[]; env: Record<string, string> }> = {
