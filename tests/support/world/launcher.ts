@@ -19,8 +19,9 @@ export const ENTRY: Record<Kind, string> = { gateway: "gateway/src/main.ts", con
 
 /**
  * How each process is launched in production: scripts/start.sh, npm run gateway|consumer, the
- * Dockerfile and compose use the same flags (the launch recipe tests in tests/compose.test.ts). The gateway's heap limits and malloc
- * arenas keep it under 200 MB while it publishes (BENCHMARKS.md, gateway memory while publishing).
+ * Dockerfile and compose use the same flags (the launch recipe tests in tests/compose.test.ts).
+ * The gateway's heap limits and malloc arenas keep it under 200 MB while it publishes
+ * (BENCHMARKS.md, gateway memory while publishing).
  */
 export const LAUNCH: Record<Kind, { nodeArgs: readonly string[]; env: Record<string, string> }> = {
   gateway: {
