@@ -228,7 +228,8 @@ export function createAttemptLog(opts: { db: Db; config: Config; logger: Logger 
       else for (const { key, name } of QUERY_INDEXES) await collection.createIndex(key, { name });
       mode = await ensureRetention(collection, config, logger, { sweepIndex: !ferretdb });
       const backendUrl = config.mongo.ferretdbBackendUrl;
-      await indexFerretBackend({ db, collection: LOG_COLLECTION, fields: ["messageId", "orderId"], backendUrl, logger });
+      if (ferretdb)
+        await indexFerretBackend({ db, collection: LOG_COLLECTION, fields: ["messageId", "orderId"], backendUrl, logger });
       return mode;
     },
     retention: () => mode,

@@ -16,13 +16,13 @@ import type { Logger } from "./logger.ts";
 /** PostgreSQL's minimum: lookups then never scan more than 64 kB of unmerged entries. */
 const GIN_PENDING_LIST_KB = 64;
 
-/** Whether `db` is served by FerretDB rather than MongoDB. */
+/** Whether `db` is served by FerretDB rather than MongoDB (one buildInfo round trip). */
 export async function isFerretDB(db: Db): Promise<boolean> {
   const info = await db.admin().command({ buildInfo: 1 });
   return "ferretdbVersion" in info;
 }
 
-/** Adds GIN lookup indexes on `fields` of `collection` when `db` is served by FerretDB over `backendUrl`. */
+/** Adds GIN lookup indexes on `fields` of `collection`, for a `db` served by FerretDB over `backendUrl`. */
 export async function indexFerretBackend(opts: {
   db: Db;
   collection: string;
@@ -32,7 +32,6 @@ export async function indexFerretBackend(opts: {
 }): Promise<void> {
   const { db, logger } = opts;
   if (!opts.backendUrl) return;
-  if (!(await isFerretDB(db))) return;
   const client = new pg.Client({ connectionString: opts.backendUrl, connectionTimeoutMillis: 3000 });
   try {
     await client.connect();
