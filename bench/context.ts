@@ -64,7 +64,7 @@ export function createContext(world: World, options: Options): BenchContext {
       const port = await freePort();
       const child = await startChild({
         name: `gateway-${s.name}`,
-        script: "gateway/src/main.ts",
+        kind: "gateway",
         nodeArgs: options.gatewayNodeArgs,
         env: { ...s.overrides, GATEWAY_HOST: "127.0.0.1", GATEWAY_PORT: String(port), ...options.gatewayEnv },
         port,
@@ -91,7 +91,7 @@ export function createContext(world: World, options: Options): BenchContext {
           const id = `bench-${s.name}-${++consumerSeq}`;
           return startChild({
             name: `consumer-${s.name}-${i + 1}`,
-            script: "consumer/src/main.ts",
+            kind: "consumer",
             env: { ...s.overrides, CONSUMER_PORT: String(port), CONSUMER_ID: id, ...options.consumerEnv },
             port,
             logDir: outDir,

@@ -5,12 +5,9 @@
 // CPU profile) the way it does in production.
 import fs from "node:fs";
 
-import { LAUNCH, launch } from "../tests/support/world/launcher.ts";
+import { type Kind, LAUNCH, launch } from "../tests/support/world/launcher.ts";
 
 export { freePort, killChildren, LAUNCH, ROOT } from "../tests/support/world/launcher.ts";
-
-export type Script = "gateway/src/main.ts" | "consumer/src/main.ts";
-const kindOf = (script: Script) => (script === "gateway/src/main.ts" ? "gateway" : "consumer");
 
 export interface Child {
   name: string;
@@ -25,7 +22,7 @@ export interface Child {
 
 export async function startChild(opts: {
   name: string;
-  script: Script;
+  kind: Kind;
   /** Replaces LAUNCH's node flags for the script (experiments). */
   nodeArgs?: readonly string[];
   env: Record<string, string | undefined>;
@@ -37,7 +34,7 @@ export async function startChild(opts: {
   ready: (port: number) => Promise<boolean>;
   timeoutMs?: number;
 }): Promise<Child> {
-  const kind = kindOf(opts.script);
+  const { kind } = opts;
   const args = [...(opts.nodeArgs ?? LAUNCH[kind].nodeArgs)];
   if (opts.cpuProfDir) {
     fs.mkdirSync(opts.cpuProfDir, { recursive: true });
