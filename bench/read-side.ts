@@ -51,7 +51,7 @@ export function* logDocuments(total: number, config: Config, consumerId: string)
         maxAttempts: max,
         system,
         orderId,
-        source: { system, orderId, publishedAt },
+        publishedAt,
         order,
         error: failed
           ? `attempt ${attempt} failed: the order needs ${required} attempts${terminal ? `; giving up after ${attempt} of ${max} attempts` : ""}`

@@ -3,7 +3,8 @@
 // Lookups filter on top-level fields only (messageId, system, orderId, status):
 // FerretDB, the wire-compatible server used where mongod is not installed,
 // pushes down top-level equality filters to its backend but not dotted paths or
-// $in, so the query fields are kept flat beside the nested `source`/`order`.
+// $in, so the query fields are flat. Each field costs every write on FerretDB, so
+// none is stored twice.
 //
 // The first document of an attempt is also its claim: the unique index on
 // (messageId, round, attempt, status) lets one copy of the attempt insert it, and the
@@ -35,7 +36,10 @@ export interface LogDocument {
   maxAttempts: number;
   system: System | null;
   orderId: number | null;
-  source: { system: System | null; orderId: number | null; publishedAt: Date | null };
+  /** When the gateway published the order; null for a rejected message that could not be read. */
+  publishedAt: Date | null;
+  /** Documents logged before publishedAt was a top-level field repeat system and orderId here. */
+  source?: { publishedAt: Date | null };
   order: { product: string; price: string; securityCheck: boolean } | null;
   error: string | null;
   processedAt: Date;

@@ -33,7 +33,8 @@ describe("dead-letter log entries", () => {
   it("closes a rejected message's round under no system, as the consumer counted it", () => {
     const doc = discardedEntry(letter({ group: "rejected:other", system: "SYSTEM2", orderId: 9 }), at);
     expect(doc).toMatchObject({ round: 2, attempt: 0, status: "DISCARDED", system: null, orderId: null });
-    expect(doc.source).toEqual({ system: null, orderId: null, publishedAt: null });
+    expect(doc.publishedAt).toBeNull();
+    expect("source" in doc).toBe(false);
     expect(discardedEntry(letter(), at)).toMatchObject({ system: "SYSTEM1", orderId: 7 });
   });
 });

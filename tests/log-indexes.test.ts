@@ -26,7 +26,7 @@ beforeAll(async () => {
       maxAttempts: 5,
       system: "SYSTEM1" as const,
       orderId: i,
-      source: { system: "SYSTEM1" as const, orderId: i, publishedAt: new Date() },
+      publishedAt: new Date(),
       order: { product: "x", price: "1.00", securityCheck: true },
       error: null,
       processedAt: new Date(),

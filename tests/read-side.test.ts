@@ -1,5 +1,6 @@
 // The read side over a real pipeline run: history, search, stats, dead letters,
 // redrive and live subscriptions (SSE and graphql-ws).
+import { randomUUID } from "node:crypto";
 import type { AddressInfo } from "node:net";
 
 import { print } from "graphql";
@@ -7,6 +8,7 @@ import { createClient } from "graphql-ws";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import WebSocket from "ws";
 
+import type { LogDocument } from "../common/attempt-log.ts";
 import { graphql, type ResultOf } from "../gateway/client/graphql.ts";
 import { PIPELINE_STATS } from "../gateway/client/operations.ts";
 import { createTestEnv, type RunningConsumer, type TestEnv, waitFor } from "./support/env.ts";
@@ -100,6 +102,38 @@ describe("attempt log queries", () => {
       `),
     );
     expect(bad.errors?.[0]?.extensions?.code).toBe("BAD_USER_INPUT");
+  });
+
+  it("gives each entry its publish time, from entries logged now and by earlier versions alike", async () => {
+    const logged = await env.log.collection.findOne({ status: "SUCCEEDED" });
+    const publishedAt = new Date("2026-01-02T03:04:05.000Z");
+    const messageId = randomUUID();
+    const { publishedAt: _now, ...earlier } = { ...logged!, _id: undefined, messageId, attempt: 2 };
+    await env.log.insert([
+      { ...logged!, _id: undefined, messageId, attempt: 1, publishedAt },
+      // An entry of an earlier version: the publish time nested under `source`, beside system and orderId.
+      { ...earlier, source: { system: logged!.system, orderId: logged!.orderId, publishedAt } } as unknown as LogDocument,
+    ]);
+    const q = graphql(`
+      query ($id: ID!) {
+        messageHistory(messageId: $id) {
+          attempt
+          publishedAt
+        }
+      }
+    `);
+    // Taken out again: the later tests reconcile the log against the run.
+    try {
+      const r = await gql(q, { id: messageId });
+      expect(r.data!.messageHistory).toEqual([
+        { attempt: 1, publishedAt: publishedAt.toISOString() },
+        { attempt: 2, publishedAt: publishedAt.toISOString() },
+      ]);
+    } finally {
+      await env.log.collection.deleteMany({ messageId });
+    }
+    const run = await gql(q, { id: logged!.messageId });
+    expect(run.data!.messageHistory[0]!.publishedAt).toEqual(expect.stringMatching(/^\d{4}-/));
   });
 
   it("messages filters by system, status and order id, newest first, with forward paging", async () => {

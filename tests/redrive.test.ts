@@ -67,7 +67,7 @@ async function deadLetter(orderId: number): Promise<string> {
     maxAttempts: 2,
     system: "SYSTEM1",
     orderId,
-    source: { system: "SYSTEM1", orderId, publishedAt: now },
+    publishedAt: now,
     order: message.order,
     error: `attempt ${attempt} failed`,
     processedAt: now,

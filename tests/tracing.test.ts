@@ -301,7 +301,7 @@ describe("the dashboard's timeline", () => {
       maxAttempts: 5,
       system: "SYSTEM1",
       orderId: 5,
-      source: { system: "SYSTEM1", orderId: 5, publishedAt: now },
+      publishedAt: now,
       order: { product: "Lamp", price: "9.99", securityCheck: true },
       error: null,
       processedAt: new Date(now.getTime() + attempt),

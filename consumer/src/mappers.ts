@@ -59,7 +59,7 @@ export function toLogDocument(a: Attempt, now: Date, ctx: LogContext): LogDocume
     requiredAttempts: null,
     system: null,
     orderId: null,
-    source: { system: null, orderId: null, publishedAt: null },
+    publishedAt: null,
     order: null,
   };
 }

@@ -25,7 +25,7 @@ export function deliveryLogFields({ message, attempt, round }: DecodedDelivery) 
     requiredAttempts: message.requiredAttempts,
     system: message.source.system,
     orderId: message.source.orderId,
-    source: { ...message.source, publishedAt: new Date(message.publishedAt) },
+    publishedAt: new Date(message.publishedAt),
     order: message.order,
   } satisfies Partial<LogDocument>;
 }

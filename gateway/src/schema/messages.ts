@@ -21,7 +21,7 @@ export const LogEntry = builder.objectRef<LogDocument>("LogEntry").implement({
     product: t.string({ nullable: true, resolve: (d) => d.order?.product ?? null }),
     price: t.string({ nullable: true, resolve: (d) => d.order?.price ?? null }),
     securityCheck: t.boolean({ nullable: true, resolve: (d) => d.order?.securityCheck ?? null }),
-    publishedAt: t.field({ type: "DateTime", nullable: true, resolve: (d) => d.source?.publishedAt ?? null }),
+    publishedAt: t.field({ type: "DateTime", nullable: true, resolve: (d) => d.publishedAt ?? d.source?.publishedAt ?? null }),
     error: t.exposeString("error", { nullable: true }),
     processedAt: t.expose("processedAt", { type: "DateTime" }),
     expiresAt: t.field({

@@ -20,7 +20,7 @@ function gatewayEntry(
     maxAttempts: at.maxAttempts,
     system,
     orderId,
-    source: { system, orderId, publishedAt: null },
+    publishedAt: null,
     order: null,
     processedAt: at.now,
     expiresAt: at.expiresAt,
