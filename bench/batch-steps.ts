@@ -7,13 +7,14 @@
 import { randomUUID } from "node:crypto";
 
 import type { Redis } from "ioredis";
+import type pg from "pg";
 
 import { type AttemptLog, createAttemptLog, type LogDocument } from "../common/attempt-log.ts";
 import { type Config } from "../common/config.ts";
 import { type DecodedDelivery as Delivery, encodeMessage, HEADERS, type System } from "../common/contract.ts";
 import { countEventsOnce, type ProcessingEvent } from "../common/events.ts";
 import { createLogger } from "../common/logger.ts";
-import { createEndputClient, createMongo, createRedis, type EndputClient } from "../common/stores.ts";
+import { createEndputClient, createEndputPool, createMongo, createRedis, type EndputClient } from "../common/stores.ts";
 import { decide } from "../consumer/src/decide.ts";
 import { deliveryLogFields, insertEndputRows } from "../consumer/src/records.ts";
 import { orderMessageId } from "../gateway/src/services/message-id.ts";
@@ -25,7 +26,7 @@ type StepName = (typeof STEP_NAMES)[number];
 /**
  * as-shipped: endput as one INSERT … SELECT unnest(…), then the log, then Redis (the consumer overlaps endput and the log, as "parallel").
  * parallel: endput and log writes at once (both idempotent, both before the ack).
- * createMany: endput through Prisma's createMany (skipDuplicates), the consumer's earlier write.
+ * createMany: endput through Prisma's createMany (skipDuplicates), the consumer's earliest write.
  */
 export const VARIANTS = ["as-shipped", "parallel", "createMany", "createMany+parallel"] as const;
 export type Variant = (typeof VARIANTS)[number];
@@ -58,10 +59,10 @@ function encodedBatch(size: number, nextOrderId: () => number): Buffer[] {
 }
 
 /** The variant's endput write: the shipped INSERT … SELECT unnest(…), or Prisma's createMany. */
-function endputWriter(variant: Variant, endput: EndputClient, deliveries: Delivery[]): () => Promise<unknown> {
-  if (variant !== "createMany" && variant !== "createMany+parallel") return () => insertEndputRows(endput, deliveries);
+function endputWriter(variant: Variant, endput: Stores["endput"], deliveries: Delivery[]): () => Promise<unknown> {
+  if (variant !== "createMany" && variant !== "createMany+parallel") return () => insertEndputRows(endput.pool, deliveries);
   return () =>
-    endput.endputOrder.createMany({
+    endput.prisma.endputOrder.createMany({
       data: deliveries.map(({ message, attempt }) => ({
         sourceSystem: message.source.system,
         sourceOrderId: message.source.orderId,
@@ -94,7 +95,8 @@ function succeededDocs(config: Config, log: AttemptLog, deliveries: Delivery[], 
 
 interface Stores {
   config: Config;
-  endput: EndputClient;
+  /** The shipped writer's pool, and Prisma for the createMany variants. */
+  endput: { pool: pg.Pool; prisma: EndputClient };
   redis: Redis;
   log: AttemptLog;
 }
@@ -150,7 +152,10 @@ export async function batchSteps(
   messagesPerRun: number,
 ): Promise<StepTiming[]> {
   const logger = createLogger(config, "bench-steps");
-  const endput = createEndputClient(config);
+  const endput = {
+    pool: createEndputPool(config, (err) => progress(`steps: ${err.message}`)),
+    prisma: createEndputClient(config),
+  };
   const redis = createRedis(config, "bench-steps");
   const mongo = createMongo(config);
   const log = createAttemptLog({ db: mongo.db(config.mongo.database), config, logger });
@@ -187,7 +192,8 @@ export async function batchSteps(
     }
     return results;
   } finally {
-    await endput.$disconnect();
+    await endput.pool.end();
+    await endput.prisma.$disconnect();
     await redis.quit();
     await mongo.close();
   }

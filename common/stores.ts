@@ -3,6 +3,7 @@
 import { PrismaPg } from "@prisma/adapter-pg";
 import { Redis } from "ioredis";
 import { MongoClient } from "mongodb";
+import pg from "pg";
 
 import type { Config } from "./config.ts";
 import type { System } from "./contract.ts";
@@ -25,6 +26,21 @@ export function createSourceClients(config: Config): SourceClients {
 
 export function createEndputClient(config: Config): EndputClient {
   return new EndputClient({ adapter: pgAdapter(config.databases.endput, config.databases.poolSize) });
+}
+
+/**
+ * The consumer's endput writer: one multi-row statement per batch needs no ORM, and Prisma's
+ * raw-query path cost the consumer a sixth of its CPU per order (BENCHMARKS.md). A client that
+ * fails while idle (the server restarted) is dropped from the pool and reported, never thrown.
+ */
+export function createEndputPool(config: Config, onIdleError: (err: Error) => void): pg.Pool {
+  const pool = new pg.Pool({
+    connectionString: config.databases.endput,
+    max: config.databases.poolSize,
+    connectionTimeoutMillis: 5000,
+  });
+  pool.on("error", onIdleError);
+  return pool;
 }
 
 export function createRedis(config: Config, name: string): Redis {

@@ -38,7 +38,7 @@ function delivery(m: OrderMessage, attempt: number, copy: string, redelivered = 
 }
 
 function processorOf(e: TestEnv) {
-  const { config, logger, endput, log, redis } = e;
+  const { config, logger, endputPool: endput, log, redis } = e;
   return createBatchProcessor({ config, logger, endput, log, redis, redeliveries: createRedeliveryCounter(redis, config) });
 }
 

@@ -13,6 +13,7 @@
 // that claimed an attempt forward it, also after a redelivery").
 import type { ConsumeMessage } from "amqplib";
 import type { Redis } from "ioredis";
+import type pg from "pg";
 
 import type { AttemptLog, LogDocument } from "../../common/attempt-log.ts";
 import type { Config } from "../../common/config.ts";
@@ -20,7 +21,6 @@ import { copyIdOf, isDerivedCopyId } from "../../common/contract.ts";
 import { errorMessage } from "../../common/errors.ts";
 import { countEventsOnce } from "../../common/events.ts";
 import type { Logger } from "../../common/logger.ts";
-import type { EndputClient } from "../../common/stores.ts";
 import { noTracing, type Tracing } from "../../common/tracing.ts";
 import { decide, deliveryOf, rejectRedelivered, rejectRefused as rejectOutcome } from "./decide.ts";
 import type { ForwardItem } from "./forwarder.ts";
@@ -81,7 +81,7 @@ export function chooseActing<T extends Pick<Item, "doc" | "copy" | "duplicate">>
 interface Context {
   config: Config;
   logger: Logger;
-  endput: EndputClient;
+  endput: pg.Pool;
   log: AttemptLog;
   redis: Redis;
   redeliveries: RedeliveryCounter;

@@ -9,13 +9,13 @@
 //   store-retry.ts      a store that is down holds the batch; store-errors.ts: one it refuses rejects one message
 //   redeliveries.ts     a copy that keeps coming back is rejected past CONSUMER_MAX_REDELIVERIES
 import type { Redis } from "ioredis";
+import type pg from "pg";
 
 import type { AttemptLog } from "../../common/attempt-log.ts";
 import type { Broker } from "../../common/broker.ts";
 import type { Config } from "../../common/config.ts";
 import { copyIdOf } from "../../common/contract.ts";
 import type { Logger } from "../../common/logger.ts";
-import type { EndputClient } from "../../common/stores.ts";
 import { noTracing, type Tracing } from "../../common/tracing.ts";
 import { createBatchProcessor, type ProcessedBatch } from "./batch-processor.ts";
 import type { decide } from "./decide.ts";
@@ -30,7 +30,7 @@ export function createConsumer(deps: {
   config: Config;
   logger: Logger;
   broker: Broker;
-  endput: EndputClient;
+  endput: pg.Pool;
   log: AttemptLog;
   redis: Redis;
   metrics?: ConsumerMetrics;

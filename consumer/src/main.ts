@@ -4,12 +4,13 @@ import { once } from "node:events";
 import { createAttemptLog } from "../../common/attempt-log.ts";
 import { createBroker } from "../../common/broker.ts";
 import type { Config } from "../../common/config.ts";
+import { errorMessage } from "../../common/errors.ts";
 import { createHealthServer } from "../../common/http-health.ts";
 import { sweepTurnKey } from "../../common/keys.ts";
 import { createReleasers, onShutdownSignal } from "../../common/lifecycle.ts";
 import { createLogger } from "../../common/logger.ts";
 import { runMain } from "../../common/run-main.ts";
-import { createEndputClient, createMongo, createRedis } from "../../common/stores.ts";
+import { createEndputPool, createMongo, createRedis } from "../../common/stores.ts";
 import { startTracing } from "../../common/tracing.ts";
 import { createConsumer } from "./consumer.ts";
 import { createConsumerMetrics } from "./metrics.ts";
@@ -23,8 +24,10 @@ async function main(config: Config): Promise<void> {
   const tracing = await startTracing(config, "consumer", logger);
   releasers.add("tracing", () => tracing.shutdown());
 
-  const endput = createEndputClient(config);
-  releasers.add("endput postgresql", () => endput.$disconnect());
+  const endput = createEndputPool(config, (err) =>
+    logger.warn({ err: errorMessage(err) }, "an idle endput connection failed; the pool opens another when needed"),
+  );
+  releasers.add("endput postgresql", () => endput.end());
   const redis = createRedis(config, "consumer");
   releasers.add("redis", () => redis.quit());
   const mongo = createMongo(config);
@@ -52,7 +55,7 @@ async function main(config: Config): Promise<void> {
           if (!consumer.ready()) throw new Error("not consuming");
         },
       },
-      { name: "postgresql", check: () => endput.$queryRaw`select 1` },
+      { name: "postgresql", check: () => endput.query("select 1") },
       { name: "redis", check: () => redis.ping() },
       { name: "mongodb", check: () => mongo.db(config.mongo.database).command({ ping: 1 }) },
     ],

@@ -15,23 +15,10 @@ export class StoreRefused extends Error {
 
 const PERMANENT_CLASSES = new Set(["22", "23"]);
 
-interface AdapterCause {
-  originalCode?: unknown;
-  code?: unknown;
-  originalMessage?: unknown;
-  message?: unknown;
-}
-
-/** The SQLSTATE of a PostgreSQL error, as pg raises it or as Prisma's driver adapter wraps it. */
+/** The SQLSTATE of a PostgreSQL error as pg raises it (a socket error's code, such as ECONNRESET, is none). */
 export function sqlStateOf(err: unknown): { code: string; message: string } | undefined {
   if (!err || typeof err !== "object") return undefined;
-  const e = err as { code?: unknown; message?: unknown; meta?: { driverAdapterError?: { cause?: AdapterCause } } };
-  const cause = e.meta?.driverAdapterError?.cause;
-  if (cause) {
-    const code = cause.originalCode ?? cause.code;
-    const message = cause.originalMessage ?? cause.message;
-    if (typeof code === "string" && /^[0-9A-Z]{5}$/.test(code)) return { code, message: String(message ?? "") };
-  }
+  const e = err as { code?: unknown; message?: unknown };
   if (typeof e.code === "string" && /^[0-9A-Z]{5}$/.test(e.code)) return { code: e.code, message: String(e.message ?? "") };
   return undefined;
 }

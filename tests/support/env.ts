@@ -6,6 +6,7 @@ import path from "node:path";
 
 import type { Redis } from "ioredis";
 import type { MongoClient } from "mongodb";
+import type pg from "pg";
 import { inject } from "vitest";
 
 import { type AttemptLog, createAttemptLog } from "../../common/attempt-log.ts";
@@ -15,6 +16,7 @@ import type { System } from "../../common/contract.ts";
 import { createLogger, type Logger } from "../../common/logger.ts";
 import {
   createEndputClient,
+  createEndputPool,
   createRedis,
   createSourceClients,
   type EndputClient,
@@ -50,6 +52,8 @@ export interface TestEnv {
   logger: Logger;
   sources: SourceClients;
   endput: EndputClient;
+  /** What the in-process consumers write the endput with, as the consumer process does. */
+  endputPool: pg.Pool;
   redis: Redis;
   mongo: MongoClient;
   log: AttemptLog;
@@ -78,6 +82,8 @@ export async function createTestEnv(overrides: Overrides = {}): Promise<TestEnv>
   const logger = createLogger(config, "test");
   const release = world.onTeardown;
   const { sources, endput, log, broker, gateway } = await inProcessGateway(world, logger);
+  const endputPool = createEndputPool(config, (err) => logger.warn({ err: err.message }, "idle endput connection failed"));
+  release(() => endputPool.end());
 
   const consumers: RunningConsumer[] = [];
 
@@ -93,6 +99,7 @@ export async function createTestEnv(overrides: Overrides = {}): Promise<TestEnv>
     logger,
     sources,
     endput,
+    endputPool,
     redis,
     mongo,
     log,
@@ -108,7 +115,7 @@ export async function createTestEnv(overrides: Overrides = {}): Promise<TestEnv>
     },
     async startConsumer(more = {}, metrics, opts = {}) {
       const cfg = readConfigWith({ ...settings, CONSUMER_ID: `consumer-${consumers.length + 1}`, ...more });
-      const running = await startInProcess({ config: cfg, logger, endput, log, redis, metrics, ...opts });
+      const running = await startInProcess({ config: cfg, logger, endput: endputPool, log, redis, metrics, ...opts });
       consumers.push(running);
       release(() => running.stop());
       return running;
