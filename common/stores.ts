@@ -1,32 +1,11 @@
 // Factories for the store clients. Each process's main() creates them once and
-// hands them to the components; whoever creates a client closes it.
-import { PrismaPg } from "@prisma/adapter-pg";
+// hands them to the components; whoever creates a client closes it. The Prisma clients, which
+// only the gateway uses, are in prisma-clients.ts: the consumer does not load them.
 import { Redis } from "ioredis";
 import { MongoClient } from "mongodb";
 import pg from "pg";
 
 import type { Config } from "./config.ts";
-import type { System } from "./contract.ts";
-import { PrismaClient as EndputClient } from "./prisma/endput/client.ts";
-import { PrismaClient as SourceClient } from "./prisma/source/client.ts";
-
-export { EndputClient, SourceClient };
-export type SourceClients = Record<System, SourceClient>;
-
-function pgAdapter(url: string, max: number) {
-  return new PrismaPg({ connectionString: url, max, connectionTimeoutMillis: 5000 });
-}
-
-export function createSourceClients(config: Config): SourceClients {
-  return {
-    SYSTEM1: new SourceClient({ adapter: pgAdapter(config.databases.system1, config.databases.poolSize) }),
-    SYSTEM2: new SourceClient({ adapter: pgAdapter(config.databases.system2, config.databases.poolSize) }),
-  };
-}
-
-export function createEndputClient(config: Config): EndputClient {
-  return new EndputClient({ adapter: pgAdapter(config.databases.endput, config.databases.poolSize) });
-}
 
 /**
  * The consumer's endput writer: one multi-row statement per batch needs no ORM, and Prisma's

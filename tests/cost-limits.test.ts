@@ -9,7 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 
 import * as bench from "../bench/gql.ts";
 import { readConfig } from "../common/config.ts";
-import type { SourceClients } from "../common/stores.ts";
+import type { SourceClients } from "../common/prisma-clients.ts";
 import { graphql } from "../gateway/client/graphql.ts";
 import * as shared from "../gateway/client/operations.ts";
 import * as dashboard from "../gateway/dashboard/src/operations.ts";

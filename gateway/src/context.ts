@@ -7,7 +7,7 @@ import type { Broker } from "../../common/broker.ts";
 import type { Config } from "../../common/config.ts";
 import type { System } from "../../common/contract.ts";
 import type { Logger } from "../../common/logger.ts";
-import type { EndputClient, SourceClients } from "../../common/stores.ts";
+import type { EndputClient, SourceClients } from "../../common/prisma-clients.ts";
 import type { Tracing } from "../../common/tracing.ts";
 import type { GatewayMetrics } from "./metrics.ts";
 import type { PubSub } from "./pubsub.ts";

@@ -8,7 +8,7 @@ import type { Broker } from "../../common/broker.ts";
 import type { Config } from "../../common/config.ts";
 import { SYSTEMS } from "../../common/contract.ts";
 import { readGroups } from "../../common/dead-letter-groups.ts";
-import type { SourceClients } from "../../common/stores.ts";
+import type { SourceClients } from "../../common/prisma-clients.ts";
 import { cachedReading } from "./cached-reading.ts";
 import { createCursors } from "./services/cursors.ts";
 

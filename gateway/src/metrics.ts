@@ -6,7 +6,7 @@ import { collectDefaultMetrics, Counter, Registry } from "prom-client";
 import type { Broker } from "../../common/broker.ts";
 import type { Config } from "../../common/config.ts";
 import { SYSTEMS } from "../../common/contract.ts";
-import type { SourceClients } from "../../common/stores.ts";
+import type { SourceClients } from "../../common/prisma-clients.ts";
 import { registerDeadLetterGauges, registerPendingRowsGauge, registerQueueGauges } from "./metrics-gauges.ts";
 
 export type GatewayMetrics = ReturnType<typeof createGatewayMetrics>;

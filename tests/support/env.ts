@@ -14,14 +14,8 @@ import { type Broker, createBroker } from "../../common/broker.ts";
 import { type Config, readConfigWith } from "../../common/config.ts";
 import type { System } from "../../common/contract.ts";
 import { createLogger, type Logger } from "../../common/logger.ts";
-import {
-  createEndputClient,
-  createEndputPool,
-  createRedis,
-  createSourceClients,
-  type EndputClient,
-  type SourceClients,
-} from "../../common/stores.ts";
+import { createEndputClient, createSourceClients, type EndputClient, type SourceClients } from "../../common/prisma-clients.ts";
+import { createEndputPool, createRedis } from "../../common/stores.ts";
 import { type Consumer, createConsumer } from "../../consumer/src/consumer.ts";
 import type { decide } from "../../consumer/src/decide.ts";
 import type { ConsumerMetrics } from "../../consumer/src/metrics.ts";

@@ -28,7 +28,7 @@ import {
   type System,
 } from "../../../common/contract.ts";
 import type { Logger } from "../../../common/logger.ts";
-import type { SourceClient } from "../../../common/stores.ts";
+import type { SourceClient } from "../../../common/prisma-clients.ts";
 import { noTracing, type Tracing } from "../../../common/tracing.ts";
 import { asDomainError, badInput, using } from "../errors.ts";
 import type { GatewayMetrics } from "../metrics.ts";

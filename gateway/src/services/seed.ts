@@ -1,6 +1,6 @@
 // Fills a source system with random orders in batches, inside one transaction.
 import type { System } from "../../../common/contract.ts";
-import type { SourceClient } from "../../../common/stores.ts";
+import type { SourceClient } from "../../../common/prisma-clients.ts";
 import { badInput, using } from "../errors.ts";
 
 const PRODUCTS = [

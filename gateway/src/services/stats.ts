@@ -7,7 +7,7 @@ import type { Broker } from "../../../common/broker.ts";
 import type { Config } from "../../../common/config.ts";
 import { PROCESSING_STATUSES, type ProcessingStatus, type System, SYSTEMS } from "../../../common/contract.ts";
 import { counterField, counterKey } from "../../../common/keys.ts";
-import type { EndputClient, SourceClients } from "../../../common/stores.ts";
+import type { EndputClient, SourceClients } from "../../../common/prisma-clients.ts";
 import { using } from "../errors.ts";
 import { createCursors } from "./cursors.ts";
 
