@@ -112,6 +112,31 @@ export async function oldestDeadAt(redis: Redis, config: Config): Promise<Date |
   return new Date(Math.min(...groups.map((g) => g.oldestDeadAt.getTime())));
 }
 
+/**
+ * Adds dead letters to their groups, each member only where it is missing (a member already there
+ * keeps its deadAt); returns how many were added. For restoring the groups from the queue.
+ */
+export async function addToGroups(
+  redis: Redis,
+  config: Config,
+  letters: { system: System | null; reason: string; messageId: string; deadAt: Date }[],
+): Promise<number> {
+  if (letters.length === 0) return 0;
+  const p = redis.pipeline();
+  for (const l of letters) {
+    const system: GroupSystem = l.system ?? "UNKNOWN";
+    p.zadd(deadLetterGroupKey(config, system, l.reason), "NX", l.deadAt.getTime(), l.messageId);
+    p.sadd(deadLetterGroupsKey(config), groupName(system, l.reason));
+  }
+  const results = (await p.exec()) ?? [];
+  let added = 0;
+  results.forEach(([err, value], idx) => {
+    if (err) throw err;
+    if (idx % 2 === 0) added += Number(value);
+  });
+  return added;
+}
+
 // Removes each member unless a later dead-lettering of the message re-added it (its score is past
 // the removed copy's deadAt: a redriven message that failed again before the walk finished); a
 // group left empty leaves the set of names (unless a dead letter came in meanwhile).

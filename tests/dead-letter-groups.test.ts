@@ -53,6 +53,16 @@ const DISCARD = graphql(`
   }
 `);
 
+const RESTORE = graphql(`
+  mutation {
+    restoreDeadLetterGroups {
+      walked
+      restored
+      complete
+    }
+  }
+`);
+
 type Group = ResultOf<typeof GROUPS>["deadLetterGroups"][number];
 
 function order(system: "SYSTEM1" | "SYSTEM2", requiredAttempts: number): OrderMessage {
@@ -291,6 +301,40 @@ describe("dead-letter groups", () => {
       { system: "SYSTEM1", reason: "max-attempts", messageId: m.messageId, deadAt: new Date(again) },
     ]);
     expect(await groups(e)).toEqual([]);
+  });
+
+  it("are restored from the queue after Redis lost them, each dead letter once however often it runs", async () => {
+    const e = (env = await createTestEnv({ MAX_ATTEMPTS: "2" }));
+    await e.startConsumer();
+    for (const m of [order("SYSTEM1", 3), order("SYSTEM1", 3), order("SYSTEM2", 5)]) await publish(e, m);
+    await publish(e, Buffer.from("not json"));
+    await e.drained();
+    await waitFor(
+      () => e.queueDepth(e.broker.topology.dlq),
+      (n) => n === 4,
+    );
+    const before = await expectReconciled(e);
+    expect(summary(before)).toEqual([
+      [null, "rejected:not-json", 1],
+      ["SYSTEM1", "max-attempts", 2],
+      ["SYSTEM2", "max-attempts", 1],
+    ]);
+
+    // What a Redis that lost its data (or these keys) leaves: no group shows the dead letters.
+    const gql = typedGql(() => e);
+    const keys = await e.redis.keys(`${e.config.redis.prefix}:dead-letter*`);
+    expect(keys.length).toBeGreaterThan(1);
+    await e.redis.del(...keys);
+    expect(await groups(e)).toEqual([]);
+
+    const restored = await gql(RESTORE);
+    expect(restored.data).toEqual({ restoreDeadLetterGroups: { walked: 4, restored: 4, complete: true } });
+    expect(await expectReconciled(e)).toEqual(before);
+    // Nothing was consumed, and a second restore finds every dead letter counted.
+    expect(await e.queueDepth(e.broker.topology.dlq)).toBe(4);
+    const again = await gql(RESTORE);
+    expect(again.data).toEqual({ restoreDeadLetterGroups: { walked: 4, restored: 0, complete: true } });
+    expect(await expectReconciled(e)).toEqual(before);
   });
 
   it("classifies every rejection the consumer makes into a stable reason", () => {

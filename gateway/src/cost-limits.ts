@@ -53,6 +53,7 @@ export const STORE_CALLS: Readonly<Record<string, number>> = {
   "Mutation.seedOrders": 2,
   "Mutation.redriveDeadLetters": 4,
   "Mutation.discardDeadLetters": 4,
+  "Mutation.restoreDeadLetterGroups": 4,
 };
 
 type ListSize = (args: Record<string, unknown>, historyDocuments: number) => number;

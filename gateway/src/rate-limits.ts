@@ -1,7 +1,8 @@
 // Rate and concurrency per client for the operations that cost the stores the most:
 // pipelineStats, deadLetters and deadLetterGroups (GATEWAY_RATE_LIMIT_READS per window),
-// redriveDeadLetters, discardDeadLetters and seedOrders (GATEWAY_RATE_LIMIT_WRITES per window), and at most
-// GATEWAY_CLIENT_CONCURRENCY of those operations executing at once for one client.
+// redriveDeadLetters, discardDeadLetters, restoreDeadLetterGroups and seedOrders
+// (GATEWAY_RATE_LIMIT_WRITES per window), and at most GATEWAY_CLIENT_CONCURRENCY of those
+// operations executing at once for one client.
 // A client is the gateway token when it sent the right one, else its address.
 import type { IncomingMessage } from "node:http";
 
@@ -13,7 +14,7 @@ import type { Config } from "../../common/config.ts";
 import type { Context } from "./context.ts";
 
 export const EXPENSIVE_READS = ["pipelineStats", "deadLetters", "deadLetterGroups"] as const;
-export const EXPENSIVE_WRITES = ["redriveDeadLetters", "discardDeadLetters", "seedOrders"] as const;
+export const EXPENSIVE_WRITES = ["redriveDeadLetters", "discardDeadLetters", "restoreDeadLetterGroups", "seedOrders"] as const;
 const EXPENSIVE = new Set<string>([...EXPENSIVE_READS, ...EXPENSIVE_WRITES]);
 
 /** Who is asking: the token's holders share one allowance, every other address has its own. */

@@ -9,8 +9,10 @@ import {
   deadLetterGroups,
   discardDeadLetters,
   type DiscardResult as Discarded,
+  type GroupsRestore as Restore,
   peekDeadLetters,
   redriveDeadLetters,
+  restoreDeadLetterGroups,
   type RedriveFilter,
   type RedriveResult as Result,
 } from "../services/dead-letters.ts";
@@ -145,5 +147,25 @@ builder.mutationField("discardDeadLetters", (t) =>
       "Removes matching dead letters for good, each logged as DISCARDED before it leaves the queue; needs a system, a reason or messageIds; dryRun only lists",
     args: filterArgs,
     resolve: (_root, args, ctx) => discardDeadLetters(walkOf(args, ctx)),
+  }),
+);
+
+const DeadLetterGroupsRestore = builder.objectRef<Restore>("DeadLetterGroupsRestore").implement({
+  fields: (t) => ({
+    walked: t.exposeInt("walked", { description: "Dead letters read from the queue" }),
+    restored: t.exposeInt("restored", { description: "Dead letters in the queue that no group counted, now added" }),
+    complete: t.exposeBoolean("complete", {
+      description: "Whether every dead letter the queue held was read (a walk stops at 100,000)",
+    }),
+  }),
+});
+
+builder.mutationField("restoreDeadLetterGroups", (t) =>
+  t.field({
+    type: DeadLetterGroupsRestore,
+    description:
+      "Reads the dead-letter queue without consuming it and adds to its group every dead letter none counts (after Redis lost the groups); members already there are kept",
+    resolve: (_root, _args, ctx) =>
+      restoreDeadLetterGroups({ broker: ctx.broker, redis: ctx.redis, config: ctx.config, logger: ctx.logger }),
   }),
 );
