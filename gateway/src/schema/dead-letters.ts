@@ -12,9 +12,9 @@ import {
   type GroupsRestore as Restore,
   peekDeadLetters,
   redriveDeadLetters,
-  restoreDeadLetterGroups,
   type RedriveFilter,
   type RedriveResult as Result,
+  restoreDeadLetterGroups,
 } from "../services/dead-letters.ts";
 import { builder } from "./builder.ts";
 import { SystemEnum } from "./enums.ts";
