@@ -165,8 +165,15 @@ describe("tracing", () => {
       (h) => h.some((a) => a.status === "DEAD_LETTERED"),
       60_000,
     );
+    // The DEAD_LETTERED entry is the attempt's claim, logged before the dead letter is forwarded:
+    // the redrive below finds it only once the queue holds it.
+    await waitFor(
+      () => e.queueDepth(e.broker.topology.dlq),
+      (n) => n === 1,
+      60_000,
+    );
     // The dead letter goes round again, and dead-letters again after its attempts.
-    await gql(
+    const redriven = await gql(
       gateway,
       graphql(`
         mutation ($ids: [ID!]) {
@@ -177,6 +184,7 @@ describe("tracing", () => {
       `),
       { ids: [dead] },
     );
+    expect(redriven.redriveDeadLetters.moved).toBe(1);
     await waitFor(
       () => history(dead),
       (h) => h.some((a) => a.round === 1 && a.status === "DEAD_LETTERED"),
