@@ -250,6 +250,18 @@ describe("dashboard in a browser", () => {
         `1/${maxAttempts}/DEAD_LETTERED`,
       ]);
       await poll(() => counter("DEAD_LETTERED")).toBe(expectedDead + 1);
+
+      // A table's header stays above its rows however far the page is scrolled (here, to the
+      // queues' second row): only the lists that scroll inside their panel pin their header.
+      await page.evaluate(() => {
+        const row = document.querySelector('[aria-label="Queues"] tbody tr:nth-child(2)')!;
+        window.scrollBy(0, row.getBoundingClientRect().top);
+      });
+      const queueHeader = (await queues.locator("thead th").first().boundingBox())!;
+      const firstQueue = (await queues.locator("tbody tr").first().boundingBox())!;
+      expect(firstQueue.y).toBeLessThan(0);
+      expect(queueHeader.y + queueHeader.height).toBeLessThanOrEqual(firstQueue.y + 1);
+      await page.evaluate(() => window.scrollTo(0, 0));
       await page.screenshot({ path: path.join(SCREENSHOTS, "03-redrive.png"), fullPage: true });
 
       // The groups: every dead letter of SYSTEM1 failed its attempts, so one group holds them all.
@@ -257,6 +269,18 @@ describe("dashboard in a browser", () => {
       const group = groups.locator('tbody tr[data-group="SYSTEM1 max-attempts"]');
       await poll(() => numberIn(group.getByTestId("group-count"))).toBe(expectedDead);
       expect(await groups.locator("tbody tr[data-group]").count()).toBe(1);
+      expect(await groups.getByTestId("groups-behind").count()).toBe(0);
+
+      // Redis loses the groups: the panel says the queue holds more than they count, and restores them.
+      await env.redis.del(...(await env.redis.keys(`${env.config.redis.prefix}:dead-letter*`)));
+      const behind = groups.getByTestId("groups-behind");
+      await poll(() => behind.textContent()).toContain(`The queue holds ${expectedDead} dead letters; the groups count 0.`);
+      await behind.getByRole("button", { name: "Restore from queue" }).click();
+      expect(await groupOutcome(page, groups.getByTestId("group-result"), "Restore")).toBe(
+        `Restore: read ${expectedDead} dead letters, restored ${expectedDead}`,
+      );
+      await poll(() => numberIn(group.getByTestId("group-count"))).toBe(expectedDead);
+      await behind.waitFor({ state: "hidden" });
 
       // "Redrive group" sends the whole group back; its messages fail their new round and return to it.
       await groups.getByRole("button", { name: "Redrive group SYSTEM1 max-attempts" }).click();

@@ -109,6 +109,16 @@ export const DISCARD_GROUP = graphql(`
   }
 `);
 
+export const RESTORE_GROUPS = graphql(`
+  mutation DashboardRestoreGroups {
+    restoreDeadLetterGroups {
+      walked
+      restored
+      complete
+    }
+  }
+`);
+
 export const SEED = graphql(`
   mutation DashboardSeed($system: System!, $count: Int!) {
     seedOrders(system: $system, count: $count) {
