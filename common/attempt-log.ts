@@ -120,13 +120,14 @@ const attemptOf = (d: Pick<LogDocument, "messageId" | "round" | "attempt" | "sta
   `${d.messageId}:${d.round}:${d.attempt}:${d.status}`;
 
 /** Runs fn over items, at most `width` at a time: a burst of one-message queries must not swamp the server. */
-async function eachLimited<T, R>(items: T[], width: number, fn: (item: T) => Promise<R>): Promise<R[]> {
+export async function eachLimited<T, R>(items: T[], width: number, fn: (item: T) => Promise<R>): Promise<R[]> {
   const out: R[] = [];
   for (let i = 0; i < items.length; i += width) out.push(...(await Promise.all(items.slice(i, i + width).map(fn))));
   return out;
 }
 
-const PER_MESSAGE_WIDTH = 8;
+/** How many one-message queries run at once. */
+export const PER_MESSAGE_WIDTH = 8;
 
 // A DISCARDED entry (attempt 0) closes its round: it comes after the round's attempts.
 const closesRound = (d: LogDocument) => (d.status === "DISCARDED" ? 1 : 0);

@@ -70,15 +70,45 @@ export interface DeadLetterGroup {
   sampleMessageId: string;
 }
 
+/** The groups named in the set of group names, sorted by name. */
+async function groupNames(redis: Redis, config: Config): Promise<{ system: GroupSystem; reason: string }[]> {
+  return (await redis.smembers(deadLetterGroupsKey(config))).sort().map((name) => {
+    const i = name.indexOf(":");
+    return { system: name.slice(0, i) as GroupSystem, reason: name.slice(i + 1) };
+  });
+}
+
+/** A dead letter as a group counts it. */
+export interface GroupMember {
+  system: System | null;
+  reason: string;
+  messageId: string;
+  deadAt: Date;
+}
+
+/** Every member of every group with its deadAt, one command per group in one pipeline. */
+export async function readMembers(redis: Redis, config: Config): Promise<GroupMember[]> {
+  const groups = await groupNames(redis, config);
+  if (groups.length === 0) return [];
+  const p = redis.pipeline();
+  for (const g of groups) p.zrange(deadLetterGroupKey(config, g.system, g.reason), 0, -1, "WITHSCORES");
+  const results = (await p.exec()) ?? [];
+  return groups.flatMap((g, idx) => {
+    const [err, value] = results[idx]!;
+    if (err) throw err;
+    const pairs = value as string[];
+    const members: GroupMember[] = [];
+    for (let i = 0; i + 1 < pairs.length; i += 2) {
+      const system = g.system === "UNKNOWN" ? null : g.system;
+      members.push({ system, reason: g.reason, messageId: pairs[i]!, deadAt: new Date(Number(pairs[i + 1])) });
+    }
+    return members;
+  });
+}
+
 /** Every group that holds a dead letter, largest first; three commands per group, in one pipeline. */
 export async function readGroups(redis: Redis, config: Config, system?: System | null): Promise<DeadLetterGroup[]> {
-  const names = (await redis.smembers(deadLetterGroupsKey(config))).sort();
-  const wanted = names
-    .map((name) => {
-      const i = name.indexOf(":");
-      return { system: name.slice(0, i) as GroupSystem, reason: name.slice(i + 1) };
-    })
-    .filter((g) => !system || g.system === system);
+  const wanted = (await groupNames(redis, config)).filter((g) => !system || g.system === system);
   if (wanted.length === 0) return [];
   const p = redis.pipeline();
   for (const g of wanted) {
@@ -116,11 +146,7 @@ export async function oldestDeadAt(redis: Redis, config: Config): Promise<Date |
  * Adds dead letters to their groups, each member only where it is missing (a member already there
  * keeps its deadAt); returns how many were added. For restoring the groups from the queue.
  */
-export async function addToGroups(
-  redis: Redis,
-  config: Config,
-  letters: { system: System | null; reason: string; messageId: string; deadAt: Date }[],
-): Promise<number> {
+export async function addToGroups(redis: Redis, config: Config, letters: GroupMember[]): Promise<number> {
   if (letters.length === 0) return 0;
   const p = redis.pipeline();
   for (const l of letters) {

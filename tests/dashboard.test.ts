@@ -277,7 +277,7 @@ describe("dashboard in a browser", () => {
       await poll(() => behind.textContent()).toContain(`The queue holds ${expectedDead} dead letters; the groups count 0.`);
       await behind.getByRole("button", { name: "Restore from queue" }).click();
       expect(await groupOutcome(page, groups.getByTestId("group-result"), "Restore")).toBe(
-        `Restore: read ${expectedDead} dead letters, restored ${expectedDead}`,
+        `Restore: read ${expectedDead} dead letters, restored ${expectedDead}, removed 0`,
       );
       await poll(() => numberIn(group.getByTestId("group-count"))).toBe(expectedDead);
       await behind.waitFor({ state: "hidden" });

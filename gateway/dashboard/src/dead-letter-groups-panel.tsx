@@ -118,7 +118,7 @@ function useGroupActions(onStart: () => void) {
     run(RESTORING, "Restore", async () => {
       const { restoreDeadLetterGroups: r } = await services.api.mutate(RESTORE_GROUPS);
       return (
-        `Restore: read ${fmtInt(r.walked)} dead letters, restored ${fmtInt(r.restored)}` +
+        `Restore: read ${fmtInt(r.walked)} dead letters, restored ${fmtInt(r.restored)}, removed ${fmtInt(r.removed)}` +
         (r.complete ? "" : " (the walk stops at 100,000)")
       );
     });

@@ -114,6 +114,7 @@ export const RESTORE_GROUPS = graphql(`
     restoreDeadLetterGroups {
       walked
       restored
+      removed
       complete
     }
   }

@@ -154,6 +154,9 @@ const DeadLetterGroupsRestore = builder.objectRef<Restore>("DeadLetterGroupsRest
   fields: (t) => ({
     walked: t.exposeInt("walked", { description: "Dead letters read from the queue" }),
     restored: t.exposeInt("restored", { description: "Dead letters in the queue that no group counted, now added" }),
+    removed: t.exposeInt("removed", {
+      description: "Members taken out: their dead letter was not in the queue and its history says it left (0 unless complete)",
+    }),
     complete: t.exposeBoolean("complete", {
       description: "Whether every dead letter the queue held was read (a walk stops at 100,000)",
     }),
@@ -164,8 +167,8 @@ builder.mutationField("restoreDeadLetterGroups", (t) =>
   t.field({
     type: DeadLetterGroupsRestore,
     description:
-      "Reads the dead-letter queue without consuming it and adds to its group every dead letter none counts (after Redis lost the groups); members already there are kept",
+      "Reconciles the dead-letter groups with the queue: reads it without consuming it, adds every dead letter no group counts (after Redis lost the groups) and takes out members whose dead letter left it",
     resolve: (_root, _args, ctx) =>
-      restoreDeadLetterGroups({ broker: ctx.broker, redis: ctx.redis, config: ctx.config, logger: ctx.logger }),
+      restoreDeadLetterGroups({ broker: ctx.broker, redis: ctx.redis, config: ctx.config, log: ctx.log, logger: ctx.logger }),
   }),
 );
