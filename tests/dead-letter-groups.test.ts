@@ -9,6 +9,7 @@ import { deadLetterGroupKey, deadLetterGroupsKey, groupReasonOf, removeFromGroup
 import { counterKey } from "../common/keys.ts";
 import { decide } from "../consumer/src/decide.ts";
 import { graphql, type ResultOf } from "../gateway/client/graphql.ts";
+import { RESTORE_GROUPS } from "../gateway/dashboard/src/operations.ts";
 import { discardDeadLetters } from "../gateway/src/services/dead-letters.ts";
 import { createTestEnv, type TestEnv, waitFor } from "./support/env.ts";
 import { typedGql } from "./typed-gql.ts";
@@ -49,17 +50,6 @@ const DISCARD = graphql(`
         messageId
         group
       }
-    }
-  }
-`);
-
-const RESTORE = graphql(`
-  mutation {
-    restoreDeadLetterGroups {
-      walked
-      restored
-      removed
-      complete
     }
   }
 `);
@@ -328,12 +318,12 @@ describe("dead-letter groups", () => {
     await e.redis.del(...keys);
     expect(await groups(e)).toEqual([]);
 
-    const restored = await gql(RESTORE);
+    const restored = await gql(RESTORE_GROUPS);
     expect(restored.data).toEqual({ restoreDeadLetterGroups: { walked: 4, restored: 4, removed: 0, complete: true } });
     expect(await expectReconciled(e)).toEqual(before);
     // Nothing was consumed, and a second restore finds every dead letter counted.
     expect(await e.queueDepth(e.broker.topology.dlq)).toBe(4);
-    const again = await gql(RESTORE);
+    const again = await gql(RESTORE_GROUPS);
     expect(again.data).toEqual({ restoreDeadLetterGroups: { walked: 4, restored: 0, removed: 0, complete: true } });
     expect(await expectReconciled(e)).toEqual(before);
 
@@ -355,7 +345,7 @@ describe("dead-letter groups", () => {
         return m.properties.messageId as string;
       }
     });
-    const reconciled = await gql(RESTORE);
+    const reconciled = await gql(RESTORE_GROUPS);
     expect(reconciled.data).toEqual({ restoreDeadLetterGroups: { walked: 2, restored: 0, removed: 1, complete: true } });
     expect(summary(await groups(e))).toEqual([
       [null, "rejected:not-json", 1],
