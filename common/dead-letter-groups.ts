@@ -70,6 +70,9 @@ export interface DeadLetterGroup {
   sampleMessageId: string;
 }
 
+/** A group's system as the API shows it: null for the rejected messages no system could be read of. */
+const shownSystem = (system: GroupSystem): System | null => (system === "UNKNOWN" ? null : system);
+
 /** The groups named in the set of group names, sorted by name. */
 async function groupNames(redis: Redis, config: Config): Promise<{ system: GroupSystem; reason: string }[]> {
   return (await redis.smembers(deadLetterGroupsKey(config))).sort().map((name) => {
@@ -97,11 +100,10 @@ export async function readMembers(redis: Redis, config: Config): Promise<GroupMe
     const [err, value] = results[idx]!;
     if (err) throw err;
     const pairs = value as string[];
+    const system = shownSystem(g.system);
     const members: GroupMember[] = [];
-    for (let i = 0; i + 1 < pairs.length; i += 2) {
-      const system = g.system === "UNKNOWN" ? null : g.system;
+    for (let i = 0; i + 1 < pairs.length; i += 2)
       members.push({ system, reason: g.reason, messageId: pairs[i]!, deadAt: new Date(Number(pairs[i + 1])) });
-    }
     return members;
   });
 }
@@ -124,7 +126,7 @@ export async function readGroups(redis: Redis, config: Config, system?: System |
     }) as [number, string[], string[]];
     if (Number(count) === 0 || first.length < 2 || last.length < 2) return;
     groups.push({
-      system: g.system === "UNKNOWN" ? null : g.system,
+      system: shownSystem(g.system),
       reason: g.reason,
       count: Number(count),
       oldestDeadAt: new Date(Number(first[1])),
