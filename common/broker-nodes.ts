@@ -26,12 +26,14 @@ export function createNodeDialer(urls: readonly string[], name: string): NodeDia
   function connect(role: string, index: number): Promise<ChannelModel> {
     const url = new URL(urls[index % urls.length]!);
     url.searchParams.set("heartbeat", url.searchParams.get("heartbeat") ?? "10");
-    return amqp.connect(url.toString(), {
-      noDelay: true,
-      // A node that is partitioned away accepts nothing: give up on it and try the next.
-      timeout: CONNECT_TIMEOUT_MS,
-      clientProperties: { connection_name: `${name}${role}@${process.pid}` },
-    });
+    return amqp
+      .connect(url.toString(), {
+        noDelay: true,
+        // A node that is partitioned away accepts nothing: give up on it and try the next.
+        timeout: CONNECT_TIMEOUT_MS,
+        clientProperties: { connection_name: `${name}${role}@${process.pid}` },
+      })
+      .then(coalesceWrites);
   }
   return {
     current: () => urls[node]!,
@@ -51,6 +53,35 @@ export function createNodeDialer(urls: readonly string[], name: string): NodeDia
       throw last;
     },
   };
+}
+
+interface Muxer {
+  out: { cork(): void; uncork(): void };
+  _readIncoming(): void;
+}
+
+/**
+ * Hands the socket each burst of frames as one write. amqplib's multiplexer moves every frame
+ * waiting in the channels to the socket in one pass, but with one `write` each, and with Nagle
+ * off (noDelay) every one is a system call and a TCP segment of its own: a refill of the publisher's
+ * confirm window was 128 writes. Corked for the pass, they leave in one `writev`. Backpressure is
+ * unchanged: a corked write still returns false past the socket's high-water mark, which ends the
+ * pass until "drain".
+ */
+export function coalesceWrites(model: ChannelModel): ChannelModel {
+  const muxer = (model as unknown as { connection?: { muxer?: Partial<Muxer> } }).connection?.muxer;
+  const pass = muxer?._readIncoming;
+  const out = muxer?.out;
+  if (typeof pass !== "function" || typeof out?.cork !== "function" || typeof out.uncork !== "function") return model;
+  muxer!._readIncoming = function corkedPass(this: Muxer) {
+    out.cork();
+    try {
+      pass.call(this);
+    } finally {
+      out.uncork();
+    }
+  };
+  return model;
 }
 
 /**
