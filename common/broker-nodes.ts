@@ -64,11 +64,11 @@ interface Muxer {
  * Hands the socket each burst of frames as one write. amqplib's multiplexer moves every frame
  * waiting in the channels to the socket in one pass, but with one `write` each, and with Nagle
  * off (noDelay) every one is a system call and a TCP segment of its own: a refill of the publisher's
- * confirm window was 128 writes. Corked for the pass, they leave in one `writev`. Backpressure is
+ * confirm window would be 128 writes. Corked for the pass, they leave in one `writev`. Backpressure is
  * unchanged: a corked write still returns false past the socket's high-water mark, which ends the
  * pass until "drain".
  */
-export function coalesceWrites(model: ChannelModel): ChannelModel {
+function coalesceWrites(model: ChannelModel): ChannelModel {
   const muxer = (model as unknown as { connection?: { muxer?: Partial<Muxer> } }).connection?.muxer;
   const pass = muxer?._readIncoming;
   const out = muxer?.out;
