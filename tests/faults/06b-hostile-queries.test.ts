@@ -1,8 +1,9 @@
 // Scenario 6b: hostile queries. While a seed mix drains, clients send requests that cost far
 // more than they look (thousands of aliases, 500-row lists times aliases with history,
 // thousands of directives, fragments that multiply, batched arrays, a megabyte of tokens)
-// alongside normal polling clients. Every hostile request is refused fast with a 4xx or a coded
-// error, the gateway never restarts, normal clients see no errors and keep their latency, and
+// alongside normal polling clients, one at a time, then a hundred of the megabyte ones at once.
+// Every hostile request is refused with a 4xx or a coded error (the ones sent one at a time
+// fast), the gateway never restarts, normal clients see no errors and keep their latency, and
 // nothing is lost or duplicated.
 import http from "node:http";
 import os from "node:os";
@@ -31,6 +32,8 @@ const QUIET_MS = 5_000;
 // scenario holds every refusal under NEVER_SLOWER_MS, at most 5 % over the target, and records both.
 const REFUSED_WITHIN_MS = 100;
 const NEVER_SLOWER_MS = 1_000;
+// Then megabyte requests all at once: 100 MB in flight at the gateway together.
+const FLOOD = 100;
 const MAX_BODY_BYTES = 1024 * 1024;
 
 // What the dashboard polls: the overview, the reconciliation, one message's history.
@@ -146,11 +149,11 @@ describe("6b. hostile queries", () => {
     await Promise.all(SYSTEMS.map((s) => seed(w, s, PER_SYSTEM)));
     report.set({
       orders: 2 * PER_SYSTEM,
-      faults: `${PER_KIND} x ${COSTLY_KINDS.length} costly GraphQL reqs, ${NORMAL_CLIENTS} pollers`,
+      faults: `${PER_KIND} x ${COSTLY_KINDS.length} costly GraphQL reqs, ${NORMAL_CLIENTS} pollers, ${FLOOD} MB at once`,
     });
 
     // Normal clients poll throughout; each latency is filed under the phase it started in.
-    let phase: "quiet" | "hostile" | "after" = "quiet";
+    let phase: "quiet" | "hostile" | "flood" | "after" = "quiet";
     const latency = { quiet: [] as number[], hostile: [] as number[] };
     const normalErrors: string[] = [];
     const pollers = Array.from({ length: NORMAL_CLIENTS }, async (_, c) => {
@@ -165,7 +168,7 @@ describe("6b. hostile queries", () => {
         } catch (err) {
           normalErrors.push(`${op.name} ${(err as Error).message}`);
         }
-        if (started !== "after") latency[started].push(performance.now() - t0);
+        if (started === "quiet" || started === "hostile") latency[started].push(performance.now() - t0);
         await sleep(250);
       }
     });
@@ -198,6 +201,16 @@ describe("6b. hostile queries", () => {
     );
     const hostileSeconds = (Date.now() - t0) / 1000;
     senderLoop.disable();
+
+    // The same megabyte of tokens from FLOOD clients at once: each is refused, none takes the
+    // gateway's heap with it. Latency is not the question here (the sender holds 100 MB itself).
+    phase = "flood";
+    const floodRequests = [...costlyRequests(FLOOD, MAX_BODY_BYTES, 9)].filter((r) => r.kind === "megabyte-of-tokens");
+    const tFlood = Date.now();
+    const flood = await Promise.all(
+      floodRequests.map((r) => send(gateway.port, r).catch((err: Error) => `${r.kind}: ${err.message}`)),
+    );
+    const floodSeconds = (Date.now() - tFlood) / 1000;
     phase = "after";
     const loadAfter = await gatewayLoad(gateway.port);
     const pendingAfterHostile = await pendingWork(w);
@@ -207,6 +220,9 @@ describe("6b. hostile queries", () => {
     await Promise.all(pollers);
 
     const refused = (a: Answer) => (a.status >= 400 && a.status < 500) || (a.status < 500 && a.codes.some((c) => c !== ""));
+    const floodAnswers = flood.filter((a): a is Answer => typeof a !== "string");
+    const floodFailures = flood.filter((a): a is string => typeof a === "string");
+    const floodNotRefused = floodAnswers.filter((a) => !refused(a)).map((a) => `${a.status} ${a.snippet}`);
     const notRefused = answers.filter((a) => !refused(a));
     const slow = answers.filter((a) => a.ms >= REFUSED_WITHIN_MS);
     const byKind = Object.fromEntries(
@@ -235,6 +251,14 @@ describe("6b. hostile queries", () => {
       pendingWhenDone: pendingAfterHostile,
       gatewayLoad: { before: loadBefore, during: loadAfter },
     });
+    report.detail("flood", {
+      sent: floodRequests.length,
+      refused: floodAnswers.length - floodNotRefused.length,
+      seconds: floodSeconds,
+      latencyMs: percentiles(floodAnswers.map((a) => a.ms)),
+      notRefused: floodNotRefused.slice(0, 5),
+      transportFailures: floodFailures.slice(0, 5),
+    });
     report.detail("normalClients", { quiet, hostile, errors: normalErrors.length, errorSamples: normalErrors.slice(0, 5) });
     const fmt = (p: ReturnType<typeof percentiles>) => `p50 ${p.p50} ms, p99 ${p.p99} ms (n=${p.count})`;
     report.note(
@@ -244,6 +268,9 @@ describe("6b. hostile queries", () => {
       `refusals at or over ${REFUSED_WITHIN_MS} ms: ${slow.length} of ${answers.length} (max ${Math.round(Math.max(...answers.map((a) => a.ms)))} ms; the sender's own event loop stalled at most ${Math.round(senderLoop.max / 1e6)} ms)`,
     );
     report.note(`normal clients, quiet: ${fmt(quiet)}; under hostile traffic: ${fmt(hostile)}`);
+    report.note(
+      `${floodRequests.length} megabyte requests at once: ${floodAnswers.length - floodNotRefused.length} refused in ${floodSeconds} s, ${fmt(percentiles(floodAnswers.map((a) => a.ms)))}`,
+    );
     for (const kind of COSTLY_KINDS) {
       const k = byKind[kind]!;
       report.note(`${kind}: ${k.sent} refused, ${fmt(k.latencyMs)}, ${JSON.stringify(k.answers)}`);
@@ -262,6 +289,9 @@ describe("6b. hostile queries", () => {
     expect(failures).toEqual([]);
     expect(answers).toHaveLength(PER_KIND * COSTLY_KINDS.length);
     expect(notRefused.map((a) => `${a.kind} ${a.status} ${a.snippet}`)).toEqual([]);
+    expect(floodRequests).toHaveLength(FLOOD);
+    expect(floodFailures).toEqual([]);
+    expect(floodNotRefused).toEqual([]);
     expect(answers.filter((a) => a.ms >= NEVER_SLOWER_MS).map((a) => `${a.kind} ${Math.round(a.ms)} ms`)).toEqual([]);
     expect(slow.length).toBeLessThanOrEqual(answers.length * 0.05);
     expect(normalErrors).toEqual([]);
