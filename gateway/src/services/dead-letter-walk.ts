@@ -102,6 +102,17 @@ export function describe(msg: GetMessage): DeadLetter {
 /** The system a dead letter is grouped under: the consumer could not read a rejected one's. */
 export const groupSystemOf = (d: DeadLetter): System | null => (isRejection(d.group) ? null : d.system);
 
+/** The group member a dead letter counts as; deadAt is null when its header is missing or unreadable. */
+export function groupMemberOf(d: DeadLetter): { system: System | null; reason: string; messageId: string; deadAt: Date | null } {
+  const deadAt = d.deadAt ? new Date(d.deadAt) : null;
+  return {
+    system: groupSystemOf(d),
+    reason: d.group,
+    messageId: d.messageId,
+    deadAt: deadAt && !Number.isNaN(deadAt.getTime()) ? deadAt : null,
+  };
+}
+
 /** Gets up to `max` messages in queue order, while `visit` asks for more. */
 export async function scan(
   channel: Channel,
@@ -206,13 +217,7 @@ async function releaseAcked(ch: Channel, deps: WalkDeps, acked: DeadLetter[]): P
     logger.warn({ err: (err as Error).message, messages: acked.length }, "acks not confirmed; histories stay retained");
     return;
   }
-  const members = acked.map((d) => ({
-    system: groupSystemOf(d),
-    reason: d.group,
-    messageId: d.messageId,
-    deadAt: d.deadAt ? new Date(d.deadAt) : null,
-  }));
-  await removeFromGroups(redis, config, members).catch((err) =>
+  await removeFromGroups(redis, config, acked.map(groupMemberOf)).catch((err) =>
     logger.warn({ err: (err as Error).message, messages: acked.length }, "could not update the dead-letter groups"),
   );
   await log

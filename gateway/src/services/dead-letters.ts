@@ -20,7 +20,7 @@ import {
 } from "../../../common/dead-letter-groups.ts";
 import type { Logger } from "../../../common/logger.ts";
 import { using } from "../errors.ts";
-import { type DeadLetter, describe, exclusively, groupSystemOf, scan } from "./dead-letter-walk.ts";
+import { type DeadLetter, describe, exclusively, groupMemberOf, scan } from "./dead-letter-walk.ts";
 
 export { DISCARD_LISTED, discardDeadLetters, type DiscardResult } from "./dead-letter-discard.ts";
 export { redriveDeadLetters, type RedriveResult } from "./dead-letter-redrive.ts";
@@ -103,10 +103,8 @@ export async function restoreDeadLetterGroups(deps: {
           broker.topology.dlq,
           async (msg) => {
             walked++;
-            const d = describe(msg);
-            const deadAt = new Date(d.deadAt ?? Number.NaN);
-            if (d.group !== UNKNOWN_REASON && !Number.isNaN(deadAt.getTime()))
-              letters.push({ system: groupSystemOf(d), reason: d.group, messageId: d.messageId, deadAt });
+            const member = groupMemberOf(describe(msg));
+            if (member.reason !== UNKNOWN_REASON && member.deadAt) letters.push({ ...member, deadAt: member.deadAt });
             return true;
           },
           messageCount,
