@@ -8,6 +8,7 @@ import WebSocket from "ws";
 
 import { cursorKey, publishLockKey } from "../common/keys.ts";
 import { graphql } from "../gateway/client/graphql.ts";
+import { OPERATION_NAMES_KEPT, OTHER_OPERATIONS } from "../gateway/src/graphql-metrics.ts";
 import { createTestEnv, LOG_DIR, type Overrides, type TestEnv, waitFor } from "./support/env.ts";
 import { launch } from "./support/world/launcher.ts";
 import { typedGql } from "./typed-gql.ts";
@@ -255,6 +256,34 @@ describe("gateway metrics and CSRF", () => {
     expect(text).toMatch(/graphql_envelop_request_duration/);
     // Not the per-phase histograms nor the request summary: a fifth of a trivial request's CPU.
     expect(text).not.toMatch(/graphql_envelop_phase_|graphql_envelop_request_time_summary/);
+  });
+
+  it("keeps its metrics' series bounded whatever clients put in URLs, operation names and aliases", async () => {
+    await start();
+    const csrf = { "x-graphql-yoga-csrf": "1" };
+    const extra = 50;
+    const inParallel = async (n: number, send: (i: number) => Promise<Response>) => {
+      for (let i = 0; i < n; i += 25) {
+        const answers = await Promise.all(Array.from({ length: Math.min(25, n - i) }, (_, j) => send(i + j)));
+        for (const a of answers) expect(a.status).toBe(200);
+      }
+    };
+    // Every URL its own: a label taken from the URL would make a series per request.
+    await inParallel(200, (i) => fetch(`${base}/graphql?query=%7B__typename%7D&n=${i}`, { headers: csrf }));
+    // Named operations: the first ones keep their names, in the order the gateway saw them.
+    for (let i = 0; i < 5; i++) await post({ query: `query Named${i} { __typename }` });
+    await inParallel(OPERATION_NAMES_KEPT + extra, (i) => post({ query: `query Op${i} { __typename }` }));
+    // An error's path is made of the client's aliases.
+    await inParallel(100, (i) => post({ query: `{ a${i}: messageHistory(messageId: "no-such-${i}") { id } }` }));
+
+    const series = (await (await fetch(`${base}/metrics`)).text()).split("\n").filter((l) => l.startsWith("graphql_"));
+    expect(series.filter((l) => /[{,]url="/.test(l))).toEqual([]);
+    expect(series.filter((l) => /[{,]path="/.test(l))).toEqual([]);
+    const names = new Set(series.map((l) => /operationName="([^"]*)"/.exec(l)?.[1]).filter((n) => n !== undefined));
+    expect(names.size).toBeLessThanOrEqual(OPERATION_NAMES_KEPT + 2);
+    expect(names).toContain("Named0");
+    expect(names).toContain("Anonymous");
+    expect(names).toContain(OTHER_OPERATIONS);
   });
 
   it("refuses simple cross-site requests without the CSRF header", async () => {

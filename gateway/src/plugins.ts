@@ -8,6 +8,7 @@ import type { Context, Deps } from "./context.ts";
 import { useCostLimits } from "./cost-limits.ts";
 import { type ShutdownState, useShutdownTracking } from "./drain.ts";
 import { useGraphiQLPolicy } from "./graphiql.ts";
+import { graphqlMetrics } from "./graphql-metrics.ts";
 import { depthLimitRule } from "./limits.ts";
 import { useClientLimits } from "./rate-limits.ts";
 
@@ -19,23 +20,9 @@ export function gatewayPlugins(deps: Deps, shutdown: ShutdownState): Plugins {
     // A request a browser may send cross-site without a preflight (GET, form or text/plain
     // bodies) must carry x-graphql-yoga-csrf; JSON POSTs are always preflighted.
     useCSRFPrevention({ requestHeaders: ["x-graphql-yoga-csrf"] }),
-    // The schema deprecates nothing, and counting deprecated fields walks every request's
-    // document with the schema's type information. Per-phase histograms and the request
-    // summary cost ~50 of the ~260 us of CPU a trivial request takes (BENCHMARKS.md); the
-    // request duration, count and errors stay, and tracing times the phases when it is on.
-    usePrometheus({
-      endpoint: "/metrics",
-      registry: deps.metrics.registry,
-      metrics: {
-        graphql_envelop_deprecated_field: false,
-        graphql_envelop_phase_parse: false,
-        graphql_envelop_phase_validate: false,
-        graphql_envelop_phase_context: false,
-        graphql_envelop_phase_execute: false,
-        graphql_envelop_phase_subscribe: false,
-        graphql_envelop_request_time_summary: false,
-      },
-    }),
+    // Labels a client cannot multiply, and only the request's count, duration and errors
+    // (graphql-metrics.ts); tracing times the phases when it is on.
+    usePrometheus({ endpoint: "/metrics", registry: deps.metrics.registry, metrics: graphqlMetrics(deps.metrics.registry) }),
     useGraphiQLPolicy(),
     useCostLimits(config),
     useAuth(deps),
