@@ -111,18 +111,22 @@ export async function until(done: () => boolean, deadline: number): Promise<bool
   return true;
 }
 
-/** Ends `source` as soon as `signal` aborts, without waiting for the value it is waiting on. */
+/**
+ * Ends `source` as soon as `signal` aborts, without waiting for the value it is waiting on. The
+ * abort settles the one pending next() directly: racing every next() against one promise that
+ * lives as long as the stream would leave a reaction on it per item, which a subscription
+ * delivering the pipeline's events grew by ~1 KB per event until the gateway ran out of heap.
+ */
 export function untilAborted<T>(source: AsyncIterable<T>, signal: AbortSignal): AsyncIterableIterator<T> {
   const iterator = source[Symbol.asyncIterator]();
   let finished = false;
-  let onAbort = () => {};
-  const aborted = new Promise<IteratorResult<T>>((resolve) => {
-    onAbort = () => resolve({ done: true, value: undefined });
-    signal.addEventListener("abort", onAbort, { once: true });
-  });
+  let pending: (() => void) | undefined;
+  const onAbort = () => pending?.();
+  signal.addEventListener("abort", onAbort, { once: true });
   const finish = (): IteratorResult<T> => {
     if (!finished) {
       finished = true;
+      pending = undefined;
       signal.removeEventListener("abort", onAbort);
       // Not awaited: an async generator's return() waits until its pending next() settles,
       // which for an idle subscription is the next event.
@@ -134,10 +138,21 @@ export function untilAborted<T>(source: AsyncIterable<T>, signal: AbortSignal): 
     [Symbol.asyncIterator]() {
       return this;
     },
-    async next() {
-      if (finished || signal.aborted) return finish();
-      const result = await Promise.race([iterator.next(), aborted]);
-      return result.done ? finish() : result;
+    next() {
+      if (finished || signal.aborted) return Promise.resolve(finish());
+      return new Promise<IteratorResult<T>>((resolve, reject) => {
+        pending = () => resolve(finish());
+        iterator.next().then(
+          (result) => {
+            pending = undefined;
+            resolve(result.done ? finish() : result);
+          },
+          (err: unknown) => {
+            pending = undefined;
+            reject(err);
+          },
+        );
+      });
     },
     async return() {
       return finish();
