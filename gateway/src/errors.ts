@@ -12,7 +12,8 @@ export type ErrorCode =
   | "UNAUTHENTICATED"
   | "NOT_FOUND"
   | "REQUEST_TIMEOUT"
-  | "RATE_LIMITED";
+  | "RATE_LIMITED"
+  | "SUBSCRIBER_TOO_SLOW";
 
 export class DomainError extends GraphQLError {
   constructor(code: ErrorCode, message: string, extra: Record<string, unknown> = {}) {

@@ -42,7 +42,7 @@ async function main(config: Config): Promise<void> {
 
   const log = createAttemptLog({ db: mongo.db(config.mongo.database), config, logger });
   await log.ensureIndexes().catch((err) => logger.warn({ err: errorMessage(err) }, "attempt log indexes not ensured yet"));
-  const pubsub = createEventsPubSub(redis, redisSub);
+  const pubsub = createEventsPubSub(redis, redisSub, config.gateway.subscriptionBuffer);
 
   const metrics = createGatewayMetrics({ broker, redis, config, sources });
   const gateway = createGateway({ config, logger, sources, endput, redis, broker, log, pubsub, metrics, tracing });

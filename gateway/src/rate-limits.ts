@@ -2,10 +2,12 @@
 // pipelineStats, deadLetters and deadLetterGroups (GATEWAY_RATE_LIMIT_READS per window),
 // redriveDeadLetters, discardDeadLetters, restoreDeadLetterGroups and seedOrders
 // (GATEWAY_RATE_LIMIT_WRITES per window), and at most GATEWAY_CLIENT_CONCURRENCY of those
-// operations executing at once for one client.
+// operations executing at once for one client; at most GATEWAY_CLIENT_SUBSCRIPTIONS live
+// event subscriptions per client (each costs the gateway an execution per event).
 // A client is the gateway token when it sent the right one, else its address.
 import type { IncomingMessage } from "node:http";
 
+import { isAsyncIterable } from "@envelop/core";
 import { useRateLimiter } from "@envelop/rate-limiter";
 import { type DocumentNode, GraphQLError, visit } from "graphql";
 import type { Plugin } from "graphql-yoga";
@@ -45,7 +47,7 @@ function mentionsExpensive(document: DocumentNode): boolean {
 }
 
 export function useClientLimits(config: Config): Plugin<Context>[] {
-  const { rateLimitWindowMs, rateLimitReads, rateLimitWrites, clientConcurrency } = config.gateway;
+  const { rateLimitWindowMs, rateLimitReads, rateLimitWrites, clientConcurrency, clientSubscriptions } = config.gateway;
   const window = `${rateLimitWindowMs}ms`;
   const message = "too many requests for {{id}}: try again later";
   const rate = useRateLimiter({
@@ -63,15 +65,14 @@ export function useClientLimits(config: Config): Plugin<Context>[] {
   if (rateOnExecute)
     rate.onExecute = (payload) => (mentionsExpensive(payload.args.document) ? rateOnExecute(payload) : undefined);
 
-  const executing = new Map<string, number>();
+  const executing = perClient(clientConcurrency);
   const concurrency: Plugin<Context> = {
     onExecute({ args, executeFn, setExecuteFn }) {
       // Any mention counts, through a fragment too: a document is expensive if it could be.
       if (!mentionsExpensive(args.document)) return;
       const key = clientKey(args.contextValue);
       setExecuteFn(async (a) => {
-        const n = executing.get(key) ?? 0;
-        if (n >= clientConcurrency) {
+        if (!executing.take(key)) {
           return {
             errors: [
               rateLimited(`at most ${clientConcurrency} expensive operations at once per client: try again when one finishes`, {
@@ -80,16 +81,53 @@ export function useClientLimits(config: Config): Plugin<Context>[] {
             ],
           };
         }
-        executing.set(key, n + 1);
         try {
           return await executeFn(a);
         } finally {
-          const left = (executing.get(key) ?? 1) - 1;
-          if (left > 0) executing.set(key, left);
-          else executing.delete(key);
+          executing.release(key);
         }
       });
     },
   };
-  return [rate, concurrency];
+
+  const subscribed = perClient(clientSubscriptions);
+  const subscriptions: Plugin<Context> = {
+    onSubscribe({ args, setResultAndStopExecution }) {
+      const key = clientKey(args.contextValue);
+      if (!subscribed.take(key)) {
+        const message = `at most ${clientSubscriptions} subscriptions at once per client: end one first`;
+        setResultAndStopExecution({ errors: [rateLimited(message, { subscriptions: clientSubscriptions })] });
+        return;
+      }
+      let held = true;
+      const release = () => {
+        if (held) subscribed.release(key);
+        held = false;
+      };
+      return {
+        // A stream holds its place until it ends; a refusal or an error (no stream) gives it back at once.
+        onSubscribeResult: ({ result }) => (isAsyncIterable(result) ? { onEnd: release } : release()),
+        onSubscribeError: release,
+      };
+    },
+  };
+  return [rate, concurrency, subscriptions];
+}
+
+/** How many of something each client holds, at most `max`. */
+function perClient(max: number) {
+  const held = new Map<string, number>();
+  return {
+    take(key: string): boolean {
+      const n = held.get(key) ?? 0;
+      if (n >= max) return false;
+      held.set(key, n + 1);
+      return true;
+    },
+    release(key: string) {
+      const left = (held.get(key) ?? 1) - 1;
+      if (left > 0) held.set(key, left);
+      else held.delete(key);
+    },
+  };
 }

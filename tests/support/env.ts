@@ -162,7 +162,7 @@ async function inProcessGateway(world: World, logger: Logger) {
   release(() => broker.close());
   await broker.ready();
 
-  const pubsub = createEventsPubSub(redis, redisSub);
+  const pubsub = createEventsPubSub(redis, redisSub, config.gateway.subscriptionBuffer);
   const gateway = createGateway({
     config,
     logger,

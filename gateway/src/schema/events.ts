@@ -1,5 +1,7 @@
 // Live processing events, fed by the consumers through Redis to every gateway.
 import { eventsTopic, type ProcessingEvent as Event } from "../../../common/events.ts";
+import { DomainError } from "../errors.ts";
+import { FELL_BEHIND } from "../pubsub.ts";
 import { builder } from "./builder.ts";
 import { ProcessingStatusEnum, SystemEnum } from "./enums.ts";
 
@@ -24,15 +26,25 @@ const ProcessingEvent = builder.objectRef<Event>("ProcessingEvent").implement({
 builder.subscriptionField("processingEvents", (t) =>
   t.field({
     type: ProcessingEvent,
-    description: "Every processing attempt as it is logged, optionally filtered",
+    description:
+      "Every processing attempt as it is logged, optionally filtered. A subscriber that falls " +
+      "GATEWAY_SUBSCRIPTION_BUFFER events behind gets a SUBSCRIBER_TOO_SLOW error and the end of the stream.",
     args: { system: t.arg({ type: SystemEnum }), status: t.arg({ type: ProcessingStatusEnum }) },
-    subscribe: async function* (_root, args, ctx) {
-      for await (const event of ctx.pubsub.subscribe(eventsTopic(ctx.config))) {
-        if (args.system && event.system !== args.system) continue;
-        if (args.status && event.status !== args.status) continue;
-        yield event;
-      }
+    subscribe: (_root, args, ctx) =>
+      ctx.pubsub.subscribe<Event>(
+        eventsTopic(ctx.config),
+        (e) => (!args.system || e.system === args.system) && (!args.status || e.status === args.status),
+      ) as AsyncIterable<Event>,
+    resolve: (event, _args, ctx) => {
+      if ((event as Event | typeof FELL_BEHIND) === FELL_BEHIND) throw subscriberTooSlow(ctx.config.gateway.subscriptionBuffer);
+      return event;
     },
-    resolve: (event) => event,
   }),
 );
+
+const subscriberTooSlow = (buffer: number) =>
+  new DomainError(
+    "SUBSCRIBER_TOO_SLOW",
+    `this subscription fell ${buffer} events behind and was ended: subscribe again (the attempt log and the counters have every event)`,
+    { buffer },
+  );
