@@ -9,7 +9,7 @@ import WebSocket from "ws";
 import { cursorKey, publishLockKey } from "../common/keys.ts";
 import { graphql } from "../gateway/client/graphql.ts";
 import { OPERATION_NAMES_KEPT, OTHER_OPERATIONS } from "../gateway/src/graphql-metrics.ts";
-import { createTestEnv, LOG_DIR, type Overrides, type TestEnv, waitFor } from "./support/env.ts";
+import { createTestEnv, LOG_DIR, type Overrides, serveGateway, type TestEnv, waitFor } from "./support/env.ts";
 import { launch } from "./support/world/launcher.ts";
 import { typedGql } from "./typed-gql.ts";
 
@@ -22,9 +22,7 @@ afterEach(async () => {
 
 async function start(overrides: Overrides = {}) {
   env = await createTestEnv(overrides);
-  env.gateway.server.listen(0, "127.0.0.1");
-  await new Promise((r) => env!.gateway.server.once("listening", r));
-  base = `http://127.0.0.1:${(env.gateway.server.address() as AddressInfo).port}`;
+  ({ base } = await serveGateway(env));
   return env;
 }
 

@@ -1,7 +1,6 @@
 // The read side over a real pipeline run: history, search, stats, dead letters,
 // redrive and live subscriptions (SSE and graphql-ws).
 import { randomUUID } from "node:crypto";
-import type { AddressInfo } from "node:net";
 
 import { print } from "graphql";
 import { createClient } from "graphql-ws";
@@ -11,7 +10,7 @@ import WebSocket from "ws";
 import type { LogDocument } from "../common/attempt-log.ts";
 import { graphql, type ResultOf } from "../gateway/client/graphql.ts";
 import { PIPELINE_STATS } from "../gateway/client/operations.ts";
-import { createTestEnv, type RunningConsumer, type TestEnv, waitFor } from "./support/env.ts";
+import { createTestEnv, type RunningConsumer, serveGateway, type TestEnv, waitFor } from "./support/env.ts";
 import { typedGql } from "./typed-gql.ts";
 
 let env: TestEnv;
@@ -24,9 +23,7 @@ type Data<T> = { data?: T; errors?: { message: string; extensions?: Record<strin
 beforeAll(async () => {
   env = await createTestEnv({ RETRY_DELAY_MS: "100", MAX_ATTEMPTS: "3" });
   consumer = await env.startConsumer();
-  env.gateway.server.listen(0, "127.0.0.1");
-  await new Promise((r) => env.gateway.server.once("listening", r));
-  base = `http://127.0.0.1:${(env.gateway.server.address() as AddressInfo).port}`;
+  ({ base } = await serveGateway(env));
   await gql(
     graphql(`
       mutation {

@@ -1,13 +1,11 @@
 // Live event subscriptions against a real gateway and Redis: a subscriber that falls behind is
 // ended with an error instead of taking the gateway down, and a client may hold only so many.
-import type { AddressInfo } from "node:net";
-
 import { type Client, createClient } from "graphql-ws";
 import { afterEach, describe, expect, it } from "vitest";
 import WebSocket from "ws";
 
 import { eventsTopic, type ProcessingEvent } from "../common/events.ts";
-import { createTestEnv, type Overrides, type TestEnv, waitFor } from "./support/env.ts";
+import { createTestEnv, type Overrides, serveGateway, type TestEnv, waitFor } from "./support/env.ts";
 
 let env: TestEnv | undefined;
 let port = 0;
@@ -20,9 +18,7 @@ afterEach(async () => {
 
 async function start(overrides: Overrides = {}) {
   env = await createTestEnv(overrides);
-  env.gateway.server.listen(0, "127.0.0.1");
-  await new Promise((r) => env!.gateway.server.once("listening", r));
-  port = (env.gateway.server.address() as AddressInfo).port;
+  ({ port } = await serveGateway(env));
   return env;
 }
 

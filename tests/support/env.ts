@@ -2,6 +2,7 @@
 // it, and consumers started in-process or as processes. Every client and process
 // it starts is closed by cleanup().
 import { randomUUID } from "node:crypto";
+import type { AddressInfo } from "node:net";
 import path from "node:path";
 
 import type { Redis } from "ioredis";
@@ -67,6 +68,14 @@ export interface TestEnv {
   /** Waits until every queue of the topology is empty and nothing is unacked. */
   drained(timeoutMs?: number): Promise<void>;
   cleanup(): Promise<void>;
+}
+
+/** Serves the environment's gateway on a free loopback port; returns the port and its base URL. */
+export async function serveGateway(e: TestEnv): Promise<{ port: number; base: string }> {
+  e.gateway.server.listen(0, "127.0.0.1");
+  await new Promise((r) => e.gateway.server.once("listening", r));
+  const { port } = e.gateway.server.address() as AddressInfo;
+  return { port, base: `http://127.0.0.1:${port}` };
 }
 
 export async function createTestEnv(overrides: Overrides = {}): Promise<TestEnv> {
