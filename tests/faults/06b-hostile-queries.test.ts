@@ -1,7 +1,8 @@
 // Scenario 6b: hostile queries. While a seed mix drains, clients send requests that cost far
 // more than they look (thousands of aliases, 500-row lists times aliases with history,
 // thousands of directives, fragments that multiply, batched arrays, a megabyte of tokens)
-// alongside normal polling clients, one at a time, then a hundred of the megabyte ones at once.
+// alongside normal polling clients, one at a time, then a hundred of the megabyte ones at once,
+// and a client that subscribes to the live events and never reads them.
 // Every hostile request is refused with a 4xx or a coded error (the ones sent one at a time
 // fast), the gateway never restarts, normal clients see no errors and keep their latency, and
 // nothing is lost or duplicated.
@@ -11,6 +12,7 @@ import { monitorEventLoopDelay } from "node:perf_hooks";
 
 import { print } from "graphql";
 import { afterAll, describe, expect, it } from "vitest";
+import WebSocket from "ws";
 
 import { SYSTEMS } from "../../common/contract.ts";
 import { graphql } from "../../gateway/client/graphql.ts";
@@ -139,6 +141,46 @@ function percentiles(values: number[]) {
   return { count: sorted.length, p50: r(at(50)), p99: r(at(99)), max: r(sorted.at(-1) ?? 0) };
 }
 
+interface Frame {
+  id?: string;
+  type: string;
+  payload?: { errors?: { extensions?: { code?: string } }[] };
+}
+
+/**
+ * A client that subscribes to every processing event over graphql-ws and then stops reading
+ * its socket: the events pile up for it at the pipeline's rate. The gateway ends it either way it
+ * may: SUBSCRIBER_TOO_SLOW once its queue is full (seen only if the client reads again before),
+ * or the WebSocket keep-alive closing a connection that answers no ping (12 to 24 s).
+ */
+async function stalledSubscriber(port: number) {
+  const ws = new WebSocket(`ws://127.0.0.1:${port}/graphql`, "graphql-transport-ws");
+  await new Promise((resolve, reject) => ws.once("open", resolve).once("error", reject));
+  const frames: Frame[] = [];
+  let closed = false;
+  ws.on("message", (data) => frames.push(JSON.parse(String(data)) as Frame));
+  ws.on("close", () => (closed = true));
+  ws.send(JSON.stringify({ type: "connection_init" }));
+  for (let i = 0; i < 100 && !frames.some((f) => f.type === "connection_ack"); i++) await sleep(50);
+  const query = "subscription { processingEvents { messageId system orderId attempt round status error at } }";
+  ws.send(JSON.stringify({ id: "stalled", type: "subscribe", payload: { query } }));
+  const socket = (ws as unknown as { _socket: { pause(): void; resume(): void } })._socket;
+  socket.pause();
+  return {
+    /** Reads what was sent meanwhile; resolves with how the subscription ended ("open" if it had not after `ms`). */
+    async resume(ms: number) {
+      socket.resume();
+      const ended = () => closed || frames.some((f) => f.id === "stalled" && f.type === "complete");
+      for (const deadline = Date.now() + ms; Date.now() < deadline && !ended();) await sleep(100);
+      const mine = frames.filter((f) => f.id === "stalled");
+      const events = mine.filter((f) => f.type === "next" && !f.payload?.errors).length;
+      const code = mine.find((f) => f.payload?.errors)?.payload?.errors?.[0]?.extensions?.code;
+      ws.close();
+      return { events, ended: code ?? (closed ? "connection closed by the gateway" : ended() ? "complete" : "open") };
+    },
+  };
+}
+
 describe("6b. hostile queries", () => {
   it(`refuses ${PER_KIND} costly requests of each kind fast while normal clients keep their latency`, async () => {
     const report = startReport("6b", "hostile queries");
@@ -147,9 +189,11 @@ describe("6b. hostile queries", () => {
     const gateway = await w.startGateway();
     const consumer = await w.startConsumer();
     await Promise.all(SYSTEMS.map((s) => seed(w, s, PER_SYSTEM)));
+    // Subscribed before the run, so that every event of it is sent its way.
+    const stalled = await stalledSubscriber(gateway.port);
     report.set({
       orders: 2 * PER_SYSTEM,
-      faults: `${PER_KIND} x ${COSTLY_KINDS.length} costly GraphQL reqs, ${NORMAL_CLIENTS} pollers, ${FLOOD} MB at once`,
+      faults: `${PER_KIND} x ${COSTLY_KINDS.length} costly GraphQL reqs, ${NORMAL_CLIENTS} pollers, ${FLOOD} MB at once, a stalled subscriber`,
     });
 
     // Normal clients poll throughout; each latency is filed under its phase, when it started and
@@ -219,6 +263,7 @@ describe("6b. hostile queries", () => {
     await report.time("drain", () => waitDrained(w));
     stop = true;
     await Promise.all(pollers);
+    const stalledEnd = await stalled.resume(60_000);
 
     const refused = (a: Answer) => (a.status >= 400 && a.status < 500) || (a.status < 500 && a.codes.some((c) => c !== ""));
     const floodAnswers = flood.filter((a): a is Answer => typeof a !== "string");
@@ -272,6 +317,7 @@ describe("6b. hostile queries", () => {
     report.note(
       `${floodRequests.length} megabyte requests at once: ${floodAnswers.length - floodNotRefused.length} refused in ${floodSeconds} s, ${fmt(percentiles(floodAnswers.map((a) => a.ms)))}`,
     );
+    report.note(`stalled subscriber: ${stalledEnd.ended} after ${stalledEnd.events} events had reached its socket`);
     for (const kind of COSTLY_KINDS) {
       const k = byKind[kind]!;
       report.note(`${kind}: ${k.sent} refused, ${fmt(k.latencyMs)}, ${JSON.stringify(k.answers)}`);
@@ -296,6 +342,8 @@ describe("6b. hostile queries", () => {
     expect(answers.filter((a) => a.ms >= NEVER_SLOWER_MS).map((a) => `${a.kind} ${Math.round(a.ms)} ms`)).toEqual([]);
     expect(slow.length).toBeLessThanOrEqual(answers.length * 0.05);
     expect(normalErrors).toEqual([]);
+    // The subscriber that never read was cut off; what piled up for it did not take the gateway's heap.
+    expect(["SUBSCRIBER_TOO_SLOW", "connection closed by the gateway"]).toContain(stalledEnd.ended);
     expect(latency.quiet.length).toBeGreaterThan(20);
     expect(latency.hostile.length).toBeGreaterThan(20);
     // Normal clients keep their typical latency. The median is asserted: the tail of ~170 requests
