@@ -25,13 +25,15 @@ export function operationNameLabel(limit = OPERATION_NAMES_KEPT): (name: string 
   };
 }
 
-/**
- * The `metrics` option of usePrometheus: the request count, duration and errors and the HTTP
- * duration with bounded labels; the per-phase histograms, the request summary and the deprecated
- * field count off (a fifth of a trivial request's CPU, BENCHMARKS.md).
- */
 type Metrics = Parameters<typeof usePrometheus>[0]["metrics"];
 
+/**
+ * The `metrics` option of usePrometheus: the request count, duration and errors and the HTTP
+ * duration with bounded labels. The per-phase histograms and the request summary are off (about
+ * a fifth of a trivial request's CPU, BENCHMARKS.md; tracing times the phases when it is on), and
+ * so is the deprecated-field count: the schema deprecates nothing, and counting walks every
+ * request's document with the schema's type information.
+ */
 export function graphqlMetrics(registry: Registry): Metrics {
   const nameOf = operationNameLabel();
   const operation = (p: FillLabelsFnParams) => ({
