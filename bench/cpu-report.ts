@@ -25,6 +25,7 @@ function measurements(r: Results): [string, CpuUsage | undefined, number | undef
     ["raw publish+consume", r.raw?.cpu.publishConsume, r.raw?.messages, "msg"],
     ["publish only", r.publish?.cpu, r.publish?.rows, "row"],
     ...(r.scaling ?? []).map((s): [string, CpuUsage, number, string] => [`scaling ${s.consumers}`, s.cpu, s.orders, "order"]),
+    [`live, ${r.live?.live?.subscribers} subscribers`, r.live?.cpu, r.live?.orders, "order"],
     ["e2e seed mix", r.mix?.cpu, r.mix?.attempts, "attempt"],
     ["read { __typename }", r.read?.cpu.trivial, r.read?.trivial.requests, "request"],
     ["read messageHistory", r.read?.cpu.history, r.read?.history.requests, "request"],

@@ -4,7 +4,7 @@ import { parseArgs } from "node:util";
 
 import { benchVariables } from "../common/config.ts";
 
-export const STEPS = ["raw", "happy", "mix", "scaling", "publish", "read", "log-growth", "profile"] as const;
+export const STEPS = ["raw", "happy", "mix", "scaling", "live", "publish", "read", "log-growth", "profile"] as const;
 export type Step = (typeof STEPS)[number];
 
 export interface Options {
@@ -18,6 +18,8 @@ export interface Options {
   /** Orders of each scaling run. */
   scalingN: number;
   consumerCounts: number[];
+  /** Live-event subscribers of the live run (a happy run of scalingN orders beside the one-consumer scaling run). */
+  liveSubscribers: number;
   /** Pending rows the gateway publishes with no consumer running. */
   publishRows: number;
   /** Attempt-log documents generated for the read side and the log-growth run. */
@@ -54,6 +56,7 @@ const USAGE = `usage: npm run bench -- [options]
   --mix-n N               orders of the seed-mix run (BENCH_MIX_N)
   --scaling-n N           orders of each scaling run (BENCH_SCALING_N)
   --consumers 1,2,4       consumer processes of the scaling runs
+  --live-subscribers K    processingEvents subscribers of the live run (default 4)
   --publish-rows N        rows published with no consumer (BENCH_PUBLISH_ROWS)
   --log-docs N            attempt-log documents for the read side (BENCH_LOG_DOCS)
   --read-seconds S        seconds of each autocannon run
@@ -103,6 +106,7 @@ const OPTIONS = {
   "mix-n": value,
   "scaling-n": value,
   consumers: value,
+  "live-subscribers": value,
   "publish-rows": value,
   "log-docs": value,
   "read-seconds": value,
@@ -161,6 +165,7 @@ export function parseOptions(argv: string[]): Options {
     mixN: size("mix-n", "BENCH_MIX_N", DEFAULT_SIZES.mixN, 4_000),
     scalingN: size("scaling-n", "BENCH_SCALING_N", DEFAULT_SIZES.scalingN, 10_000),
     consumerCounts: [...new Set(consumers)].sort((a, b) => a - b),
+    liveSubscribers: positive("--live-subscribers", values["live-subscribers"] ?? "4"),
     publishRows: size("publish-rows", "BENCH_PUBLISH_ROWS", DEFAULT_SIZES.publishRows, 200_000),
     logDocs: size("log-docs", "BENCH_LOG_DOCS", DEFAULT_SIZES.logDocs, 100_000),
     readSeconds: size("read-seconds", "BENCH_READ_SECONDS", 10, 5),

@@ -4,7 +4,10 @@
 // accounted for. Also the publish side alone (no consumer), with the
 // gateway's peak RSS.
 import amqp from "amqplib";
+import { print } from "graphql";
+import { createClient } from "graphql-ws";
 import pg from "pg";
+import WebSocket from "ws";
 
 import { LOG_COLLECTION } from "../common/attempt-log.ts";
 import { readConfigWith } from "../common/config.ts";
@@ -14,6 +17,7 @@ import { counterField, counterKey } from "../common/keys.ts";
 import { createRedis } from "../common/stores.ts";
 import { makeTopology } from "../common/topology.ts";
 import { PIPELINE_STATS, PUBLISH, type PublishResult, SEED } from "../gateway/client/operations.ts";
+import { WATCH } from "../gateway/src/cli/operations.ts";
 import type { BenchContext, RunningGateway } from "./context.ts";
 import type { Gql } from "./gql.ts";
 import type { CpuUsage } from "./machine.ts";
@@ -27,6 +31,15 @@ export interface BatchStats {
   avgMs: number;
   /** Batches in progress on average per consumer (batch seconds / wall seconds); ~1 = never idle, >1 with CONSUMER_CONCURRENCY. */
   inFlight: number;
+}
+
+/** What the live-event subscribers of a run received. */
+export interface LiveResult {
+  subscribers: number;
+  /** Events each subscriber received. */
+  delivered: number[];
+  /** Subscribers the gateway ended with SUBSCRIBER_TOO_SLOW. */
+  tooSlow: number;
 }
 
 export interface PipelineResult {
@@ -46,6 +59,7 @@ export interface PipelineResult {
   publishRowsPerSecond: number;
   batch: BatchStats;
   cpu: CpuUsage;
+  live?: LiveResult;
   verified: {
     endputRows: number;
     succeeded: number;
@@ -158,6 +172,8 @@ export interface PipelineRun {
   /** Run against an existing attempt log of this many documents (its database is reused, not dropped). */
   preloaded?: { database: string; docs: number };
   cpuProf?: boolean;
+  /** processingEvents subscribers (graphql-ws, in this process) that read every event of the run. */
+  subscribers?: number;
 }
 
 interface Outcomes {
@@ -190,6 +206,49 @@ async function countEvents(s: Scenario) {
         () => undefined,
         () => undefined,
       ),
+  };
+}
+
+/**
+ * `k` clients subscribed to every processing event over graphql-ws, as the CLI's watch
+ * subscribes, each counting what it receives; resolves once the gateway listens for them.
+ */
+async function subscribeLive(ctx: BenchContext, s: Scenario, port: number, k: number) {
+  const query = print(WATCH);
+  const states = Array.from({ length: k }, () => ({ events: 0, lastAt: 0, ended: "" }));
+  const clients = states.map((state) => {
+    const client = createClient({ url: `ws://127.0.0.1:${port}/graphql`, webSocketImpl: WebSocket, retryAttempts: 0 });
+    client.subscribe(
+      { query },
+      {
+        next: (r) => {
+          const code = r.errors?.[0]?.extensions?.code;
+          if (r.errors?.length) state.ended = String(code ?? r.errors[0]!.message);
+          else {
+            state.events++;
+            state.lastAt = performance.now();
+          }
+        },
+        error: (err) => (state.ended ||= `error: ${err instanceof Error ? err.message : JSON.stringify(err)}`),
+        complete: () => (state.ended ||= "complete"),
+      },
+    );
+    return client;
+  });
+  // The scenario's own counter listens too: one more than the gateway's single Redis subscription.
+  const deadline = Date.now() + 10_000;
+  while (Number((await ctx.world.redis.pubsub("NUMSUB", eventsTopic(s.config)))[1]) < 2) {
+    if (Date.now() > deadline) throw new Error(`live: the gateway did not subscribe to the events within 10 s`);
+    await sleep(20);
+  }
+  return {
+    states,
+    /** Waits until every subscriber has `events` or has ended, for at most `ms`. */
+    async settle(events: number, ms: number) {
+      const until = performance.now() + ms;
+      while (states.some((x) => x.events < events && !x.ended) && performance.now() < until) await sleep(20);
+    },
+    close: () => Promise.all(clients.map((c) => c.dispose())),
   };
 }
 
@@ -300,15 +359,30 @@ async function seedBoth(gql: Gql, s: Scenario, opts: PipelineRun) {
   return { lastIds, trueOrders, falseOrders: opts.orders - trueOrders };
 }
 
+/** What the subscribers received; one that neither had every event nor was ended as too slow is a problem. */
+function liveResult(states: { events: number; ended: string }[], attempts: number, problems: string[]): LiveResult {
+  states.forEach((x, i) => {
+    if (x.events < attempts && x.ended !== "SUBSCRIBER_TOO_SLOW")
+      problems.push(`subscriber ${i + 1} received ${x.events} of ${attempts} events${x.ended ? ` (${x.ended})` : ""}`);
+  });
+  return {
+    subscribers: states.length,
+    delivered: states.map((x) => x.events),
+    tooSlow: states.filter((x) => x.ended === "SUBSCRIBER_TOO_SLOW").length,
+  };
+}
+
 export async function runPipeline(ctx: BenchContext, opts: PipelineRun): Promise<PipelineResult> {
   const { world } = ctx;
   const extra: Overrides = { MAX_ATTEMPTS: String(opts.maxAttempts) };
   if (opts.retryDelayMs !== undefined) extra.RETRY_DELAY_MS = String(opts.retryDelayMs);
+  if (opts.subscribers) extra.GATEWAY_CLIENT_SUBSCRIPTIONS = String(Math.max(10, opts.subscribers));
   if (opts.preloaded) extra.MONGO_DATABASE = opts.preloaded.database;
   const s = await world.scenario(opts.name, extra, { borrowedMongo: opts.preloaded !== undefined });
   let gateway: RunningGateway | undefined;
   let consumers: Child[] = [];
   let events: Awaited<ReturnType<typeof countEvents>> | undefined;
+  let live: Awaited<ReturnType<typeof subscribeLive>> | undefined;
   try {
     progress(`${opts.name}: starting the gateway`);
     gateway = await ctx.startGateway(s, { cpuProf: opts.cpuProf });
@@ -320,6 +394,10 @@ export async function runPipeline(ctx: BenchContext, opts: PipelineRun): Promise
     const consumersStarted = performance.now();
     const sweepIntervalMs = readConfigWith({ ...s.overrides, ...ctx.options.consumerEnv }).mongo.sweepIntervalMs;
     events = await countEvents(s);
+    if (opts.subscribers) {
+      progress(`${opts.name}: ${opts.subscribers} processingEvents subscribers over graphql-ws`);
+      live = await subscribeLive(ctx, s, gateway.port, opts.subscribers);
+    }
 
     const c0 = ctx.cpu();
     const t0 = performance.now();
@@ -328,7 +406,9 @@ export async function runPipeline(ctx: BenchContext, opts: PipelineRun): Promise
     // The counters and the events go out in one pipeline; wait for the subscriber to see the last one.
     const eventsDeadline = performance.now() + 5000;
     while (events.seen.events < last.attempts && performance.now() < eventsDeadline) await sleep(20);
-    const end = Math.max(events.seen.lastAt, t0);
+    // The gateway's work for the subscribers ends when the last of them has every event (or was ended).
+    await live?.settle(last.attempts, 30_000);
+    const end = Math.max(events.seen.lastAt, t0, ...(live?.states ?? []).map((x) => x.lastAt));
     const c1 = ctx.cpu();
     const seconds = (end - t0) / 1000;
     const batch = await scrapeBatches(
@@ -355,6 +435,7 @@ export async function runPipeline(ctx: BenchContext, opts: PipelineRun): Promise
       publishRowsPerSecond: opts.orders / publishSeconds,
       batch,
       cpu: ctx.cpuBetween(c0, c1),
+      ...(live ? { live: liveResult(live.states, final.attempts, verified.problems) } : {}),
       verified,
     };
     progress(
@@ -363,6 +444,7 @@ export async function runPipeline(ctx: BenchContext, opts: PipelineRun): Promise
     );
     return result;
   } finally {
+    await live?.close();
     await events?.close();
     for (const c of consumers) await c.stop();
     await gateway?.stop();

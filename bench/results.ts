@@ -13,6 +13,8 @@ export interface Results {
   happy?: PipelineResult;
   mix?: PipelineResult;
   scaling?: PipelineResult[];
+  /** A happy run with live-event subscribers reading every event. */
+  live?: PipelineResult;
   publish?: PublishOnlyResult;
   logFill?: Omit<LogFill, "sampleMessageIds">;
   read?: ReadResult;

@@ -79,6 +79,37 @@ function scalingRows(r: Results): Row[] {
   });
 }
 
+/** The live run against the one-consumer scaling run of the same size: what each subscriber costs the gateway. */
+function liveRows(r: Results): Row[] {
+  const l = r.live;
+  if (!l?.live) return [];
+  const one = r.scaling?.find((s) => s.consumers === 1 && s.orders === l.orders);
+  const { subscribers, delivered, tooSlow } = l.live;
+  const gateway = (p: PipelineResult) => perMessage(p.cpu, p.orders).groups.find(([g]) => g === "gateway")?.[1] ?? NaN;
+  const rows: Row[] = [
+    {
+      ...info(
+        `live: ${subscribers} processingEvents subscribers, ${fmt(l.orders)} orders (orders/s; baseline: scaling, 1 consumer)`,
+        fmt(l.ordersPerSecond),
+        one ? fmt(one.ordersPerSecond) : "",
+        one ? r2(ratio(l.ordersPerSecond, one.ordersPerSecond)) : "",
+      ),
+      result: l.verified.problems.length ? "FAIL" : "info",
+    },
+    info(
+      `  events each subscriber received (of ${fmt(l.attempts)}; ${tooSlow} ended SUBSCRIBER_TOO_SLOW)`,
+      delivered.length ? `${fmt(Math.min(...delivered))}–${fmt(Math.max(...delivered))}` : "n/a",
+    ),
+  ];
+  if (one) {
+    const perSubscriber = (gateway(l) - gateway(one)) / subscribers;
+    rows.push(
+      info("  gateway CPU per event per subscriber (µs; the run's gateway CPU above the baseline's)", fmt(perSubscriber)),
+    );
+  }
+  return rows;
+}
+
 function mixRows(r: Results, o: Options): Row[] {
   if (!r.mix) return [];
   const drain = info(`  time to drain (s; retry delay ${o.retryDelayMs} ms)`, fmt(r.mix.seconds, 1));
@@ -192,6 +223,7 @@ export function buildRows(r: Results, o: Options, errors: StepErrors, targets: T
     ...rawRows(r),
     ...publishRows(r),
     ...scalingRows(r),
+    ...liveRows(r),
     ...mixRows(r, o),
     ...readRows(r),
     ...happyRows(r),

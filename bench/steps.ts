@@ -117,6 +117,11 @@ export async function runSteps(ctx: BenchContext, results: Results, errors: Step
     if (has("publish"))
       await step("publish", async () => void (results.publish = await runPublishOnly(ctx, options.publishRows)));
     if (has("scaling")) await step("scaling", () => measureScaling(ctx, results));
+    if (has("live"))
+      await step("live", async () => {
+        const run = { name: "live", orders: options.scalingN, ratio: 1, consumers: 1, maxAttempts: 1 };
+        results.live = await runPipeline(ctx, { ...run, subscribers: options.liveSubscribers });
+      });
     if (has("mix")) await step("mix", () => measureMix(ctx, results));
     let fill: LogFill | undefined;
     if (has("read") || has("log-growth")) {
