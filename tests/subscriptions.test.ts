@@ -6,6 +6,7 @@ import WebSocket from "ws";
 
 import { eventsTopic, type ProcessingEvent } from "../common/events.ts";
 import { createTestEnv, type Overrides, serveGateway, type TestEnv, waitFor } from "./support/env.ts";
+import { stalledSubscriber } from "./support/stalled-subscriber.ts";
 
 let env: TestEnv | undefined;
 let port = 0;
@@ -88,16 +89,8 @@ function subscribe(c: Client) {
 describe("live event subscriptions", () => {
   it("ends a subscriber that stops reading with SUBSCRIBER_TOO_SLOW, and the gateway keeps serving", async () => {
     const e = await start({ GATEWAY_SUBSCRIPTION_BUFFER: "500" });
-    // A graphql-ws client that subscribes and then stops reading its socket.
-    const ws = new WebSocket(`ws://127.0.0.1:${port}/graphql`, "graphql-transport-ws");
-    await new Promise((r) => ws.once("open", r));
-    const frames: { id?: string; type: string; payload?: { errors?: { extensions?: { code?: string } }[] } }[] = [];
-    ws.on("message", (data) => frames.push(JSON.parse(String(data)) as (typeof frames)[number]));
-    ws.send(JSON.stringify({ type: "connection_init" }));
-    await until(() => frames.some((f) => f.type === "connection_ack"), 5000);
-    ws.send(JSON.stringify({ id: "slow", type: "subscribe", payload: { query: QUERY } }));
+    const stalled = await stalledSubscriber(port, "slow", QUERY);
     await gatewayListening(e);
-    (ws as unknown as { _socket: { pause(): void; resume(): void } })._socket.pause();
 
     // Far more than the socket's buffers hold: the gateway's queue for it fills past 500.
     await publishEvents(e, 0, 80_000);
@@ -108,16 +101,16 @@ describe("live event subscriptions", () => {
     });
     expect(await res.json()).toEqual({ data: { __typename: "Query" } });
 
-    (ws as unknown as { _socket: { resume(): void } })._socket.resume();
-    await until(() => frames.some((f) => f.id === "slow" && f.type === "complete"), 60_000);
-    const mine = frames.filter((f) => f.id === "slow");
+    stalled.resume();
+    await until(stalled.completed, 60_000);
+    const mine = stalled.frames();
     const withErrors = mine.filter((f) => f.payload?.errors?.length);
     expect(withErrors).toHaveLength(1);
     expect(withErrors[0]!.payload!.errors![0]!.extensions?.code).toBe("SUBSCRIBER_TOO_SLOW");
     expect(mine.at(-1)!.type).toBe("complete");
     expect(mine.at(-2)).toBe(withErrors[0]);
     expect(mine.length - 2).toBeLessThan(80_000);
-    ws.close();
+    stalled.close();
 
     // The gateway took its listener off, and a new subscriber gets what comes next.
     const fresh = subscribe(wsClient());

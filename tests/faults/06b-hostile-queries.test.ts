@@ -12,11 +12,11 @@ import { monitorEventLoopDelay } from "node:perf_hooks";
 
 import { print } from "graphql";
 import { afterAll, describe, expect, it } from "vitest";
-import WebSocket from "ws";
 
 import { SYSTEMS } from "../../common/contract.ts";
 import { graphql } from "../../gateway/client/graphql.ts";
 import { orderMessageId } from "../../gateway/src/services/message-id.ts";
+import { stalledSubscriber } from "../support/stalled-subscriber.ts";
 import { gqlOn } from "../typed-gql.ts";
 import { COSTLY_KINDS, costlyRequests, type HostileRequest } from "./support/hostile.ts";
 import { checkInvariant, waitDrained } from "./support/invariant.ts";
@@ -141,41 +141,26 @@ function percentiles(values: number[]) {
   return { count: sorted.length, p50: r(at(50)), p99: r(at(99)), max: r(sorted.at(-1) ?? 0) };
 }
 
-interface Frame {
-  id?: string;
-  type: string;
-  payload?: { errors?: { extensions?: { code?: string } }[] };
-}
-
 /**
  * A client that subscribes to every processing event over graphql-ws and then stops reading
  * its socket: the events pile up for it at the pipeline's rate. The gateway ends it either way it
  * may: SUBSCRIBER_TOO_SLOW once its queue is full (seen only if the client reads again before),
  * or the WebSocket keep-alive closing a connection that answers no ping (12 to 24 s).
  */
-async function stalledSubscriber(port: number) {
-  const ws = new WebSocket(`ws://127.0.0.1:${port}/graphql`, "graphql-transport-ws");
-  await new Promise((resolve, reject) => ws.once("open", resolve).once("error", reject));
-  const frames: Frame[] = [];
-  let closed = false;
-  ws.on("message", (data) => frames.push(JSON.parse(String(data)) as Frame));
-  ws.on("close", () => (closed = true));
-  ws.send(JSON.stringify({ type: "connection_init" }));
-  for (let i = 0; i < 100 && !frames.some((f) => f.type === "connection_ack"); i++) await sleep(50);
+async function stalledEventsSubscriber(port: number) {
   const query = "subscription { processingEvents { messageId system orderId attempt round status error at } }";
-  ws.send(JSON.stringify({ id: "stalled", type: "subscribe", payload: { query } }));
-  const socket = (ws as unknown as { _socket: { pause(): void; resume(): void } })._socket;
-  socket.pause();
+  const stalled = await stalledSubscriber(port, "stalled", query);
   return {
     /** Reads what was sent meanwhile; resolves with how the subscription ended ("open" if it had not after `ms`). */
     async resume(ms: number) {
-      socket.resume();
-      const ended = () => closed || frames.some((f) => f.id === "stalled" && f.type === "complete");
+      stalled.resume();
+      const ended = () => stalled.closed() || stalled.completed();
       for (const deadline = Date.now() + ms; Date.now() < deadline && !ended();) await sleep(100);
-      const mine = frames.filter((f) => f.id === "stalled");
+      const mine = stalled.frames();
       const events = mine.filter((f) => f.type === "next" && !f.payload?.errors).length;
       const code = mine.find((f) => f.payload?.errors)?.payload?.errors?.[0]?.extensions?.code;
-      ws.close();
+      const closed = stalled.closed();
+      stalled.close();
       return { events, ended: code ?? (closed ? "connection closed by the gateway" : ended() ? "complete" : "open") };
     },
   };
@@ -190,7 +175,7 @@ describe("6b. hostile queries", () => {
     const consumer = await w.startConsumer();
     await Promise.all(SYSTEMS.map((s) => seed(w, s, PER_SYSTEM)));
     // Subscribed before the run, so that every event of it is sent its way.
-    const stalled = await stalledSubscriber(gateway.port);
+    const stalled = await stalledEventsSubscriber(gateway.port);
     report.set({
       orders: 2 * PER_SYSTEM,
       faults: `${PER_KIND} x ${COSTLY_KINDS.length} costly GraphQL reqs, ${NORMAL_CLIENTS} pollers, ${FLOOD} MB at once, a stalled subscriber`,
