@@ -25,9 +25,6 @@ export function eventsTopic(config: Config): string {
   return `${config.redis.prefix}:processing-events`;
 }
 
-/** The typed event map carried by the gateway's pub/sub. */
-export type PubSubEvents = Record<string, [ProcessingEvent]>;
-
 /** The counter field an event adds one to: a message whose system could not be read counts under UNKNOWN. */
 export function eventCounterField(event: ProcessingEvent): string {
   return counterField(event.system, event.status);
