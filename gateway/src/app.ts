@@ -3,11 +3,13 @@
 // (plugins.ts), the HTTP routes (http-routes.ts), the WebSocket server (ws-subscriptions.ts)
 // and the drain on shutdown (drain.ts).
 import http from "node:http";
+import type { Duplex } from "node:stream";
 
 import { createYoga } from "graphql-yoga";
 
 import type { Check } from "../../common/http-health.ts";
 import { tokenMatches } from "./auth.ts";
+import { limitConnections, tooManyConnections } from "./connection-limits.ts";
 import type { Context, Deps } from "./context.ts";
 import { createDashboardHandler } from "./dashboard.ts";
 import { createShutdownState, drainAndClose } from "./drain.ts";
@@ -63,16 +65,25 @@ export function createGateway(deps: Deps, extraChecks: Check[] = []): Gateway {
     plugins: gatewayPlugins(deps, shutdown),
   });
 
-  const server = http.createServer(
+  const server = http.createServer();
+  const limits = { total: config.gateway.maxConnections, perClient: config.gateway.clientConnections };
+  const connections = limitConnections(server, limits, (limit) => deps.metrics.connectionsRefused.inc({ limit }));
+  const refusal = (socket: Duplex) => {
+    const limit = connections.refusal(socket);
+    return limit && tooManyConnections(limit, limits);
+  };
+  server.on(
+    "request",
     createRequestHandler({
       shutdown,
       checks: readinessChecks(deps, extraChecks),
       statics: [createDashboardHandler({}), createGraphiQLAssetsHandler()],
       yoga,
       maxBodyBytes: config.gateway.maxBodyBytes,
+      refusal,
     }),
   );
-  const ws = serveWebSockets(server, yoga, config.gateway.maxBodyBytes);
+  const ws = serveWebSockets(server, yoga, config.gateway.maxBodyBytes, refusal);
 
   let closed: Promise<void> | undefined;
   return {

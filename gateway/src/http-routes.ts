@@ -1,10 +1,12 @@
-// The gateway's HTTP routes: /healthz and /readyz, a 503 for everything else while draining,
-// the dashboard and GraphiQL's assets, then GraphQL (GET as is, other methods with a bounded body).
+// The gateway's HTTP routes: /healthz and /readyz, a 503 for everything else but /metrics on a
+// connection over the connection limits (connection-limits.ts), a 503 while draining, the dashboard and GraphiQL's assets, then GraphQL (GET as is, other methods with a bounded body).
 import type http from "node:http";
+import type { Duplex } from "node:stream";
 
 import { type Check, runChecks } from "../../common/http-health.ts";
+import type { Refusal } from "./connection-limits.ts";
 import type { ShutdownState } from "./drain.ts";
-import { bodyForYoga, readBody, refuseTooLarge } from "./limits.ts";
+import { bodyForYoga, readBody, refuseRequest, refuseTooLarge } from "./limits.ts";
 
 type Handler = (req: http.IncomingMessage, res: http.ServerResponse) => unknown;
 
@@ -17,13 +19,16 @@ export function createRequestHandler(opts: {
   statics: ((req: http.IncomingMessage, res: http.ServerResponse) => boolean)[];
   yoga: Handler;
   maxBodyBytes: number;
+  /** The answer to every request on the socket's connection but health checks, if it is refused. */
+  refusal: (socket: Duplex) => Refusal | undefined;
 }): (req: http.IncomingMessage, res: http.ServerResponse) => void {
   const { shutdown, checks, statics, yoga, maxBodyBytes } = opts;
   return (req, res) => {
     shutdown.inFlight.set(res, { streaming: /text\/event-stream|multipart\/mixed/.test(req.headers.accept ?? "") });
     res.once("close", () => shutdown.inFlight.delete(res));
+    const refusal = opts.refusal(req.socket);
     // While draining, every answer closes its connection: keep-alive clients reconnect elsewhere.
-    if (shutdown.draining) res.setHeader("connection", "close");
+    if (shutdown.draining || refusal) res.setHeader("connection", "close");
     const path = (req.url ?? "/").split("?")[0];
     if (path === "/healthz") {
       res.writeHead(200, json).end(JSON.stringify({ status: "ok" }));
@@ -32,6 +37,11 @@ export function createRequestHandler(opts: {
     if (path === "/readyz") {
       if (shutdown.draining) res.writeHead(503, json).end(JSON.stringify({ ready: false, draining: true, checks: [] }));
       else void runChecks(checks).then((r) => res.writeHead(r.ready ? 200 : 503, json).end(JSON.stringify(r)));
+      return;
+    }
+    // Metrics too are answered on any connection: a flood is when operators need them.
+    if (refusal && path !== "/metrics") {
+      refuseRequest(req, res, refusal);
       return;
     }
     if (shutdown.draining) {

@@ -112,7 +112,7 @@ export function readBody(req: IncomingMessage, limit: number): Promise<BodyRead>
   });
 }
 
-// A client still sending when the 413 goes out must get to read it, and must not find the
+// A client still sending when a refusal goes out must get to read it, and must not find the
 // connection gone while it writes (EPIPE): the answer is written at once, but the response is
 // ended, which lets the server close a non-keep-alive connection, only once the rest of the
 // body has been read and dropped. Bounded: a client that goes quiet for LINGER_IDLE_MS or
@@ -125,8 +125,21 @@ export function refuseTooLarge(req: IncomingMessage, res: ServerResponse, limit:
   const body = JSON.stringify({
     errors: [{ message: `request body exceeds ${limit} bytes`, extensions: { code: "PAYLOAD_TOO_LARGE" } }],
   });
-  res.writeHead(413, { "content-type": "application/json; charset=utf-8", "content-length": Buffer.byteLength(body) });
-  res.write(body);
+  refuseRequest(req, res, { status: 413, body });
+}
+
+/** Answers with `refusal` (a JSON body) before reading the request's body, then drains what is left of it within bounds. */
+export function refuseRequest(
+  req: IncomingMessage,
+  res: ServerResponse,
+  refusal: { status: number; body: string; headers?: Record<string, string> },
+): void {
+  res.writeHead(refusal.status, {
+    ...refusal.headers,
+    "content-type": "application/json; charset=utf-8",
+    "content-length": Buffer.byteLength(refusal.body),
+  });
+  res.write(refusal.body);
   let timer: NodeJS.Timeout | undefined;
   const finish = () => {
     clearTimeout(timer);

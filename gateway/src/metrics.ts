@@ -27,6 +27,13 @@ export function createGatewayMetrics(deps: { broker: Broker; redis: Redis; confi
     labelNames: ["system"] as const,
     registers: [registry],
   });
+  const connectionsRefused = new Counter({
+    name: "tentativa_gateway_connections_refused_total",
+    help: "Connections refused (503 TOO_MANY_CONNECTIONS), by the limit they were over: client (GATEWAY_CLIENT_CONNECTIONS) or total (GATEWAY_MAX_CONNECTIONS)",
+    labelNames: ["limit"] as const,
+    registers: [registry],
+  });
+  for (const limit of ["client", "total"]) connectionsRefused.inc({ limit }, 0);
   for (const system of SYSTEMS) {
     published.inc({ system }, 0);
     publishBatches.inc({ system }, 0);
@@ -35,5 +42,5 @@ export function createGatewayMetrics(deps: { broker: Broker; redis: Redis; confi
   registerQueueGauges(registry, broker);
   registerPendingRowsGauge(registry, { redis, config, sources });
   registerDeadLetterGauges(registry, redis, config);
-  return { registry, published, publishBatches };
+  return { registry, published, publishBatches, connectionsRefused };
 }

@@ -1,11 +1,13 @@
 // GraphQL over WebSocket (graphql-ws) on the GraphQL endpoint, through Yoga's envelop so that
 // every plugin (auth, limits, shutdown tracking) applies as it does over HTTP.
-import type http from "node:http";
+import http from "node:http";
+import type { Duplex } from "node:stream";
 
 import { useServer } from "graphql-ws/use/ws";
 import type { YogaServerInstance } from "graphql-yoga";
 import { WebSocketServer } from "ws";
 
+import type { Refusal } from "./connection-limits.ts";
 import type { Context } from "./context.ts";
 import type { Servers } from "./drain.ts";
 import { headerFromExtensions } from "./graphiql.ts";
@@ -14,8 +16,14 @@ export function serveWebSockets(
   server: http.Server,
   yoga: YogaServerInstance<Record<string, never>, Context>,
   maxPayload: number,
+  refusal: (socket: Duplex) => Refusal | undefined,
 ): Pick<Servers, "wss" | "wsServer" | "wsOperations"> {
-  const wss = new WebSocketServer({ server, path: yoga.graphqlEndpoint, maxPayload });
+  const wss = new WebSocketServer({ noServer: true, path: yoga.graphqlEndpoint, maxPayload });
+  server.on("upgrade", (req: http.IncomingMessage, socket: Duplex, head: Buffer) => {
+    const refused = refusal(socket);
+    if (refused) refuseUpgrade(socket, refused);
+    else wss.handleUpgrade(req, socket, head, (ws) => wss.emit("connection", ws, req));
+  });
   // graphql-ws keeps every operation in its connection's `subscriptions` until the last message
   // for it is sent, queries and mutations too; only a subscription's entry holds its stream.
   const wsConnections = new Set<{ subscriptions: Record<string, unknown> }>();
@@ -59,4 +67,17 @@ export function serveWebSockets(
     wss,
   );
   return { wss, wsServer, wsOperations };
+}
+
+/** Answers an upgrade request with `refusal` and closes the connection, as `ws` answers a handshake it refuses. */
+function refuseUpgrade(socket: Duplex, refusal: Refusal): void {
+  const headers = {
+    ...refusal.headers,
+    connection: "close",
+    "content-type": "application/json; charset=utf-8",
+    "content-length": Buffer.byteLength(refusal.body),
+  };
+  const head = Object.entries(headers).map(([name, value]) => `${name}: ${value}\r\n`);
+  socket.once("finish", () => socket.destroy());
+  socket.end(`HTTP/1.1 ${refusal.status} ${http.STATUS_CODES[refusal.status]}\r\n${head.join("")}\r\n${refusal.body}`);
 }

@@ -1,0 +1,85 @@
+// How many connections the gateway holds. Each costs heap whether or not it ever sends a request
+// (an idle socket about 3 KB, a WebSocket past connection_init about 6 KB), and opening them costs
+// a client nothing: 16,000 WebSockets from one address ran the gateway out of its 128 MB heap. So a
+// connection past GATEWAY_CLIENT_CONNECTIONS from its address, or past GATEWAY_MAX_CONNECTIONS in
+// all, is refused: its first request (a WebSocket upgrade too) is answered 503
+// TOO_MANY_CONNECTIONS and the connection closed; one that sends nothing is closed after
+// REFUSED_IDLE_MS. Past twice GATEWAY_MAX_CONNECTIONS, Node drops new connections unanswered
+// (`server.maxConnections`), which bounds the refused ones too.
+import type http from "node:http";
+import type { Socket } from "node:net";
+import type { Duplex } from "node:stream";
+
+export const REFUSED_IDLE_MS = 2_000;
+
+export type ConnectionLimit = "client" | "total";
+
+export interface ConnectionLimits {
+  /**
+   * The limit the socket's connection was over when it arrived, if any. The caller answers the
+   * request that came on it with `tooManyConnections` and closes it: the idle timer stops.
+   */
+  refusal(socket: Duplex): ConnectionLimit | undefined;
+}
+
+export function limitConnections(
+  server: http.Server,
+  limits: { total: number; perClient: number },
+  onRefused: (limit: ConnectionLimit) => void = () => undefined,
+): ConnectionLimits {
+  const byAddress = new Map<string, number>();
+  const refused = new WeakMap<Duplex, { limit: ConnectionLimit; idle: NodeJS.Timeout }>();
+  let open = 0;
+  server.maxConnections = 2 * limits.total;
+
+  server.on("connection", (socket: Socket) => {
+    const address = socket.remoteAddress ?? "unknown";
+    const held = byAddress.get(address) ?? 0;
+    const over: ConnectionLimit | undefined = open >= limits.total ? "total" : held >= limits.perClient ? "client" : undefined;
+    if (over) {
+      onRefused(over);
+      const idle = setTimeout(() => socket.destroy(), REFUSED_IDLE_MS);
+      idle.unref();
+      socket.once("close", () => clearTimeout(idle));
+      refused.set(socket, { limit: over, idle });
+      return;
+    }
+    open++;
+    byAddress.set(address, held + 1);
+    socket.once("close", () => {
+      open--;
+      const left = byAddress.get(address)! - 1;
+      if (left > 0) byAddress.set(address, left);
+      else byAddress.delete(address);
+    });
+  });
+
+  return {
+    refusal(socket) {
+      const r = refused.get(socket);
+      if (r) clearTimeout(r.idle);
+      return r?.limit;
+    },
+  };
+}
+
+export interface Refusal {
+  status: number;
+  headers: Record<string, string>;
+  /** JSON: a GraphQL-style `errors` list. */
+  body: string;
+}
+
+/** The answer to a request on a refused connection. */
+export function tooManyConnections(limit: ConnectionLimit, limits: { total: number; perClient: number }): Refusal {
+  const message =
+    limit === "client"
+      ? `at most ${limits.perClient} connections at once per client: reuse one, or close one first`
+      : `the gateway holds its maximum of ${limits.total} connections: try again later`;
+  const max = limit === "client" ? limits.perClient : limits.total;
+  return {
+    status: 503,
+    headers: { "retry-after": "1" },
+    body: JSON.stringify({ errors: [{ message, extensions: { code: "TOO_MANY_CONNECTIONS", limit, max } }] }),
+  };
+}

@@ -1,0 +1,149 @@
+// How many connections the gateway holds: per client address and in all, each refusal a 503 the
+// client can read, over HTTP and for a WebSocket upgrade alike.
+import http from "node:http";
+import net from "node:net";
+
+import { afterEach, describe, expect, it } from "vitest";
+import WebSocket from "ws";
+
+import { REFUSED_IDLE_MS } from "../gateway/src/connection-limits.ts";
+import { createTestEnv, serveGateway, type TestEnv, waitFor } from "./support/env.ts";
+
+let env: TestEnv | undefined;
+const held: net.Socket[] = [];
+afterEach(async () => {
+  for (const s of held.splice(0)) s.destroy();
+  await env?.cleanup();
+  env = undefined;
+});
+
+// Every loopback address reaches a server on 127.0.0.1: three "clients" on one machine.
+const A = "127.0.0.1";
+const B = "127.0.0.2";
+const C = "127.0.0.3";
+
+/** Opens a connection from `from` that sends nothing, and keeps it. */
+async function hold(port: number, from: string): Promise<net.Socket> {
+  const socket = net.connect({ port, host: "127.0.0.1", localAddress: from });
+  await new Promise((resolve, reject) => socket.once("connect", resolve).once("error", reject));
+  held.push(socket);
+  return socket;
+}
+
+interface Answer {
+  status: number;
+  connection: string | undefined;
+  retryAfter: string | undefined;
+  text: string;
+  body: { errors?: { message: string; extensions?: { code?: string; limit?: string; max?: number } }[] } & Record<
+    string,
+    unknown
+  >;
+}
+
+/** One request on a connection of its own from `from`. */
+function request(port: number, from: string, path: string, body?: string): Promise<Answer> {
+  return new Promise((resolve, reject) => {
+    const req = http.request(
+      {
+        port,
+        host: "127.0.0.1",
+        localAddress: from,
+        path,
+        agent: false,
+        method: body ? "POST" : "GET",
+        headers: { "content-type": "application/json" },
+      },
+      (res) => {
+        let text = "";
+        res.setEncoding("utf8").on("data", (c: string) => (text += c));
+        res.on("end", () =>
+          resolve({
+            status: res.statusCode ?? 0,
+            connection: res.headers.connection,
+            retryAfter: res.headers["retry-after"],
+            text,
+            body: /json/.test(res.headers["content-type"] ?? "") ? (JSON.parse(text) as Answer["body"]) : {},
+          }),
+        );
+      },
+    );
+    req.once("error", reject);
+    req.end(body);
+  });
+}
+
+const query = JSON.stringify({ query: "{ __typename }" });
+
+/** A WebSocket handshake from `from`: "open", or the status and body of the refusal. */
+function upgrade(port: number, from: string): Promise<{ open: true } | { open: false; status: number; body: Answer["body"] }> {
+  return new Promise((resolve, reject) => {
+    const ws = new WebSocket(`ws://127.0.0.1:${port}/graphql`, "graphql-transport-ws", { localAddress: from });
+    // Settled once closed, so that it no longer counts against the limits.
+    ws.once("open", () => ws.once("close", () => resolve({ open: true })).close());
+    ws.once("unexpected-response", (_req, res) => {
+      let text = "";
+      res.setEncoding("utf8").on("data", (c: string) => (text += c));
+      res.on("end", () => resolve({ open: false, status: res.statusCode ?? 0, body: JSON.parse(text) as Answer["body"] }));
+    });
+    ws.once("error", reject);
+  });
+}
+
+const refusal = (a: Answer | { body: Answer["body"] }) => a.body.errors?.[0]?.extensions;
+
+describe("connection limits", () => {
+  it("refuses a client's connections past GATEWAY_CLIENT_CONNECTIONS and everyone's past GATEWAY_MAX_CONNECTIONS, with a 503 it can read", async () => {
+    env = await createTestEnv({ GATEWAY_CLIENT_CONNECTIONS: "3", GATEWAY_MAX_CONNECTIONS: "5" });
+    const { port, base } = await serveGateway(env);
+    const server = env.gateway.server;
+    // Closed connections, as the gateway has seen them: a client's close reaches it a moment later.
+    const connections = () => new Promise<number>((resolve) => server.getConnections((_, n) => resolve(n)));
+
+    // A holds its three: its fourth connection is refused, over HTTP and as a WebSocket.
+    const fromA = await Promise.all([hold(port, A), hold(port, A), hold(port, A)]);
+    const overClient = await request(port, A, "/graphql", query);
+    expect(overClient.status).toBe(503);
+    expect(overClient.connection).toBe("close");
+    expect(overClient.retryAfter).toBe("1");
+    expect(refusal(overClient)).toEqual({ code: "TOO_MANY_CONNECTIONS", limit: "client", max: 3 });
+    const wsOverClient = await upgrade(port, A);
+    expect(wsOverClient.open).toBe(false);
+    if (!wsOverClient.open) {
+      expect(wsOverClient.status).toBe(503);
+      expect(refusal(wsOverClient)).toEqual({ code: "TOO_MANY_CONNECTIONS", limit: "client", max: 3 });
+    }
+    // Health checks and metrics are answered on any connection: they are how operators see a flood.
+    expect((await request(port, A, "/healthz")).status).toBe(200);
+    const overLimitMetrics = await request(port, A, "/metrics");
+    expect(overLimitMetrics.status).toBe(200);
+    expect(overLimitMetrics.text).toMatch(/tentativa_gateway_connections_refused_total\{limit="client"\} 4/);
+
+    // B is another client: served, up to the total of five.
+    expect((await request(port, B, "/graphql", query)).body).toEqual({ data: { __typename: "Query" } });
+    expect(await upgrade(port, B)).toEqual({ open: true });
+    await waitFor(connections, (n) => n === 3, 5_000); // A's three
+    await Promise.all([hold(port, B), hold(port, B)]);
+    const overTotal = await request(port, C, "/graphql", query);
+    expect(overTotal.status).toBe(503);
+    expect(refusal(overTotal)).toEqual({ code: "TOO_MANY_CONNECTIONS", limit: "total", max: 5 });
+
+    // A refused connection that sends nothing is closed.
+    const idle = await hold(port, C);
+    const t0 = Date.now();
+    await new Promise((resolve) => idle.once("close", resolve));
+    expect(Date.now() - t0).toBeLessThan(REFUSED_IDLE_MS + 2_000);
+
+    // Closing connections makes room again.
+    for (const s of fromA) s.destroy();
+    await waitFor(connections, (n) => n === 2, 5_000); // B's two
+    expect((await request(port, A, "/graphql", query)).status).toBe(200);
+    expect(await upgrade(port, A)).toEqual({ open: true });
+    await waitFor(connections, (n) => n === 2, 5_000);
+    const metrics = await (await fetch(`${base}/metrics`)).text();
+    const refused = (limit: string) =>
+      Number(metrics.match(new RegExp(`tentativa_gateway_connections_refused_total\\{limit="${limit}"\\} (\\d+)`))?.[1]);
+    expect(refused("client")).toBe(4); // the request, the upgrade, the health check and the metrics
+    expect(refused("total")).toBe(2);
+  });
+});
