@@ -1,5 +1,5 @@
-// How many connections the gateway holds: per client address and in all, each refusal a 503 the
-// client can read, over HTTP and for a WebSocket upgrade alike.
+// How many connections the gateway holds: per client address and in all, each refusal an answer
+// the client can read, over HTTP and for a WebSocket upgrade alike.
 import http from "node:http";
 import net from "node:net";
 
@@ -93,7 +93,7 @@ function upgrade(port: number, from: string): Promise<{ open: true } | { open: f
 const refusal = (a: Answer | { body: Answer["body"] }) => a.body.errors?.[0]?.extensions;
 
 describe("connection limits", () => {
-  it("refuses a client's connections past GATEWAY_CLIENT_CONNECTIONS and everyone's past GATEWAY_MAX_CONNECTIONS, with a 503 it can read", async () => {
+  it("refuses a client's connections past GATEWAY_CLIENT_CONNECTIONS and everyone's past GATEWAY_MAX_CONNECTIONS, with an answer it can read", async () => {
     env = await createTestEnv({ GATEWAY_CLIENT_CONNECTIONS: "3", GATEWAY_MAX_CONNECTIONS: "5" });
     const { port, base } = await serveGateway(env);
     const server = env.gateway.server;
@@ -103,14 +103,14 @@ describe("connection limits", () => {
     // A holds its three: its fourth connection is refused, over HTTP and as a WebSocket.
     const fromA = await Promise.all([hold(port, A), hold(port, A), hold(port, A)]);
     const overClient = await request(port, A, "/graphql", query);
-    expect(overClient.status).toBe(503);
+    expect(overClient.status).toBe(429);
     expect(overClient.connection).toBe("close");
     expect(overClient.retryAfter).toBe("1");
     expect(refusal(overClient)).toEqual({ code: "TOO_MANY_CONNECTIONS", limit: "client", max: 3 });
     const wsOverClient = await upgrade(port, A);
     expect(wsOverClient.open).toBe(false);
     if (!wsOverClient.open) {
-      expect(wsOverClient.status).toBe(503);
+      expect(wsOverClient.status).toBe(429);
       expect(refusal(wsOverClient)).toEqual({ code: "TOO_MANY_CONNECTIONS", limit: "client", max: 3 });
     }
     // Health checks and metrics are answered on any connection: they are how operators see a flood.

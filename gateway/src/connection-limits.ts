@@ -2,10 +2,10 @@
 // (an idle socket about 3 KB, a WebSocket past connection_init about 6 KB), and opening them costs
 // a client nothing: 16,000 WebSockets from one address ran the gateway out of its 128 MB heap. So a
 // connection past GATEWAY_CLIENT_CONNECTIONS from its address, or past GATEWAY_MAX_CONNECTIONS in
-// all, is refused: its first request (a WebSocket upgrade too) is answered 503
-// TOO_MANY_CONNECTIONS and the connection closed; one that sends nothing is closed after
-// REFUSED_IDLE_MS. Past twice GATEWAY_MAX_CONNECTIONS, Node drops new connections unanswered
-// (`server.maxConnections`), which bounds the refused ones too.
+// all, is refused: its first request (a WebSocket upgrade too) is answered TOO_MANY_CONNECTIONS
+// (429 for the client's own limit, 503 for the gateway's) and the connection closed; one that
+// sends nothing is closed after REFUSED_IDLE_MS. Past twice GATEWAY_MAX_CONNECTIONS, Node drops
+// new connections unanswered (`server.maxConnections`), which bounds the refused ones too.
 import type http from "node:http";
 import type { Socket } from "node:net";
 import type { Duplex } from "node:stream";
@@ -78,7 +78,7 @@ export function tooManyConnections(limit: ConnectionLimit, limits: { total: numb
       : `the gateway holds its maximum of ${limits.total} connections: try again later`;
   const max = limit === "client" ? limits.perClient : limits.total;
   return {
-    status: 503,
+    status: limit === "client" ? 429 : 503,
     headers: { "retry-after": "1" },
     body: JSON.stringify({ errors: [{ message, extensions: { code: "TOO_MANY_CONNECTIONS", limit, max } }] }),
   };

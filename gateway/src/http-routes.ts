@@ -1,5 +1,6 @@
-// The gateway's HTTP routes: /healthz and /readyz, a 503 for everything else but /metrics on a
-// connection over the connection limits (connection-limits.ts), a 503 while draining, the dashboard and GraphiQL's assets, then GraphQL (GET as is, other methods with a bounded body).
+// The gateway's HTTP routes: /healthz and /readyz, a refusal for everything else but /metrics on
+// a connection over the connection limits (connection-limits.ts), a 503 while draining, the
+// dashboard and GraphiQL's assets, then GraphQL (GET as is, other methods with a bounded body).
 import type http from "node:http";
 import type { Duplex } from "node:stream";
 

@@ -29,7 +29,7 @@ export function createGatewayMetrics(deps: { broker: Broker; redis: Redis; confi
   });
   const connectionsRefused = new Counter({
     name: "tentativa_gateway_connections_refused_total",
-    help: "Connections refused (503 TOO_MANY_CONNECTIONS), by the limit they were over: client (GATEWAY_CLIENT_CONNECTIONS) or total (GATEWAY_MAX_CONNECTIONS)",
+    help: "Connections refused (TOO_MANY_CONNECTIONS), by the limit they were over: client (GATEWAY_CLIENT_CONNECTIONS) or total (GATEWAY_MAX_CONNECTIONS)",
     labelNames: ["limit"] as const,
     registers: [registry],
   });
