@@ -2,11 +2,13 @@
 // more than they look (thousands of aliases, 500-row lists times aliases with history,
 // thousands of directives, fragments that multiply, batched arrays, a megabyte of tokens)
 // alongside normal polling clients, one at a time, then a hundred of the megabyte ones at once,
-// and a client that subscribes to the live events and never reads them.
+// a client that holds every connection it may and keeps opening more, and a client that
+// subscribes to the live events and never reads them.
 // Every hostile request is refused with a 4xx or a coded error (the ones sent one at a time
 // fast), the gateway never restarts, normal clients see no errors and keep their latency, and
 // nothing is lost or duplicated.
 import http from "node:http";
+import net from "node:net";
 import os from "node:os";
 import { monitorEventLoopDelay } from "node:perf_hooks";
 
@@ -37,6 +39,10 @@ const NEVER_SLOWER_MS = 1_000;
 // Then megabyte requests all at once: 100 MB in flight at the gateway together.
 const FLOOD = 100;
 const MAX_BODY_BYTES = 1024 * 1024;
+// Then a client on another address holds every connection it may and sends PER_KIND requests on
+// new ones (every loopback address reaches the gateway).
+const CLIENT_CONNECTIONS = 256;
+const GREEDY_CLIENT = "127.0.0.2";
 
 // What the dashboard polls: the overview, the reconciliation, one message's history.
 const NORMAL = [
@@ -69,12 +75,21 @@ interface Answer {
   snippet: string;
 }
 
-/** One request on its own connection, timed from the first byte sent to the last received. */
-function send(port: number, r: HostileRequest): Promise<Answer> {
+/** One request on its own connection (from `localAddress`), timed from the first byte sent to the last received. */
+function send(port: number, r: HostileRequest, localAddress?: string): Promise<Answer> {
   return new Promise((resolve, reject) => {
     const t0 = performance.now();
     const req = http.request(
-      { host: "127.0.0.1", port, method: r.method, path: r.path, headers: r.headers, agent: false, timeout: 30_000 },
+      {
+        host: "127.0.0.1",
+        port,
+        localAddress,
+        method: r.method,
+        path: r.path,
+        headers: r.headers,
+        agent: false,
+        timeout: 30_000,
+      },
       (res) => {
         const chunks: Buffer[] = [];
         res.on("data", (c: Buffer) => chunks.push(c));
@@ -97,6 +112,25 @@ function send(port: number, r: HostileRequest): Promise<Answer> {
     req.on("timeout", () => req.destroy(new Error("timed out")));
     req.end(typeof r.body === "string" ? r.body : undefined);
   });
+}
+
+/** Opens `count` connections from `localAddress` that send nothing; `release` closes them. */
+async function holdConnections(port: number, localAddress: string, count: number) {
+  const sockets = await Promise.all(
+    Array.from(
+      { length: count },
+      () =>
+        new Promise<net.Socket>((resolve, reject) => {
+          const s = net.connect({ host: "127.0.0.1", port, localAddress });
+          s.once("connect", () => resolve(s)).once("error", reject);
+        }),
+    ),
+  );
+  return {
+    /** How many the gateway has not closed. */
+    open: () => sockets.filter((s) => !s.destroyed && !s.readableEnded).length,
+    release: () => sockets.forEach((s) => s.destroy()),
+  };
 }
 
 /**
@@ -169,7 +203,10 @@ async function stalledEventsSubscriber(port: number) {
 describe("6b. hostile queries", () => {
   it(`refuses ${PER_KIND} costly requests of each kind fast while normal clients keep their latency`, async () => {
     const report = startReport("6b", "hostile queries");
-    world = await createWorld("s6b", { GATEWAY_MAX_BODY_BYTES: String(MAX_BODY_BYTES) });
+    world = await createWorld("s6b", {
+      GATEWAY_MAX_BODY_BYTES: String(MAX_BODY_BYTES),
+      GATEWAY_CLIENT_CONNECTIONS: String(CLIENT_CONNECTIONS),
+    });
     const w = world;
     const gateway = await w.startGateway();
     const consumer = await w.startConsumer();
@@ -178,12 +215,12 @@ describe("6b. hostile queries", () => {
     const stalled = await stalledEventsSubscriber(gateway.port);
     report.set({
       orders: 2 * PER_SYSTEM,
-      faults: `${PER_KIND} x ${COSTLY_KINDS.length} costly GraphQL reqs, ${NORMAL_CLIENTS} pollers, ${FLOOD} MB at once, a stalled subscriber`,
+      faults: `${PER_KIND} x ${COSTLY_KINDS.length} costly GraphQL reqs, ${NORMAL_CLIENTS} pollers, ${FLOOD} MB at once, ${CLIENT_CONNECTIONS}+${PER_KIND} connections, a stalled subscriber`,
     });
 
     // Normal clients poll throughout; each latency is filed under its phase, when it started and
     // ended in the same one (a request that the flood overtook measures the flood).
-    let phase: "quiet" | "hostile" | "flood" | "after" = "quiet";
+    let phase: "quiet" | "hostile" | "flood" | "connections" | "after" = "quiet";
     const latency = { quiet: [] as number[], hostile: [] as number[] };
     const normalErrors: string[] = [];
     const pollers = Array.from({ length: NORMAL_CLIENTS }, async (_, c) => {
@@ -241,6 +278,21 @@ describe("6b. hostile queries", () => {
       floodRequests.map((r) => send(gateway.port, r).catch((err: Error) => `${r.kind}: ${err.message}`)),
     );
     const floodSeconds = (Date.now() - tFlood) / 1000;
+
+    // A client holding every connection it may: each new one is refused, the others' are not.
+    phase = "connections";
+    const greedy = await holdConnections(gateway.port, GREEDY_CLIENT, CLIENT_CONNECTIONS);
+    const overLimit: HostileRequest = {
+      kind: "connection-past-the-limit",
+      method: "POST",
+      path: "/graphql",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ query: "{ __typename }" }),
+    };
+    const connectionAnswers: Answer[] = [];
+    for (let i = 0; i < PER_KIND; i++) connectionAnswers.push(await send(gateway.port, overLimit, GREEDY_CLIENT));
+    const greedyHeld = greedy.open();
+    greedy.release();
     phase = "after";
     const loadAfter = await gatewayLoad(gateway.port);
     const pendingAfterHostile = await pendingWork(w);
@@ -290,6 +342,13 @@ describe("6b. hostile queries", () => {
       notRefused: floodNotRefused.slice(0, 5),
       transportFailures: floodFailures.slice(0, 5),
     });
+    const connectionsNotRefused = connectionAnswers.filter((a) => a.status !== 429 || a.codes[0] !== "TOO_MANY_CONNECTIONS");
+    report.detail("connections", {
+      held: greedyHeld,
+      sent: connectionAnswers.length,
+      latencyMs: percentiles(connectionAnswers.map((a) => a.ms)),
+      notRefused: connectionsNotRefused.slice(0, 5).map((a) => `${a.status} ${a.snippet}`),
+    });
     report.detail("normalClients", { quiet, hostile, errors: normalErrors.length, errorSamples: normalErrors.slice(0, 5) });
     const fmt = (p: ReturnType<typeof percentiles>) => `p50 ${p.p50} ms, p99 ${p.p99} ms (n=${p.count})`;
     report.note(
@@ -301,6 +360,9 @@ describe("6b. hostile queries", () => {
     report.note(`normal clients, quiet: ${fmt(quiet)}; under hostile traffic: ${fmt(hostile)}`);
     report.note(
       `${floodRequests.length} megabyte requests at once: ${floodAnswers.length - floodNotRefused.length} refused in ${floodSeconds} s, ${fmt(percentiles(floodAnswers.map((a) => a.ms)))}`,
+    );
+    report.note(
+      `a client holding ${greedyHeld} connections: ${connectionAnswers.length - connectionsNotRefused.length} of ${connectionAnswers.length} more refused (429 TOO_MANY_CONNECTIONS), ${fmt(percentiles(connectionAnswers.map((a) => a.ms)))}`,
     );
     report.note(`stalled subscriber: ${stalledEnd.ended} after ${stalledEnd.events} events had reached its socket`);
     for (const kind of COSTLY_KINDS) {
@@ -324,6 +386,10 @@ describe("6b. hostile queries", () => {
     expect(floodRequests).toHaveLength(FLOOD);
     expect(floodFailures).toEqual([]);
     expect(floodNotRefused).toEqual([]);
+    expect(greedyHeld).toBe(CLIENT_CONNECTIONS);
+    expect(connectionAnswers).toHaveLength(PER_KIND);
+    expect(connectionsNotRefused.map((a) => `${a.status} ${a.snippet}`)).toEqual([]);
+    expect(connectionAnswers.filter((a) => a.ms >= NEVER_SLOWER_MS).map((a) => `${Math.round(a.ms)} ms`)).toEqual([]);
     expect(answers.filter((a) => a.ms >= NEVER_SLOWER_MS).map((a) => `${a.kind} ${Math.round(a.ms)} ms`)).toEqual([]);
     expect(slow.length).toBeLessThanOrEqual(answers.length * 0.05);
     expect(normalErrors).toEqual([]);
