@@ -376,7 +376,10 @@ export async function runPipeline(ctx: BenchContext, opts: PipelineRun): Promise
   const { world } = ctx;
   const extra: Overrides = { MAX_ATTEMPTS: String(opts.maxAttempts) };
   if (opts.retryDelayMs !== undefined) extra.RETRY_DELAY_MS = String(opts.retryDelayMs);
-  if (opts.subscribers) extra.GATEWAY_CLIENT_SUBSCRIPTIONS = String(Math.max(10, opts.subscribers));
+  if (opts.subscribers) {
+    extra.GATEWAY_CLIENT_SUBSCRIPTIONS = String(Math.max(10, opts.subscribers));
+    extra.GATEWAY_MAX_SUBSCRIPTIONS = String(Math.max(200, opts.subscribers));
+  }
   if (opts.preloaded) extra.MONGO_DATABASE = opts.preloaded.database;
   const s = await world.scenario(opts.name, extra, { borrowedMongo: opts.preloaded !== undefined });
   let gateway: RunningGateway | undefined;

@@ -63,8 +63,16 @@ const until = (cond: () => boolean, timeoutMs: number) =>
     timeoutMs,
   );
 
-function wsClient(): Client {
-  const c = createClient({ url: `ws://127.0.0.1:${port}/graphql`, webSocketImpl: WebSocket, retryAttempts: 0, lazy: false });
+/** A graphql-ws client; from `localAddress`, another client as the gateway counts them (every loopback address reaches it). */
+function wsClient(localAddress?: string): Client {
+  const webSocketImpl = localAddress
+    ? class extends WebSocket {
+        constructor(url: string, protocols?: string | string[]) {
+          super(url, protocols, { localAddress });
+        }
+      }
+    : WebSocket;
+  const c = createClient({ url: `ws://127.0.0.1:${port}/graphql`, webSocketImpl, retryAttempts: 0, lazy: false });
   clients.push(c);
   return c;
 }
@@ -130,6 +138,7 @@ describe("live event subscriptions", () => {
     await until(() => third.got.errors.length > 0 || third.got.failed !== "", 5000);
     expect(third.got.errors.map((x) => x.extensions?.code)).toEqual(["RATE_LIMITED"]);
     expect(third.got.errors[0]!.message).toMatch(/at most 2 subscriptions/);
+    expect(third.got.errors[0]!.extensions).toMatchObject({ limit: "client", subscriptions: 2 });
 
     // Once the gateway has seen the first one end, the client may subscribe again.
     first.unsubscribe();
@@ -146,5 +155,39 @@ describe("live event subscriptions", () => {
     );
     expect(second.got.events).toBeGreaterThan(0);
     expect(second.got.errors).toEqual([]);
+  }, 60_000);
+
+  it("refuses subscriptions past GATEWAY_MAX_SUBSCRIPTIONS from any client, and takes one again when one ends", async () => {
+    const e = await start({ GATEWAY_CLIENT_SUBSCRIPTIONS: "2", GATEWAY_MAX_SUBSCRIPTIONS: "3" });
+    const a = wsClient("127.0.0.1");
+    const first = subscribe(a);
+    subscribe(a);
+    const b = wsClient("127.0.0.2");
+    const third = subscribe(b);
+    await gatewayListening(e);
+    await publishEvents(e, 0, 1);
+    await until(() => third.got.events === 1, 5000);
+    expect(third.got.errors).toEqual([]);
+
+    // B is within its own two, but the gateway holds three.
+    const fourth = subscribe(b);
+    await until(() => fourth.got.errors.length > 0 || fourth.got.failed !== "", 5000);
+    expect(fourth.got.errors.map((x) => x.extensions?.code)).toEqual(["RATE_LIMITED"]);
+    expect(fourth.got.errors[0]!.extensions).toMatchObject({ limit: "total", subscriptions: 3 });
+    expect(fourth.got.errors[0]!.message).toMatch(/maximum of 3 subscriptions/);
+
+    first.unsubscribe();
+    let again = subscribe(b);
+    let next = 1;
+    await waitFor(
+      async () => {
+        if (again.got.errors.length) again = subscribe(b);
+        await publishEvents(e, next++, 1);
+        return again.got.events;
+      },
+      (n) => n > 0,
+      10_000,
+    );
+    expect(third.got.errors).toEqual([]);
   }, 60_000);
 });

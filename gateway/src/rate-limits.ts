@@ -3,7 +3,10 @@
 // redriveDeadLetters, discardDeadLetters, restoreDeadLetterGroups and seedOrders
 // (GATEWAY_RATE_LIMIT_WRITES per window), and at most GATEWAY_CLIENT_CONCURRENCY of those
 // operations executing at once for one client; at most GATEWAY_CLIENT_SUBSCRIPTIONS live
-// event subscriptions per client (each costs the gateway an execution per event).
+// event subscriptions per client (each costs the gateway an execution per event) and
+// GATEWAY_MAX_SUBSCRIPTIONS in all (each holds about 17 KB of heap, and up to
+// GATEWAY_SUBSCRIPTION_BUFFER events for a subscriber that falls behind: 4,000 ran the gateway's
+// 128 MB heap out).
 // A client is the gateway token when it sent the right one, else its address.
 import type { IncomingMessage } from "node:http";
 
@@ -47,7 +50,8 @@ function mentionsExpensive(document: DocumentNode): boolean {
 }
 
 export function useClientLimits(config: Config): Plugin<Context>[] {
-  const { rateLimitWindowMs, rateLimitReads, rateLimitWrites, clientConcurrency, clientSubscriptions } = config.gateway;
+  const { rateLimitWindowMs, rateLimitReads, rateLimitWrites, clientConcurrency, clientSubscriptions, maxSubscriptions } =
+    config.gateway;
   const window = `${rateLimitWindowMs}ms`;
   const message = "too many requests for {{id}}: try again later";
   const rate = useRateLimiter({
@@ -91,17 +95,27 @@ export function useClientLimits(config: Config): Plugin<Context>[] {
   };
 
   const subscribed = perClient(clientSubscriptions);
+  let allSubscribed = 0;
   const subscriptions: Plugin<Context> = {
     onSubscribe({ args, setResultAndStopExecution }) {
       const key = clientKey(args.contextValue);
-      if (!subscribed.take(key)) {
-        const message = `at most ${clientSubscriptions} subscriptions at once per client: end one first`;
-        setResultAndStopExecution({ errors: [rateLimited(message, { subscriptions: clientSubscriptions })] });
+      if (allSubscribed >= maxSubscriptions) {
+        const message = `the gateway holds its maximum of ${maxSubscriptions} subscriptions: try again later`;
+        setResultAndStopExecution({ errors: [rateLimited(message, { subscriptions: maxSubscriptions, limit: "total" })] });
         return;
       }
+      if (!subscribed.take(key)) {
+        const message = `at most ${clientSubscriptions} subscriptions at once per client: end one first`;
+        setResultAndStopExecution({ errors: [rateLimited(message, { subscriptions: clientSubscriptions, limit: "client" })] });
+        return;
+      }
+      allSubscribed++;
       let held = true;
       const release = () => {
-        if (held) subscribed.release(key);
+        if (held) {
+          subscribed.release(key);
+          allSubscribed--;
+        }
         held = false;
       };
       return {
