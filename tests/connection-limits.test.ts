@@ -1,5 +1,6 @@
 // How many connections the gateway holds: per client address and in all, each refusal an answer
-// the client can read, over HTTP and for a WebSocket upgrade alike.
+// the client can read, over HTTP and for a WebSocket upgrade alike; and how many operations one
+// WebSocket connection may have in flight.
 import http from "node:http";
 import net from "node:net";
 
@@ -146,4 +147,52 @@ describe("connection limits", () => {
     expect(refused("client")).toBe(4); // the request, the upgrade, the health check and the metrics
     expect(refused("total")).toBe(2);
   });
+
+  it("refuses a WebSocket connection's operations past GATEWAY_CONNECTION_OPERATIONS, and closes one whose refusals pile up unread", async () => {
+    env = await createTestEnv({ GATEWAY_CONNECTION_OPERATIONS: "5" });
+    const { port, base } = await serveGateway(env);
+    const ws = new WebSocket(`ws://127.0.0.1:${port}/graphql`, "graphql-transport-ws");
+    const frames: { id?: string; type: string; payload?: { errors?: { extensions?: Record<string, unknown> }[] } }[] = [];
+    let closed: { code: number; reason: string } | undefined;
+    ws.on("message", (data) => frames.push(JSON.parse(String(data)) as (typeof frames)[number]));
+    ws.on("close", (code, reason) => (closed = { code, reason: String(reason) }));
+    await new Promise((resolve) => ws.once("open", resolve));
+    ws.send(JSON.stringify({ type: "connection_init" }));
+    await waitFor(async () => frames.some((f) => f.type === "connection_ack"), Boolean, 5_000);
+    const send = (id: string, query: string) => ws.send(JSON.stringify({ id, type: "subscribe", payload: { query } }));
+
+    // Five subscriptions stay in flight: the sixth operation, a plain query, is refused.
+    for (let i = 0; i < 5; i++) send(`sub${i}`, "subscription { processingEvents { messageId } }");
+    send("q1", "{ __typename }");
+    await waitFor(async () => frames.find((f) => f.id === "q1"), Boolean, 5_000);
+    const refused = frames.find((f) => f.id === "q1")!;
+    expect(refused.type).toBe("error");
+    expect(refused.payload).toEqual([
+      expect.objectContaining({ extensions: { code: "RATE_LIMITED", limit: "connection", operations: 5 } }),
+    ]);
+    // One ends, and the next query is served.
+    ws.send(JSON.stringify({ id: "sub0", type: "complete" }));
+    await waitFor(
+      async () => {
+        send(`q${frames.length + 2}`, "{ __typename }");
+        await new Promise((r) => setTimeout(r, 100));
+        return frames.some((f) => f.type === "next" && f.id?.startsWith("q"));
+      },
+      Boolean,
+      5_000,
+    );
+
+    // A client that sends without reading: the refusals wait in its socket, and the gateway closes it.
+    const socket = (ws as unknown as { _socket: net.Socket })._socket;
+    socket.pause();
+    // 100,000 refusals are some 25 MB: more than the socket buffers on both sides hold.
+    for (let i = 0; i < 100_000; i++) send(`flood${i}`, "{ __typename }");
+    await new Promise((r) => setTimeout(r, 2_000));
+    socket.resume();
+    await waitFor(async () => closed, Boolean, 40_000);
+    expect(closed).toEqual({ code: 1008, reason: "too many operations in flight" });
+    expect(frames.filter((f) => f.id?.startsWith("flood")).length).toBeLessThan(100_000);
+    const res = await fetch(`${base}/graphql`, { method: "POST", headers: { "content-type": "application/json" }, body: query });
+    expect(await res.json()).toEqual({ data: { __typename: "Query" } });
+  }, 60_000);
 });

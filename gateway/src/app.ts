@@ -83,7 +83,11 @@ export function createGateway(deps: Deps, extraChecks: Check[] = []): Gateway {
       refusal,
     }),
   );
-  const ws = serveWebSockets(server, yoga, config.gateway.maxBodyBytes, refusal);
+  const ws = serveWebSockets(server, yoga, {
+    maxPayload: config.gateway.maxBodyBytes,
+    maxOperations: config.gateway.connectionOperations,
+    refusal,
+  });
 
   let closed: Promise<void> | undefined;
   return {

@@ -3,6 +3,7 @@
 import http from "node:http";
 import type { Duplex } from "node:stream";
 
+import { GraphQLError } from "graphql";
 import { useServer } from "graphql-ws/use/ws";
 import type { YogaServerInstance } from "graphql-yoga";
 import { WebSocketServer } from "ws";
@@ -12,12 +13,22 @@ import type { Context } from "./context.ts";
 import type { Servers } from "./drain.ts";
 import { headerFromExtensions } from "./graphiql.ts";
 
+/** RFC 6455's close code for a client that broke the server's rules. */
+const CLOSE_POLICY_VIOLATION = 1008;
+
 export function serveWebSockets(
   server: http.Server,
   yoga: YogaServerInstance<Record<string, never>, Context>,
-  maxPayload: number,
-  refusal: (socket: Duplex) => Refusal | undefined,
+  limits: {
+    /** Largest message, in bytes. */
+    maxPayload: number;
+    /** Operations one connection may have in flight (GATEWAY_CONNECTION_OPERATIONS). */
+    maxOperations: number;
+    /** The answer to an upgrade on a connection over the connection limits. */
+    refusal: (socket: Duplex) => Refusal | undefined;
+  },
 ): Pick<Servers, "wss" | "wsServer" | "wsOperations"> {
+  const { maxPayload, maxOperations, refusal } = limits;
   const wss = new WebSocketServer({ noServer: true, path: yoga.graphqlEndpoint, maxPayload });
   server.on("upgrade", (req: http.IncomingMessage, socket: Duplex, head: Buffer) => {
     const refused = refusal(socket);
@@ -37,6 +48,18 @@ export function serveWebSockets(
       execute: (args) => (args.rootValue as { execute: (a: unknown) => never }).execute(args),
       subscribe: (args) => (args.rootValue as { subscribe: (a: unknown) => never }).subscribe(args),
       onSubscribe: async (ctx, _id, params) => {
+        // Nothing else bounds what one connection has in flight: a client that sends operations
+        // without waiting for their results made the gateway hold one execution each, and 100,000
+        // ran it out of heap within 2 s. Past the limit an operation is refused; past twice the
+        // limit the refusals are not being read either, and the connection is closed.
+        const inFlight = Object.keys(ctx.subscriptions).length; // this one included
+        if (inFlight > maxOperations) {
+          if (inFlight > 2 * maxOperations) ctx.extra.socket.close(CLOSE_POLICY_VIOLATION, "too many operations in flight");
+          const message = `at most ${maxOperations} operations in flight per connection: wait for one to finish`;
+          return [
+            new GraphQLError(message, { extensions: { code: "RATE_LIMITED", limit: "connection", operations: maxOperations } }),
+          ];
+        }
         const headers = new Headers();
         const auth =
           ((ctx.connectionParams?.authorization ?? ctx.connectionParams?.Authorization) as string | undefined) ??
