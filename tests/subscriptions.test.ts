@@ -94,6 +94,24 @@ function subscribe(c: Client) {
   return { got, unsubscribe };
 }
 
+/**
+ * Subscribes on `c` until the gateway takes the subscription (it may not have seen another end
+ * yet) and an event published from number `from` on reaches it.
+ */
+async function subscribesAgain(e: TestEnv, c: Client, from: number) {
+  let again = subscribe(c);
+  let next = from;
+  await waitFor(
+    async () => {
+      if (again.got.errors.length) again = subscribe(c);
+      await publishEvents(e, next++, 1);
+      return again.got.events;
+    },
+    (n) => n > 0,
+    10_000,
+  );
+}
+
 describe("live event subscriptions", () => {
   it("ends a subscriber that stops reading with SUBSCRIBER_TOO_SLOW, and the gateway keeps serving", async () => {
     const e = await start({ GATEWAY_SUBSCRIPTION_BUFFER: "500" });
@@ -142,17 +160,7 @@ describe("live event subscriptions", () => {
 
     // Once the gateway has seen the first one end, the client may subscribe again.
     first.unsubscribe();
-    let again = subscribe(c);
-    let next = 0;
-    await waitFor(
-      async () => {
-        if (again.got.errors.length) again = subscribe(c);
-        await publishEvents(e, next++, 1);
-        return again.got.events;
-      },
-      (n) => n > 0,
-      10_000,
-    );
+    await subscribesAgain(e, c, 0);
     expect(second.got.events).toBeGreaterThan(0);
     expect(second.got.errors).toEqual([]);
   }, 60_000);
@@ -177,17 +185,7 @@ describe("live event subscriptions", () => {
     expect(fourth.got.errors[0]!.message).toMatch(/maximum of 3 subscriptions/);
 
     first.unsubscribe();
-    let again = subscribe(b);
-    let next = 1;
-    await waitFor(
-      async () => {
-        if (again.got.errors.length) again = subscribe(b);
-        await publishEvents(e, next++, 1);
-        return again.got.events;
-      },
-      (n) => n > 0,
-      10_000,
-    );
+    await subscribesAgain(e, b, 1);
     expect(third.got.errors).toEqual([]);
   }, 60_000);
 });

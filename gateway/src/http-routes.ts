@@ -20,7 +20,7 @@ export function createRequestHandler(opts: {
   statics: ((req: http.IncomingMessage, res: http.ServerResponse) => boolean)[];
   yoga: Handler;
   maxBodyBytes: number;
-  /** The answer to every request on the socket's connection but health checks, if it is refused. */
+  /** The answer to every request on the socket's connection but health checks and metrics, if it is refused. */
   refusal: (socket: Duplex) => Refusal | undefined;
 }): (req: http.IncomingMessage, res: http.ServerResponse) => void {
   const { shutdown, checks, statics, yoga, maxBodyBytes } = opts;
