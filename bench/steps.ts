@@ -125,7 +125,9 @@ export async function runSteps(ctx: BenchContext, results: Results, errors: Step
     if (has("mix")) await step("mix", () => measureMix(ctx, results));
     let fill: LogFill | undefined;
     if (has("read") || has("log-growth")) {
-      const s = (readScenario = await world.scenario("read"));
+      // autocannon's connections all come from one address, which the gateway limits like any client's.
+      const clientConnections = String(Math.max(256, options.connections + 16));
+      const s = (readScenario = await world.scenario("read", { GATEWAY_CLIENT_CONNECTIONS: clientConnections }));
       fill = await fillReadLog(ctx, s, results, step);
       if (fill && has("read")) await step("read", async () => void (results.read = await runReadSide(ctx, s, fill!)));
     }
