@@ -226,6 +226,9 @@ cluster_env() { # node-index
 cluster_ctl() { # node-index rabbitmqctl-args...
   local i=$1
   shift
+  # No cookie, no cluster (it was never started here): rabbitmqctl would only fail creating one,
+  # and leave an erl_crash.dump behind.
+  [ -s "$(cluster_base)/home/.erlang.cookie" ] || return 1
   (cluster_env "$i" && "$RABBIT_BIN/rabbitmqctl" -n "$RABBITMQ_NODENAME" "$@")
 }
 
