@@ -29,7 +29,34 @@ export async function runChecks(checks: Check[], timeoutMs = 2000) {
   return { ready: results.every((r) => r.ok), checks: results };
 }
 
+export type Readiness = Awaited<ReturnType<typeof runChecks>>;
+
+/** How long one run of the checks answers readiness probes. */
+export const READINESS_TTL_MS = 1_000;
+
+/**
+ * Readiness as probes get it: the last run of the checks while it is under `ttlMs` old, and one
+ * run at a time however many probes ask. A run costs every store a round trip, so a run per probe
+ * let a client flooding /readyz (1,048 a second against the gateway) slow every other request: a
+ * normal query's median rose from 3.8 to 91 ms.
+ */
+export function sharedReadiness(checks: Check[], ttlMs = READINESS_TTL_MS): () => Promise<Readiness> {
+  let last: { at: number; result: Readiness } | undefined;
+  let running: Promise<Readiness> | undefined;
+  return () => {
+    if (last && Date.now() - last.at < ttlMs) return Promise.resolve(last.result);
+    running ??= runChecks(checks)
+      .then((result) => {
+        last = { at: Date.now(), result };
+        return result;
+      })
+      .finally(() => (running = undefined));
+    return running;
+  };
+}
+
 export function createHealthServer(opts: { checks: Check[]; registry: Registry }): http.Server {
+  const readiness = sharedReadiness(opts.checks);
   return http.createServer((req, res) => {
     const path = (req.url ?? "/").split("?")[0];
     const send = (status: number, body: string, type = "application/json") => {
@@ -38,7 +65,7 @@ export function createHealthServer(opts: { checks: Check[]; registry: Registry }
     };
     if (path === "/healthz") return send(200, JSON.stringify({ status: "ok" }));
     if (path === "/readyz") {
-      void runChecks(opts.checks).then((r) => send(r.ready ? 200 : 503, JSON.stringify(r)));
+      void readiness().then((r) => send(r.ready ? 200 : 503, JSON.stringify(r)));
       return;
     }
     if (path === "/metrics") {

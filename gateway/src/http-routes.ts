@@ -4,7 +4,7 @@
 import type http from "node:http";
 import type { Duplex } from "node:stream";
 
-import { type Check, runChecks } from "../../common/http-health.ts";
+import { type Check, sharedReadiness } from "../../common/http-health.ts";
 import type { Refusal } from "./connection-limits.ts";
 import type { ShutdownState } from "./drain.ts";
 import { bodyForYoga, readBody, refuseRequest, refuseTooLarge } from "./limits.ts";
@@ -23,7 +23,8 @@ export function createRequestHandler(opts: {
   /** The answer to every request on the socket's connection but health checks and metrics, if it is refused. */
   refusal: (socket: Duplex) => Refusal | undefined;
 }): (req: http.IncomingMessage, res: http.ServerResponse) => void {
-  const { shutdown, checks, statics, yoga, maxBodyBytes } = opts;
+  const { shutdown, statics, yoga, maxBodyBytes } = opts;
+  const readiness = sharedReadiness(opts.checks);
   return (req, res) => {
     shutdown.inFlight.set(res, { streaming: /text\/event-stream|multipart\/mixed/.test(req.headers.accept ?? "") });
     res.once("close", () => shutdown.inFlight.delete(res));
@@ -37,7 +38,7 @@ export function createRequestHandler(opts: {
     }
     if (path === "/readyz") {
       if (shutdown.draining) res.writeHead(503, json).end(JSON.stringify({ ready: false, draining: true, checks: [] }));
-      else void runChecks(checks).then((r) => res.writeHead(r.ready ? 200 : 503, json).end(JSON.stringify(r)));
+      else void readiness().then((r) => res.writeHead(r.ready ? 200 : 503, json).end(JSON.stringify(r)));
       return;
     }
     // Metrics too are answered on any connection: a flood is when operators need them.
