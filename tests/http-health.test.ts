@@ -1,14 +1,28 @@
-// Readiness probes over HTTP: however many probes arrive together they share one run of the
-// dependency checks, and a run answers the probes of the next second; a failing check is named.
-import type { AddressInfo } from "node:net";
+// The consumer's health server: however many readiness probes arrive together they share one run
+// of the dependency checks, and a run answers the probes of the next second (a failing check is
+// named); the connections it holds are bounded.
+import net, { type AddressInfo } from "node:net";
 
 import { Registry } from "prom-client";
 import { afterEach, describe, expect, it } from "vitest";
 
-import { type Check, createHealthServer, READINESS_TTL_MS } from "../common/http-health.ts";
+import { type Check, createHealthServer, HEALTH_MAX_CONNECTIONS, READINESS_TTL_MS } from "../common/http-health.ts";
 
 let close: (() => void) | undefined;
-afterEach(() => close?.());
+let lastPort = 0;
+const sockets: net.Socket[] = [];
+afterEach(() => {
+  for (const s of sockets.splice(0)) s.destroy();
+  close?.();
+});
+
+/** Opens a connection that sends nothing; resolves once it is established. */
+async function idle(port: number): Promise<net.Socket> {
+  const socket = net.connect(port, "127.0.0.1");
+  sockets.push(socket);
+  await new Promise((resolve, reject) => socket.once("connect", resolve).once("error", reject));
+  return socket;
+}
 
 async function serve(checks: Check[]) {
   const server = createHealthServer({ checks, registry: new Registry() });
@@ -16,6 +30,7 @@ async function serve(checks: Check[]) {
   await new Promise((r) => server.once("listening", r));
   close = () => server.close();
   const { port } = server.address() as AddressInfo;
+  lastPort = port;
   return async () => {
     const res = await fetch(`http://127.0.0.1:${port}/readyz`);
     return { status: res.status, body: (await res.json()) as { ready: boolean; checks: { name: string; ok: boolean }[] } };
@@ -49,5 +64,16 @@ describe("readiness probes", () => {
     expect(runs).toBe(2);
     expect(after.status).toBe(503);
     expect(after.body.checks).toEqual([{ name: "store", ok: false, error: "store down" }]);
+  });
+
+  it(`holds at most ${HEALTH_MAX_CONNECTIONS} connections, and serves again once they go`, async () => {
+    const probe = await serve([]);
+    const held = [];
+    for (let i = 0; i < HEALTH_MAX_CONNECTIONS; i++) held.push(await idle(lastPort));
+    const extra = await idle(lastPort);
+    await new Promise((resolve) => extra.once("close", resolve)); // dropped by the server
+    for (const s of held) s.destroy();
+    await new Promise((r) => setTimeout(r, 200));
+    expect((await probe()).status).toBe(200);
   });
 });
