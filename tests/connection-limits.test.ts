@@ -195,4 +195,22 @@ describe("connection limits", () => {
     const res = await fetch(`${base}/graphql`, { method: "POST", headers: { "content-type": "application/json" }, body: query });
     expect(await res.json()).toEqual({ data: { __typename: "Query" } });
   }, 60_000);
+
+  it("answers 408 and closes a connection whose request headers do not arrive within GATEWAY_HEADERS_TIMEOUT_MS", async () => {
+    env = await createTestEnv({ GATEWAY_HEADERS_TIMEOUT_MS: "1000" });
+    const { port } = await serveGateway(env);
+    const slow = await hold(port, A);
+    let answer = "";
+    slow.setEncoding("utf8").on("data", (c: string) => (answer += c));
+    const t0 = Date.now();
+    // A byte now and then, never the end of the headers.
+    slow.write("POST /graphql HTTP/1.1\r\nHost: 127.0.0.1\r\n");
+    const drip = setInterval(() => slow.write("X"), 200);
+    await new Promise((resolve) => slow.once("close", resolve));
+    clearInterval(drip);
+    expect(Date.now() - t0).toBeLessThan(5_000);
+    expect(answer).toMatch(/^HTTP\/1\.1 408/);
+    // A client that sends its request in time is served.
+    expect((await request(port, A, "/graphql", query)).body).toEqual({ data: { __typename: "Query" } });
+  });
 });

@@ -9,7 +9,7 @@ import { createYoga } from "graphql-yoga";
 
 import type { Check } from "../../common/http-health.ts";
 import { tokenMatches } from "./auth.ts";
-import { limitConnections, tooManyConnections } from "./connection-limits.ts";
+import { limitConnections, slowClientTimeouts, tooManyConnections } from "./connection-limits.ts";
 import type { Context, Deps } from "./context.ts";
 import { createDashboardHandler } from "./dashboard.ts";
 import { createShutdownState, drainAndClose } from "./drain.ts";
@@ -65,7 +65,7 @@ export function createGateway(deps: Deps, extraChecks: Check[] = []): Gateway {
     plugins: gatewayPlugins(deps, shutdown),
   });
 
-  const server = http.createServer();
+  const server = http.createServer(slowClientTimeouts(config.gateway.headersTimeoutMs));
   const limits = { total: config.gateway.maxConnections, perClient: config.gateway.clientConnections };
   const connections = limitConnections(server, limits, (limit) => deps.metrics.connectionsRefused.inc({ limit }));
   const refusal = (socket: Duplex) => {

@@ -63,6 +63,21 @@ export function limitConnections(
   };
 }
 
+/**
+ * How long a client may take to send a request: its headers within `headersTimeoutMs`
+ * (GATEWAY_HEADERS_TIMEOUT_MS), the whole request within six times that (at least a minute, for a
+ * megabyte body over a slow link), or Node answers 408 and closes the connection. Node's defaults
+ * (60 s and 300 s, checked every 30 s) let a client that sends a byte now and then hold a
+ * connection, one of its GATEWAY_CLIENT_CONNECTIONS, for up to one and a half minutes.
+ */
+export function slowClientTimeouts(headersTimeoutMs: number): http.ServerOptions {
+  return {
+    headersTimeout: headersTimeoutMs,
+    requestTimeout: Math.max(60_000, 6 * headersTimeoutMs),
+    connectionsCheckingInterval: Math.min(1_000, headersTimeoutMs),
+  };
+}
+
 export interface Refusal {
   status: number;
   headers: Record<string, string>;
