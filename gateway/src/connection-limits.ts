@@ -10,6 +10,8 @@ import type http from "node:http";
 import type { Socket } from "node:net";
 import type { Duplex } from "node:stream";
 
+import { perClient } from "./rate-limits.ts";
+
 export const REFUSED_IDLE_MS = 2_000;
 
 export type ConnectionLimit = "client" | "total";
@@ -27,15 +29,14 @@ export function limitConnections(
   limits: { total: number; perClient: number },
   onRefused: (limit: ConnectionLimit) => void = () => undefined,
 ): ConnectionLimits {
-  const byAddress = new Map<string, number>();
+  const byAddress = perClient(limits.perClient);
   const refused = new WeakMap<Duplex, { limit: ConnectionLimit; idle: NodeJS.Timeout }>();
   let open = 0;
   server.maxConnections = 2 * limits.total;
 
   server.on("connection", (socket: Socket) => {
     const address = socket.remoteAddress ?? "unknown";
-    const held = byAddress.get(address) ?? 0;
-    const over: ConnectionLimit | undefined = open >= limits.total ? "total" : held >= limits.perClient ? "client" : undefined;
+    const over: ConnectionLimit | undefined = open >= limits.total ? "total" : !byAddress.take(address) ? "client" : undefined;
     if (over) {
       onRefused(over);
       const idle = setTimeout(() => socket.destroy(), REFUSED_IDLE_MS);
@@ -45,12 +46,9 @@ export function limitConnections(
       return;
     }
     open++;
-    byAddress.set(address, held + 1);
     socket.once("close", () => {
       open--;
-      const left = byAddress.get(address)! - 1;
-      if (left > 0) byAddress.set(address, left);
-      else byAddress.delete(address);
+      byAddress.release(address);
     });
   });
 

@@ -129,7 +129,7 @@ export function useClientLimits(config: Config): Plugin<Context>[] {
 }
 
 /** How many of something each client holds, at most `max`. */
-function perClient(max: number) {
+export function perClient(max: number) {
   const held = new Map<string, number>();
   return {
     take(key: string): boolean {
