@@ -3,7 +3,7 @@
 // hangs leaves the gauge unset instead of failing or holding up the scrape.
 import { describe, expect, it } from "vitest";
 
-import { cachedReading } from "../gateway/src/cached-reading.ts";
+import { cachedReading } from "../common/cached-reading.ts";
 
 describe("cachedReading", () => {
   it("reads once per interval and shares the reading in flight between concurrent scrapes", async () => {

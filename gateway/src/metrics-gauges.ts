@@ -5,11 +5,11 @@ import type { Redis } from "ioredis";
 import { Gauge, type Registry } from "prom-client";
 
 import type { Broker } from "../../common/broker.ts";
+import { cachedReading } from "../../common/cached-reading.ts";
 import type { Config } from "../../common/config.ts";
 import { SYSTEMS } from "../../common/contract.ts";
 import { readGroups } from "../../common/dead-letter-groups.ts";
 import type { SourceClients } from "../../common/prisma-clients.ts";
-import { cachedReading } from "./cached-reading.ts";
 import { createCursors } from "./services/cursors.ts";
 
 export function registerQueueGauges(registry: Registry, broker: Broker): void {
