@@ -10,6 +10,7 @@ import type http from "node:http";
 import type { Socket } from "node:net";
 import type { Duplex } from "node:stream";
 
+import type { Refusal } from "./limits.ts";
 import { perClient } from "./rate-limits.ts";
 
 export const REFUSED_IDLE_MS = 2_000;
@@ -74,13 +75,6 @@ export function slowClientTimeouts(headersTimeoutMs: number): http.ServerOptions
     requestTimeout: Math.max(60_000, 6 * headersTimeoutMs),
     connectionsCheckingInterval: Math.min(1_000, headersTimeoutMs),
   };
-}
-
-export interface Refusal {
-  status: number;
-  headers: Record<string, string>;
-  /** JSON: a GraphQL-style `errors` list. */
-  body: string;
 }
 
 /** The answer to a request on a refused connection. */

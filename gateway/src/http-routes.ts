@@ -5,9 +5,8 @@ import type http from "node:http";
 import type { Duplex } from "node:stream";
 
 import { type Check, sharedReadiness } from "../../common/http-health.ts";
-import type { Refusal } from "./connection-limits.ts";
 import type { ShutdownState } from "./drain.ts";
-import { bodyForYoga, readBody, refuseRequest, refuseTooLarge } from "./limits.ts";
+import { bodyForYoga, readBody, type Refusal, refuseRequest, refuseTooLarge } from "./limits.ts";
 
 type Handler = (req: http.IncomingMessage, res: http.ServerResponse) => unknown;
 

@@ -128,12 +128,16 @@ export function refuseTooLarge(req: IncomingMessage, res: ServerResponse, limit:
   refuseRequest(req, res, { status: 413, body });
 }
 
-/** Answers with `refusal` (a JSON body) before reading the request's body, then drains what is left of it within bounds. */
-export function refuseRequest(
-  req: IncomingMessage,
-  res: ServerResponse,
-  refusal: { status: number; body: string; headers?: Record<string, string> },
-): void {
+/** An answer that refuses a request before reading its body. */
+export interface Refusal {
+  status: number;
+  headers?: Record<string, string>;
+  /** JSON: a GraphQL-style `errors` list. */
+  body: string;
+}
+
+/** Answers with `refusal` before reading the request's body, then drains what is left of it within bounds. */
+export function refuseRequest(req: IncomingMessage, res: ServerResponse, refusal: Refusal): void {
   res.writeHead(refusal.status, {
     ...refusal.headers,
     "content-type": "application/json; charset=utf-8",

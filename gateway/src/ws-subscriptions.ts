@@ -8,10 +8,10 @@ import { useServer } from "graphql-ws/use/ws";
 import type { YogaServerInstance } from "graphql-yoga";
 import { WebSocketServer } from "ws";
 
-import type { Refusal } from "./connection-limits.ts";
 import type { Context } from "./context.ts";
 import type { Servers } from "./drain.ts";
 import { headerFromExtensions } from "./graphiql.ts";
+import type { Refusal } from "./limits.ts";
 
 /** RFC 6455's close code for a client that broke the server's rules. */
 const CLOSE_POLICY_VIOLATION = 1008;
