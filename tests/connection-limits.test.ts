@@ -9,6 +9,7 @@ import WebSocket from "ws";
 
 import { REFUSED_IDLE_MS } from "../gateway/src/connection-limits.ts";
 import { createTestEnv, serveGateway, type TestEnv, waitFor } from "./support/env.ts";
+import { idleConnection } from "./support/idle-connection.ts";
 
 let env: TestEnv | undefined;
 const held: net.Socket[] = [];
@@ -25,8 +26,7 @@ const C = "127.0.0.3";
 
 /** Opens a connection from `from` that sends nothing, and keeps it. */
 async function hold(port: number, from: string): Promise<net.Socket> {
-  const socket = net.connect({ port, host: "127.0.0.1", localAddress: from });
-  await new Promise((resolve, reject) => socket.once("connect", resolve).once("error", reject));
+  const socket = await idleConnection(port, from);
   held.push(socket);
   return socket;
 }

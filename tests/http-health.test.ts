@@ -7,6 +7,7 @@ import { Registry } from "prom-client";
 import { afterEach, describe, expect, it } from "vitest";
 
 import { type Check, createHealthServer, HEALTH_MAX_CONNECTIONS, READINESS_TTL_MS } from "../common/http-health.ts";
+import { idleConnection } from "./support/idle-connection.ts";
 
 let close: (() => void) | undefined;
 let lastPort = 0;
@@ -16,11 +17,10 @@ afterEach(() => {
   close?.();
 });
 
-/** Opens a connection that sends nothing; resolves once it is established. */
+/** Opens a connection that sends nothing, closed after the test. */
 async function idle(port: number): Promise<net.Socket> {
-  const socket = net.connect(port, "127.0.0.1");
+  const socket = await idleConnection(port);
   sockets.push(socket);
-  await new Promise((resolve, reject) => socket.once("connect", resolve).once("error", reject));
   return socket;
 }
 

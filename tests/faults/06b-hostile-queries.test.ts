@@ -8,7 +8,6 @@
 // fast), the gateway never restarts, normal clients see no errors and keep their latency, and
 // nothing is lost or duplicated.
 import http from "node:http";
-import net from "node:net";
 import os from "node:os";
 import { monitorEventLoopDelay } from "node:perf_hooks";
 
@@ -18,6 +17,7 @@ import { afterAll, describe, expect, it } from "vitest";
 import { SYSTEMS } from "../../common/contract.ts";
 import { graphql } from "../../gateway/client/graphql.ts";
 import { orderMessageId } from "../../gateway/src/services/message-id.ts";
+import { idleConnection } from "../support/idle-connection.ts";
 import { stalledSubscriber } from "../support/stalled-subscriber.ts";
 import { gqlOn } from "../typed-gql.ts";
 import { COSTLY_KINDS, costlyRequests, type HostileRequest } from "./support/hostile.ts";
@@ -116,16 +116,7 @@ function send(port: number, r: HostileRequest, localAddress?: string): Promise<A
 
 /** Opens `count` connections from `localAddress` that send nothing; `release` closes them. */
 async function holdConnections(port: number, localAddress: string, count: number) {
-  const sockets = await Promise.all(
-    Array.from(
-      { length: count },
-      () =>
-        new Promise<net.Socket>((resolve, reject) => {
-          const s = net.connect({ host: "127.0.0.1", port, localAddress });
-          s.once("connect", () => resolve(s)).once("error", reject);
-        }),
-    ),
-  );
+  const sockets = await Promise.all(Array.from({ length: count }, () => idleConnection(port, localAddress)));
   return {
     /** How many the gateway has not closed. */
     open: () => sockets.filter((s) => !s.destroyed && !s.readableEnded).length,
