@@ -29,6 +29,7 @@ function measurements(r: Results): [string, CpuUsage | undefined, number | undef
     ["e2e seed mix", r.mix?.cpu, r.mix?.attempts, "attempt"],
     ["read { __typename }", r.read?.cpu.trivial, r.read?.trivial.requests, "request"],
     ["read messageHistory", r.read?.cpu.history, r.read?.history.requests, "request"],
+    ["refused 1 MB of tokens", r.read?.cpu.refused, r.read?.refused?.requests, "request"],
     ["raw again, both", r.rawAgain?.cpu.publishConsume, r.rawAgain?.messages, "msg"],
     ["e2e happy", r.happy?.cpu, r.happy?.orders, "order"],
     ["happy on big log", r.logGrowth?.cpu, r.logGrowth?.orders, "order"],

@@ -1,7 +1,9 @@
 // The read side: an attempt log of realistic size, written with insertMany in
 // the shape the consumer writes (and with the indexes it creates), then
 // `messageHistory` under 50 connections against `{ __typename }` on the same
-// gateway.
+// gateway, then what a refused megabyte of tokens costs it.
+import http from "node:http";
+
 import autocannon from "autocannon";
 import { print } from "graphql";
 
@@ -202,8 +204,52 @@ export interface ReadResult {
   /** One request at a time: what a single messageHistory costs. */
   serialHistoryMs: number;
   historyDocsPerCall: number;
-  cpu: { trivial: CpuUsage; history: CpuUsage };
+  /** Megabyte documents of tokens sent one at a time, each refused (TOO_MANY_TOKENS). */
+  refused: { requests: number; bytes: number; p50Ms: number; p99Ms: number };
+  cpu: { trivial: CpuUsage; history: CpuUsage; refused: CpuUsage };
   drainSeconds: number;
+}
+
+const REFUSED_REQUESTS = 200;
+const REFUSED_BYTES = 1024 * 1024;
+
+/** One POST on its own connection; resolves with the time to the answer's end and its text. */
+function postOnce(port: number, body: string): Promise<{ ms: number; text: string }> {
+  return new Promise((resolve, reject) => {
+    const t0 = performance.now();
+    const req = http.request(
+      {
+        host: "127.0.0.1",
+        port,
+        path: "/graphql",
+        method: "POST",
+        agent: false,
+        headers: { "content-type": "application/json" },
+      },
+      (res) => {
+        const chunks: Buffer[] = [];
+        res.on("data", (c: Buffer) => chunks.push(c));
+        res.on("error", reject);
+        res.on("end", () => resolve({ ms: performance.now() - t0, text: Buffer.concat(chunks).toString("utf8") }));
+      },
+    );
+    req.on("error", reject);
+    req.end(body);
+  });
+}
+
+/** Megabyte documents of tokens, each distinct, one at a time: each must be refused with TOO_MANY_TOKENS. */
+async function refuseMegabytes(port: number): Promise<ReadResult["refused"]> {
+  const filler = " __typename".repeat(Math.floor((REFUSED_BYTES - 200) / 11));
+  const ms: number[] = [];
+  for (let i = 0; i < REFUSED_REQUESTS; i++) {
+    const r = await postOnce(port, JSON.stringify({ query: `{ k${i}: cursors { system }${filler} }` }));
+    if (!r.text.includes('"TOO_MANY_TOKENS"')) throw new Error(`a megabyte of tokens was not refused: ${r.text.slice(0, 200)}`);
+    ms.push(r.ms);
+  }
+  ms.sort((a, b) => a - b);
+  const at = (q: number) => ms[Math.min(ms.length - 1, Math.ceil(q * ms.length) - 1)]!;
+  return { requests: REFUSED_REQUESTS, bytes: REFUSED_BYTES, p50Ms: at(0.5), p99Ms: at(0.99) };
 }
 
 export async function runReadSide(ctx: BenchContext, s: Scenario, fill: LogFill): Promise<ReadResult> {
@@ -243,6 +289,12 @@ export async function runReadSide(ctx: BenchContext, s: Scenario, fill: LogFill)
     );
     c1 = ctx.cpu();
     const historyCpu = ctx.cpuBetween(c0, c1);
+
+    progress(`read: ${REFUSED_REQUESTS} megabyte documents of tokens, one at a time, each refused`);
+    c0 = ctx.cpu();
+    const refused = await refuseMegabytes(gateway.port);
+    c1 = ctx.cpu();
+    const refusedCpu = ctx.cpuBetween(c0, c1);
     await gateway.stop();
     gateway = undefined;
     // Lookups the load tool abandoned keep scanning on the server; let them finish before the next step.
@@ -262,7 +314,8 @@ export async function runReadSide(ctx: BenchContext, s: Scenario, fill: LogFill)
       history,
       serialHistoryMs,
       historyDocsPerCall: docsSeen / 5,
-      cpu: { trivial: trivialCpu, history: historyCpu },
+      refused,
+      cpu: { trivial: trivialCpu, history: historyCpu, refused: refusedCpu },
       drainSeconds,
     };
   } finally {

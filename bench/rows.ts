@@ -6,7 +6,7 @@ import type { PipelineResult } from "./pipeline.ts";
 import { fmt } from "./progress.ts";
 import type { Results, StepErrors } from "./results.ts";
 import type { Row } from "./table.ts";
-import type { TargetCheck } from "./targets.ts";
+import { cpuPer, type TargetCheck } from "./targets.ts";
 
 export const TARGETS = { happy: 0.5, publishRatio: 0.7, publishRssMb: 200, historyRatio: 0.5, historyP99Ms: 25, logGrowth: 0.9 };
 
@@ -148,6 +148,15 @@ function readRows(r: Results): Row[] {
     info("  messageHistory p50 (ms)", none ? `none done in ${seconds} s` : fmt(history.p50Ms)),
     info("  one messageHistory alone (ms)", fmt(r.read.serialHistoryMs)),
     ...(history.timeouts > 0 ? [info("  messageHistory timeouts (30 s)", fmt(history.timeouts))] : []),
+    ...(r.read.refused
+      ? [
+          info(
+            `megabyte of tokens refused, ${fmt(r.read.refused.requests)} one at a time: p50 / p99 (ms)`,
+            `${fmt(r.read.refused.p50Ms, 1)} / ${fmt(r.read.refused.p99Ms, 1)}`,
+          ),
+          info("  gateway CPU per refusal (µs)", fmt(cpuPer(r.read.cpu.refused, "gateway", r.read.refused.requests))),
+        ]
+      : []),
   ];
 }
 

@@ -3,7 +3,6 @@
 // (some of which are quadratic in the size of the document) get to run.
 import { maxAliasesRule } from "@escape.tech/graphql-armor-max-aliases";
 import { maxDirectivesRule } from "@escape.tech/graphql-armor-max-directives";
-import { MaxTokensParserWLexer } from "@escape.tech/graphql-armor-max-tokens";
 import {
   type DocumentNode,
   type ExecutionArgs,
@@ -20,6 +19,7 @@ import {
   type ValueNode,
   visit,
 } from "graphql";
+import { Parser } from "graphql/language/parser.js";
 import { type ComplexityEstimator, createComplexityRule, getComplexity } from "graphql-query-complexity";
 import type { Plugin } from "graphql-yoga";
 
@@ -220,12 +220,21 @@ export function createStaticLimits(config: Config): StaticLimits {
     n: maxDirectives,
     onReject: [reject("TOO_MANY_DIRECTIVES", "too many directives", maxDirectives)],
   });
-  const tokens = { ...armour, n: maxTokens, onReject: [reject("TOO_MANY_TOKENS", "too many tokens", maxTokens)] };
   // Only this module's own refusals count; anything else these rules notice (an unknown field,
   // a badly typed argument) is left to the specification's rules to report in their words.
   const ours = (errors: readonly GraphQLError[]) => errors.filter((e) => LIMIT_CODES.has(String(e.extensions?.code)));
   return {
-    parse: (source, options) => new MaxTokensParserWLexer(source, { ...options, ...tokens } as never).parseDocument(),
+    // graphql-js's own limit stops lexing at the first token past it: a megabyte of tokens costs
+    // the parser no more than maxTokens of them.
+    parse: (source, options) => {
+      const parser = new Parser(source, { ...options, maxTokens });
+      try {
+        return parser.parseDocument();
+      } catch (err) {
+        if (parser.tokenCount <= maxTokens) throw err;
+        throw refusal("TOO_MANY_TOKENS", `too many tokens: the document has more than ${maxTokens}`, { limit: maxTokens });
+      }
+    },
     checkShape: (schema, document) => ours(validate(schema, document, [aliases, directives, expansionRule])),
     checkCost: (schema, document, variables, operationName) =>
       ours(validate(schema, document, [costRule(config, variables, operationName ?? undefined)])),
