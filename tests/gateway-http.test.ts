@@ -9,6 +9,7 @@ import WebSocket from "ws";
 import { cursorKey, publishLockKey } from "../common/keys.ts";
 import { graphql } from "../gateway/client/graphql.ts";
 import { OPERATION_NAMES_KEPT, OTHER_OPERATIONS } from "../gateway/src/graphql-metrics.ts";
+import { MAX_JSON_DEPTH } from "../gateway/src/limits.ts";
 import { createTestEnv, LOG_DIR, type Overrides, serveGateway, type TestEnv, waitFor } from "./support/env.ts";
 import { launch } from "./support/world/launcher.ts";
 import { typedGql } from "./typed-gql.ts";
@@ -156,6 +157,34 @@ describe("gateway over HTTP", () => {
     }
     // Still serving.
     expect((await post({ query: "{ cursors { system } }" })).status).toBe(200);
+  });
+
+  it("refuses JSON nested deeper than MAX_JSON_DEPTH before parsing it; brackets inside strings do not count", async () => {
+    await start();
+    const nested = (depth: number) =>
+      `{"query":"{ __typename }","variables":{"v":${"[".repeat(depth - 2)}${"]".repeat(depth - 2)}}}`;
+    // The body object and its variables are two levels: 64 in all is served, 65 refused.
+    const atLimit = await post(nested(MAX_JSON_DEPTH));
+    expect(atLimit.status).toBe(200);
+    expect(await atLimit.json()).toEqual({ data: { __typename: "Query" } });
+    for (const depth of [MAX_JSON_DEPTH + 1, 200_000]) {
+      const r = await post(nested(depth));
+      expect(r.status).toBe(400);
+      const body = (await r.json()) as { errors: { message: string; extensions: Record<string, unknown> }[] };
+      expect(body.errors[0]!.extensions).toEqual({ code: "BAD_REQUEST", maxDepth: MAX_JSON_DEPTH });
+      expect(body.errors[0]!.message).toMatch(/more than 64 levels deep/);
+    }
+    // Brackets and escaped quotes inside strings are text, not structure.
+    const inStrings = { query: "{ __typename }", variables: { s: `\\"${"[{".repeat(500)}` } };
+    const served = await post(inStrings);
+    expect(served.status).toBe(200);
+    expect(await served.json()).toEqual({ data: { __typename: "Query" } });
+    // A document sent as the body itself is read as one, and limited as one.
+    const doc = await post("{ __typename }", { "content-type": "application/graphql" });
+    expect(await doc.json()).toEqual({ data: { __typename: "Query" } });
+    const tokens = await post(`{ ${"__typename ".repeat(50_000)}}`, { "content-type": "application/graphql" });
+    const refused = (await tokens.json()) as { errors: { extensions: { code: string } }[] };
+    expect(refused.errors[0]!.extensions.code).toBe("TOO_MANY_TOKENS");
   });
 
   it("keeps reading a refused body to its end, so a client still sending never finds the connection closed", async () => {

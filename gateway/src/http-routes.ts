@@ -6,7 +6,17 @@ import type { Duplex } from "node:stream";
 
 import { type Check, sharedReadiness } from "../../common/http-health.ts";
 import type { ShutdownState } from "./drain.ts";
-import { bodyForYoga, readBody, type Refusal, refuseRequest, refuseTooLarge } from "./limits.ts";
+import {
+  bodyForYoga,
+  isJson,
+  MAX_JSON_DEPTH,
+  nestedDeeperThan,
+  readBody,
+  type Refusal,
+  refuseRequest,
+  refuseTooLarge,
+  tooDeeplyNested,
+} from "./limits.ts";
 
 type Handler = (req: http.IncomingMessage, res: http.ServerResponse) => unknown;
 
@@ -59,7 +69,9 @@ export function createRequestHandler(opts: {
     // already read from `req.body`, as it does behind Express-style body parsers.
     void readBody(req, maxBodyBytes).then((read) => {
       if (read.kind === "too-large") refuseTooLarge(req, res, maxBodyBytes);
-      else if (read.kind === "body") void yoga(Object.assign(req, { body: bodyForYoga(req, read.body) }), res);
+      else if (read.kind !== "body") return;
+      else if (isJson(req) && nestedDeeperThan(read.body, MAX_JSON_DEPTH)) refuseRequest(req, res, tooDeeplyNested);
+      else void yoga(Object.assign(req, { body: bodyForYoga(req, read.body) }), res);
     });
   };
 }

@@ -347,6 +347,8 @@ export const COSTLY_KINDS = [
   "nested-fragments",
   "batched",
   "megabyte-of-tokens",
+  "megabyte-as-graphql",
+  "deeply-nested-json",
 ] as const;
 export type CostlyKind = (typeof COSTLY_KINDS)[number];
 
@@ -357,12 +359,12 @@ export type CostlyKind = (typeof COSTLY_KINDS)[number];
  */
 export function* costlyRequests(perKind: number, maxBodyBytes: number, seed = 8): Generator<HostileRequest> {
   const rnd = prng(seed);
-  const post = (kind: CostlyKind, body: unknown): HostileRequest => ({
+  const post = (kind: CostlyKind, body: unknown, headers: Record<string, string> = json): HostileRequest => ({
     kind,
     method: "POST",
     path: "/graphql",
-    headers: json,
-    body: JSON.stringify(body),
+    headers,
+    body: typeof body === "string" ? body : JSON.stringify(body),
   });
   const aliased = (n: number, field: (i: number) => string) =>
     `{ ${Array.from({ length: n }, (_, i) => `a${i}: ${field(i)}`).join(" ")} }`;
@@ -400,6 +402,18 @@ export function* costlyRequests(perKind: number, maxBodyBytes: number, seed = 8)
       const filler = " __typename".repeat(Math.floor((maxBodyBytes - 200) / 11));
       // Each one distinct, as a cache keyed by the document's text would see them.
       return post("megabyte-of-tokens", { query: `{ k${Math.floor(rnd() * 1e9)}: cursors { system }${filler} }` });
+    },
+    // The same megabyte as the body itself (`application/graphql`), which Yoga reads as text.
+    "megabyte-as-graphql": () => {
+      const filler = " __typename".repeat(Math.floor((maxBodyBytes - 200) / 11));
+      return post("megabyte-as-graphql", `{ k${Math.floor(rnd() * 1e9)}: cursors { system }${filler} }`, {
+        "content-type": "application/graphql",
+      });
+    },
+    // Variables nested a few hundred thousand arrays deep: JSON that costs far more to parse than its size.
+    "deeply-nested-json": () => {
+      const depth = Math.floor((maxBodyBytes - 200) / 2) - int(rnd, 0, 1_000);
+      return post("deeply-nested-json", `{"query":"{ __typename }","variables":{"v":${"[".repeat(depth)}${"]".repeat(depth)}}}`);
     },
   };
   for (let i = 0; i < perKind; i++) for (const kind of COSTLY_KINDS) yield makers[kind]();
