@@ -92,8 +92,10 @@ describe("7. load held", () => {
     expect(published).toEqual([PER_SYSTEM, PER_SYSTEM]);
 
     // A hang detector, not a speed target (speed is measured by make bench): on the 2-core
-    // development machine this drain has taken 335 to 408 s.
-    await report.time("drain", () => waitDrained(w, { timeoutMs: 600_000 }));
+    // development machine this drain has taken 335 to 408 s, and more than 600 s on 2 December
+    // while its host ran memory-bound work four to thirty times slower than usual. It fails once
+    // nothing has left the queues for two minutes, and in any case after 25.
+    await report.time("drain", () => waitDrained(w, { timeoutMs: 1_500_000, stalledMs: 120_000 }));
     const processSeconds = (Date.now() - t0) / 1000;
     stop = true;
     await Promise.all([...clients, prober]);
@@ -127,5 +129,5 @@ describe("7. load held", () => {
     expect(result.lost).toBe(0);
     expect(result.duplicated).toBe(0);
     report.pass();
-  }, 780_000);
+  }, 1_800_000);
 });

@@ -21,27 +21,41 @@ export interface DrainOptions {
   timeoutMs?: number;
   /** How long every queue must stay empty (longer than the management API's ~5 s sampling). */
   quietMs?: number;
+  /**
+   * A hang detector that does not depend on the machine's speed: fails once no message has left
+   * the queues for this long, whatever `timeoutMs` still allows.
+   */
+  stalledMs?: number;
 }
+
+class StalledError extends Error {}
 
 /** Waits until the primary and wait queues are empty and nothing is unacked, continuously for quietMs. */
 export async function waitDrained(world: World, opts: DrainOptions = {}): Promise<void> {
-  const { timeoutMs = 300_000, quietMs = 6_000 } = opts;
+  const { timeoutMs = 300_000, quietMs = 6_000, stalledMs } = opts;
   const names = [world.topology.primary, ...world.topology.waitQueues.map((w) => w.name)];
   const deadline = Date.now() + timeoutMs;
   let quietSince: number | undefined;
   let last = "";
+  let fewest = Infinity;
+  let fewerAt = Date.now();
   while (Date.now() < deadline) {
     try {
       const ready = await world.readyCounts();
       const mgmt = await Promise.all(names.map((n) => world.managementQueue(n)));
       const busy = names.some((n) => ready[n]! > 0) || mgmt.some((m) => m.messages > 0 || m.unacked > 0);
       last = names.map((n, i) => `${n}: ready=${ready[n]} mgmt=${mgmt[i]!.messages}/${mgmt[i]!.unacked}`).join(", ");
+      const queued = mgmt.reduce((n, m) => n + m.messages, 0);
+      if (queued < fewest) [fewest, fewerAt] = [queued, Date.now()];
+      else if (stalledMs !== undefined && Date.now() - fewerAt >= stalledMs)
+        throw new StalledError(`no message left the queues for ${stalledMs} ms; last reading: ${last}`);
       if (busy) quietSince = undefined;
       else {
         quietSince ??= Date.now();
         if (Date.now() - quietSince >= quietMs) return;
       }
     } catch (err) {
+      if (err instanceof StalledError) throw err;
       quietSince = undefined;
       last = (err as Error).message;
     }
