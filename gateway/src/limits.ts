@@ -1,5 +1,6 @@
 // Request limits: operations nested deeper than the configured maximum (following
-// fragments), and request bodies larger than the configured number of bytes.
+// fragments), request bodies larger than the configured number of bytes, and JSON bodies nested
+// deeper than MAX_JSON_DEPTH.
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { StringDecoder } from "node:string_decoder";
 
@@ -87,6 +88,7 @@ export function bodyForYoga(req: IncomingMessage, body: Body): object {
     }
   }
   const { chunks, bytes } = body;
+  // One enumerable key, or the adapter would not take it for a body already read.
   return {
     bytes,
     async *[Symbol.asyncIterator]() {
