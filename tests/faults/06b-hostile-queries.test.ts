@@ -8,6 +8,7 @@
 // Every hostile request is refused with a 4xx or a coded error (the ones sent one at a time
 // fast), the gateway never restarts, normal clients see no errors and keep their latency, and
 // nothing is lost or duplicated.
+import fs from "node:fs";
 import http from "node:http";
 import os from "node:os";
 import { monitorEventLoopDelay } from "node:perf_hooks";
@@ -166,6 +167,20 @@ async function gatewayLoad(port: number) {
   };
 }
 
+/**
+ * The time a thread has spent on a CPU and waiting on a run queue for one, in ms (Linux
+ * /proc/<pid>/schedstat of the process's main thread, where the gateway's JavaScript runs);
+ * undefined where the kernel does not keep it.
+ */
+function schedulerTimes(pid: number): { runMs: number; waitMs: number } | undefined {
+  try {
+    const [run, wait] = fs.readFileSync(`/proc/${pid}/schedstat`, "utf8").trim().split(/\s+/).map(Number);
+    return run === undefined || wait === undefined ? undefined : { runMs: run / 1e6, waitMs: wait / 1e6 };
+  } catch {
+    return undefined;
+  }
+}
+
 function percentiles(values: number[]) {
   const sorted = [...values].sort((a, b) => a - b);
   const at = (p: number) => (sorted.length ? sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)]! : 0);
@@ -252,6 +267,7 @@ describe("6b. hostile queries", () => {
     const senderLoop = monitorEventLoopDelay({ resolution: 10 });
     senderLoop.enable();
     const senderNice = clientPriority();
+    const gatewayCpuBefore = schedulerTimes(gateway.pid);
     const t0 = Date.now();
     await Promise.all(
       Array.from({ length: HOSTILE_CLIENTS }, async () => {
@@ -266,6 +282,15 @@ describe("6b. hostile queries", () => {
     );
     const hostileSeconds = (Date.now() - t0) / 1000;
     senderLoop.disable();
+    const gatewayCpuAfter = schedulerTimes(gateway.pid);
+    // What a refusal waits for besides the gateway's own work: its main thread's turn on a CPU.
+    const gatewayScheduling =
+      gatewayCpuBefore && gatewayCpuAfter
+        ? {
+            runMsPerSecond: Math.round((gatewayCpuAfter.runMs - gatewayCpuBefore.runMs) / hostileSeconds),
+            waitMsPerSecond: Math.round((gatewayCpuAfter.waitMs - gatewayCpuBefore.waitMs) / hostileSeconds),
+          }
+        : undefined;
 
     // The same megabyte of tokens from FLOOD clients at once: each is refused, none takes the
     // gateway's heap with it. Latency is not the question here (the sender holds 100 MB itself).
@@ -338,6 +363,7 @@ describe("6b. hostile queries", () => {
       pendingWhenStarted: pendingWhenHostileStarts,
       pendingWhenDone: pendingAfterHostile,
       gatewayLoad: { before: loadBefore, during: loadAfter },
+      gatewayScheduling,
     });
     report.detail("flood", {
       sent: floodRequests.length,
@@ -365,6 +391,10 @@ describe("6b. hostile queries", () => {
     report.note(
       `this run's target: ${target} ms (${REFUSED_WITHIN_MS} ms × ${slowdown.toFixed(2)}, the normal clients' quiet median of ${quiet.p50} ms against a usual ${QUIET_P50_USUAL_MS}); ${overTarget.length} of ${answers.length} at or over it`,
     );
+    if (gatewayScheduling)
+      report.note(
+        `the gateway's main thread, while the costly requests were sent: on a CPU ${gatewayScheduling.runMsPerSecond} ms and waiting for one ${gatewayScheduling.waitMsPerSecond} ms per second`,
+      );
     report.note(`normal clients, quiet: ${fmt(quiet)}; under hostile traffic: ${fmt(hostile)}`);
     report.note(
       `${floodRequests.length} megabyte requests at once: ${floodAnswers.length - floodNotRefused.length} refused in ${floodSeconds} s, ${fmt(percentiles(floodAnswers.map((a) => a.ms)))}`,
