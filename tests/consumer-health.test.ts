@@ -1,6 +1,6 @@
 // The consumer process's /healthz, /readyz and /metrics: consumer/src/main.ts itself, started
 // as a child on this test's databases and names, probed over HTTP.
-import { readFileSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 
 import { afterEach, describe, expect, it } from "vitest";
 
@@ -16,8 +16,12 @@ afterEach(async () => {
 });
 
 /** consumer/src/main.ts on a free port; resolves once its health server answers. */
-async function startConsumerProcess(e: TestEnv, more: Overrides = {}) {
-  const child = await e.launch("consumer", { CONSUMER_ID: `health-${e.id}`, ...more }, { ready: "/healthz", timeoutMs: 60_000 });
+async function startConsumerProcess(e: TestEnv, more: Overrides = {}, opts: { ownSession?: boolean } = {}) {
+  const child = await e.launch(
+    "consumer",
+    { CONSUMER_ID: `health-${e.id}`, ...more },
+    { ready: "/healthz", timeoutMs: 60_000, ...opts },
+  );
   const status = (p: string) =>
     fetch(`${child.url}${p}`).then(
       (r) => r.status,
@@ -29,6 +33,12 @@ async function startConsumerProcess(e: TestEnv, more: Overrides = {}) {
 /** A process's nice value, field 19 of /proc/<pid>/stat (after the parenthesised command name). */
 const niceOf = (pid: number) => Number(readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]!.split(" ")[16]);
 
+/** The scheduling group (Linux autogroup: one per session) a process is in, and that group's nice value. */
+function autogroupOf(pid: number): { group: string; nice: number } {
+  const [group, , nice] = readFileSync(`/proc/${pid}/autogroup`, "utf8").trim().split(" ");
+  return { group: group!, nice: Number(nice) };
+}
+
 describe("consumer health and metrics", () => {
   it("runs below the gateway's CPU priority, as CONSUMER_NICE says", async () => {
     env = await createTestEnv();
@@ -39,6 +49,30 @@ describe("consumer health and metrics", () => {
     const equal = await startConsumerProcess(e, { CONSUMER_ID: `health-equal-${e.id}`, CONSUMER_NICE: "0" });
     expect(niceOf(equal.pid)).toBe(0);
   });
+
+  it.runIf(existsSync("/proc/self/autogroup"))(
+    "lowers its session's scheduling group when it runs in a session of its own, and never a group it shares",
+    async () => {
+      env = await createTestEnv();
+      const e = env;
+      const ours = autogroupOf(process.pid);
+      // Started as a service is (setsid): alone in its group, whose weight it lowers, or a
+      // niceness would rank it only against itself and it would compete with the gateway at full weight.
+      const alone = await startConsumerProcess(e, { CONSUMER_ID: `health-alone-${e.id}` }, { ownSession: true });
+      expect(autogroupOf(alone.pid).group).not.toBe(ours.group);
+      expect(autogroupOf(alone.pid).nice).toBe(10);
+      const equal = await startConsumerProcess(
+        e,
+        { CONSUMER_ID: `health-alone0-${e.id}`, CONSUMER_NICE: "0" },
+        { ownSession: true },
+      );
+      expect(autogroupOf(equal.pid).nice).toBe(0);
+      // Started in this process's session (as make start runs it beside the gateway): only its own niceness.
+      const shared = await startConsumerProcess(e, { CONSUMER_ID: `health-shared-${e.id}` });
+      expect(autogroupOf(shared.pid)).toEqual(ours);
+      expect(niceOf(shared.pid)).toBe(10);
+    },
+  );
 
   it("exposes processing series whose values move", async () => {
     env = await createTestEnv({ RETRY_DELAY_MS: "100", MAX_ATTEMPTS: "2" });

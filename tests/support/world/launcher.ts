@@ -47,6 +47,11 @@ export interface LaunchOptions {
    */
   ready?: string | ((child: Child) => Promise<boolean>) | false;
   timeoutMs?: number;
+  /**
+   * Starts it in a session of its own (setsid), as a service manager does, rather than in the
+   * caller's. It then no longer gets the signals a terminal sends the caller's process group.
+   */
+  ownSession?: boolean;
   /** Called with the pid right after the spawn, and again when the process has exited. */
   onSpawn?(pid: number): void;
   onExit?(pid: number): void;
@@ -117,6 +122,7 @@ export async function launch(opts: LaunchOptions): Promise<Child> {
     cwd: ROOT,
     env: childEnvironment({ ...LAUNCH[opts.kind].env, ...opts.settings, [portKey]: String(port) }),
     stdio: ["ignore", fd, fd],
+    detached: opts.ownSession ?? false,
   });
   fs.closeSync(fd);
   live.add(proc);
