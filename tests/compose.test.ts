@@ -24,6 +24,7 @@ interface Service {
   healthcheck?: { test?: string | string[]; disable?: boolean };
   depends_on?: string[] | Record<string, { condition?: string }>;
   restart?: string;
+  cpu_shares?: number;
 }
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
@@ -195,6 +196,12 @@ describe("compose.yaml", () => {
     for (const app of APPS) expect(service(app).restart, app).toBe("unless-stopped");
     expect(Object.keys(dependsOn(service("consumer")))).not.toContain("gateway");
     expect(Object.keys(dependsOn(service("gateway")))).not.toContain("consumer");
+  });
+
+  it("weighs the consumer's CPU below the gateway's, as CONSUMER_NICE's default does outside containers", () => {
+    // Docker's default weight is 1024; the kernel weighs niceness 0 at 1024 and 10 at 110.
+    expect(service("gateway").cpu_shares ?? 1024).toBe(1024);
+    expect(service("consumer").cpu_shares).toBe(110);
   });
 
   it("builds the app services from the Dockerfile at the repository root", () => {
