@@ -180,8 +180,10 @@ describe("gateway over HTTP", () => {
     expect(served.status).toBe(200);
     expect(await served.json()).toEqual({ data: { __typename: "Query" } });
     // A document sent as the body itself is read as one, and limited as one.
-    const doc = await post("{ __typename }", { "content-type": "application/graphql" });
-    expect(await doc.json()).toEqual({ data: { __typename: "Query" } });
+    for (const type of ["application/graphql", "application/graphql; charset=utf-8"]) {
+      const doc = await post("{ __typename }", { "content-type": type });
+      expect(await doc.json(), type).toEqual({ data: { __typename: "Query" } });
+    }
     const tokens = await post(`{ ${"__typename ".repeat(50_000)}}`, { "content-type": "application/graphql" });
     const refused = (await tokens.json()) as { errors: { extensions: { code: string } }[] };
     expect(refused.errors[0]!.extensions.code).toBe("TOO_MANY_TOKENS");

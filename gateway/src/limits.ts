@@ -66,27 +66,26 @@ export function depthLimitRule(maxDepth: number): ValidationRule {
  * What to hand Yoga as the body already read. Its Node adapter tests a pre-read body with
  * `Object.keys(body).length`, which for a Buffer or a string lists every byte: 0.15 ms per KB, a
  * sixth of a second for a megabyte document it then refuses in a few ms. A JSON body is handed
- * over parsed (as Express-style body parsers do), which it takes as is; any other (a GraphQL
- * document, a form) as the chunks it arrived in, an async iterable it reads as a stream.
+ * over parsed (as Express-style body parsers do), which it takes as is; a GraphQL document
+ * (`application/graphql`) as the parameters Yoga would read from it, `{ query }`; any other (a
+ * form) as the chunks it arrived in, an async iterable it reads as a stream.
  *
- * A JSON body is decoded chunk by chunk rather than joined into one Buffer first: under the
- * gateway's 128 MB heap limit, V8 grows the heap by little past what is live, and a contiguous
- * megabyte outside the heap beside its megabyte of text set off a full collection every few
- * such requests (14 ms of CPU per refused megabyte against 4.5 ms decoded this way, BENCHMARKS.md).
+ * Either is decoded chunk by chunk rather than joined into one Buffer first: under the gateway's
+ * 128 MB heap limit, V8 grows the heap by little past what is live, and a contiguous megabyte
+ * outside the heap beside its megabyte of text set off a full collection every few such requests
+ * (14 ms of CPU per refused megabyte of JSON against 4.5 ms decoded this way; for a document read
+ * as a stream, 11 ms, BENCHMARKS.md).
  */
 export function bodyForYoga(req: IncomingMessage, body: Body): object {
   if (isJson(req)) {
     try {
-      const decoder = new StringDecoder("utf8");
-      let text = "";
-      for (const chunk of body.chunks) text += decoder.write(chunk);
-      const parsed: unknown = JSON.parse(text + decoder.end());
+      const parsed: unknown = JSON.parse(decode(body));
       // An empty object would make the adapter read the (consumed) request stream instead.
       if (parsed !== null && typeof parsed === "object" && Object.keys(parsed).length > 0) return parsed;
     } catch {
       // Not JSON after all: Yoga answers it as it would any malformed body.
     }
-  }
+  } else if (isGraphQLDocument(req)) return { query: decode(body) };
   const { chunks, bytes } = body;
   // One enumerable key, or the adapter would not take it for a body already read.
   return {
@@ -97,9 +96,23 @@ export function bodyForYoga(req: IncomingMessage, body: Body): object {
   };
 }
 
+/** The body as UTF-8 text (malformed sequences replaced, as Yoga's own reading does). */
+function decode(body: Body): string {
+  const decoder = new StringDecoder("utf8");
+  let text = "";
+  for (const chunk of body.chunks) text += decoder.write(chunk);
+  return text + decoder.end();
+}
+
 /** Whether the request says its body is JSON. */
 export function isJson(req: IncomingMessage): boolean {
   return /^application\/(graphql-response\+)?json\b/i.test(req.headers["content-type"] ?? "");
+}
+
+/** Whether the body is a GraphQL document itself, by the rule Yoga reads it with: the first content type listed. */
+function isGraphQLDocument(req: IncomingMessage): boolean {
+  const type = (req.headers["content-type"] ?? "").split(",")[0]!;
+  return type === "application/graphql" || type.startsWith("application/graphql;");
 }
 
 /** How deep arrays and objects may nest in a JSON body (GraphQL variables need a few levels). */
