@@ -41,7 +41,9 @@ export function lowerPriority(nice: number, logger: Logger): void {
 /** Whether this process leads its session (its session id, field 6 of /proc/self/stat, is its pid). */
 function leadsSession(): boolean {
   try {
-    const fields = fs.readFileSync("/proc/self/stat", "utf8").split(") ")[1]!.split(" ");
+    // Fields 3 on follow the command name's closing parenthesis (the name itself may hold one).
+    const stat = fs.readFileSync("/proc/self/stat", "utf8");
+    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
     return Number(fields[3]) === process.pid;
   } catch {
     return false;
