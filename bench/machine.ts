@@ -7,6 +7,7 @@ import { execFileSync } from "node:child_process";
 import fs from "node:fs";
 
 import type { Config } from "../common/config.ts";
+import { statFields } from "../common/proc-stat.ts";
 
 const TICKS_PER_SECOND = 100;
 
@@ -47,8 +48,7 @@ function pidListening(port: number): number | undefined {
 
 function readTicks(pid: number, reaped = false): number | undefined {
   try {
-    const stat = fs.readFileSync(`/proc/${pid}/stat`, "utf8");
-    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    const fields = statFields(pid);
     // utime + stime, or cutime + cstime: the CPU of children it has waited for
     return reaped ? Number(fields[13]) + Number(fields[14]) : Number(fields[11]) + Number(fields[12]);
   } catch {
@@ -69,9 +69,7 @@ function childrenOf(ppid: number): number[] {
   for (const entry of fs.readdirSync("/proc")) {
     if (!/^\d+$/.test(entry)) continue;
     try {
-      const stat = fs.readFileSync(`/proc/${entry}/stat`, "utf8");
-      const ppidField = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]);
-      if (ppidField === ppid) pids.push(Number(entry));
+      if (Number(statFields(Number(entry))[1]) === ppid) pids.push(Number(entry));
     } catch {
       // gone
     }

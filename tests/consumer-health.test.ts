@@ -4,6 +4,7 @@ import { existsSync, readFileSync } from "node:fs";
 
 import { afterEach, describe, expect, it } from "vitest";
 
+import { statFields } from "../common/proc-stat.ts";
 import { graphql } from "../gateway/client/graphql.ts";
 import { SEED } from "../gateway/client/operations.ts";
 import { createTestEnv, type Overrides, type TestEnv, waitFor } from "./support/env.ts";
@@ -30,8 +31,8 @@ async function startConsumerProcess(e: TestEnv, more: Overrides = {}, opts: { ow
   return { base: child.url, status, output: child.output, pid: child.pid };
 }
 
-/** A process's nice value, field 19 of /proc/<pid>/stat (after the parenthesised command name). */
-const niceOf = (pid: number) => Number(readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]!.split(" ")[16]);
+/** A process's nice value, field 19 of /proc/<pid>/stat. */
+const niceOf = (pid: number) => Number(statFields(pid)[16]);
 
 /** The scheduling group (Linux autogroup: one per session) a process is in, and that group's nice value. */
 function autogroupOf(pid: number): { group: string; nice: number } {

@@ -13,6 +13,7 @@ import os from "node:os";
 
 import { errorMessage } from "../../common/errors.ts";
 import type { Logger } from "../../common/logger.ts";
+import { statFields } from "../../common/proc-stat.ts";
 
 /** Where the kernel keeps this process's scheduling group and that group's niceness. */
 const AUTOGROUP_FILE = "/proc/self/autogroup";
@@ -41,10 +42,7 @@ export function lowerPriority(nice: number, logger: Logger): void {
 /** Whether this process leads its session (its session id, field 6 of /proc/self/stat, is its pid). */
 function leadsSession(): boolean {
   try {
-    // Fields 3 on follow the command name's closing parenthesis (the name itself may hold one).
-    const stat = fs.readFileSync("/proc/self/stat", "utf8");
-    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-    return Number(fields[3]) === process.pid;
+    return Number(statFields("self")[3]) === process.pid;
   } catch {
     return false;
   }
