@@ -78,7 +78,9 @@ describe("consumer health and metrics", () => {
   it("exposes processing series whose values move", async () => {
     env = await createTestEnv({ RETRY_DELAY_MS: "100", MAX_ATTEMPTS: "2" });
     const e = env;
-    const { base, status, output } = await startConsumerProcess(e);
+    // The consumer holds each batch up to a second before it processes it: its deliveries sit
+    // unacked while every queue already counts 0, and drained() must wait for them all the same.
+    const { base, status, output } = await startConsumerProcess(e, { CONSUMER_BATCH_WAIT_MS: "1000" });
     // Ready once it consumes.
     await waitFor(
       () => status("/readyz"),

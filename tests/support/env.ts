@@ -23,6 +23,7 @@ import type { ConsumerMetrics } from "../../consumer/src/metrics.ts";
 import { createGateway, type Gateway } from "../../gateway/src/app.ts";
 import { createGatewayMetrics } from "../../gateway/src/metrics.ts";
 import { createEventsPubSub } from "../../gateway/src/pubsub.ts";
+import { type PipelineStats, pipelineStats } from "../../gateway/src/services/stats.ts";
 import { type Child, type Kind, type LaunchOptions, ROOT } from "./world/launcher.ts";
 import { serverUrl } from "./world/pg-admin.ts";
 import { createWorld, type Settings, type World } from "./world/world.ts";
@@ -127,7 +128,8 @@ export async function createTestEnv(overrides: Overrides = {}): Promise<TestEnv>
       return world.launch({ kind, name: `${id}-${kind}`, logDir: LOG_DIR, graceMs: 5_000, ...opts, settings: more });
     },
     queueDepth,
-    drained: (timeoutMs = 60_000) => waitDrained(broker, consumers, timeoutMs),
+    drained: (timeoutMs = 60_000) =>
+      waitDrained(broker, consumers, () => pipelineStats({ broker, redis, config, sources, endput }), timeoutMs),
     cleanup: () => world.teardown(),
   };
   return env;
@@ -208,7 +210,17 @@ async function startInProcess(deps: Omit<Parameters<typeof createConsumer>[0], "
   };
 }
 
-async function waitDrained(broker: Broker, consumers: RunningConsumer[], timeoutMs: number): Promise<void> {
+/**
+ * Waits until the queues are empty, no in-process consumer holds a delivery, and the pipeline's
+ * own reconciliation has nothing in flight: a queue's message count leaves out the deliveries a
+ * consumer has not acked yet, and a consumer process's are seen only there.
+ */
+async function waitDrained(
+  broker: Broker,
+  consumers: RunningConsumer[],
+  stats: () => Promise<PipelineStats>,
+  timeoutMs: number,
+): Promise<void> {
   const topo = broker.topology;
   const deadline = Date.now() + timeoutMs;
   // Empty twice in a row, some time apart: a message can be between queues for a moment.
@@ -224,7 +236,7 @@ async function waitDrained(broker: Broker, consumers: RunningConsumer[], timeout
       return counts;
     });
     const inFlight = consumers.reduce((n, c) => n + c.consumer.stats().inFlight, 0);
-    if (depths.every((d) => d === 0) && inFlight === 0) {
+    if (depths.every((d) => d === 0) && inFlight === 0 && (await stats()).systems.every((s) => s.inFlight === 0)) {
       if (++quiet >= 3) return;
     } else quiet = 0;
     await new Promise((r) => setTimeout(r, 150));
