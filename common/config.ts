@@ -77,6 +77,7 @@ const schema = z.object({
   CONSUMER_NICE: int(0, 19).default(10),
 
   GATEWAY_HOST: z.string().min(1).default("127.0.0.1"),
+  GATEWAY_NICE: int(-20, 0).default(-5),
   GATEWAY_PORT: int(0, 65535).default(4000),
   GATEWAY_TOKEN: z.string().min(16, { error: "must be at least 16 characters" }).optional(),
   GATEWAY_TOKEN_READS: bool.default(false),
@@ -178,6 +179,8 @@ function build(e: z.output<typeof schema>) {
       nice: e.CONSUMER_NICE,
     },
     gateway: {
+      /** The gateway's CPU niceness where it may raise it: its requests go before the stores' and the consumer's work. */
+      nice: e.GATEWAY_NICE,
       host: e.GATEWAY_HOST,
       port: e.GATEWAY_PORT,
       token: e.GATEWAY_TOKEN,

@@ -86,7 +86,10 @@ GATEWAY_NODE_FLAGS=(--max-semi-space-size=8 --max-old-space-size=128)
 # OpenTelemetry instrumentations patch the client libraries before they load; off, it does nothing.
 TRACING=(--import ./common/tracing-preload.ts)
 run consumer 36 node "${TRACING[@]}" consumer/src/main.ts
-run gateway 35 env MALLOC_ARENA_MAX=2 node "${GATEWAY_NODE_FLAGS[@]}" "${TRACING[@]}" gateway/src/main.ts
+# The gateway leads a session of its own, so that GATEWAY_NICE raises its scheduling group and not
+# the consumer's (common/priority.ts). setsid runs it in place: this script's background jobs lead
+# no process group, so the pid stays the node process's.
+run gateway 35 setsid env MALLOC_ARENA_MAX=2 node "${GATEWAY_NODE_FLAGS[@]}" "${TRACING[@]}" gateway/src/main.ts
 
 stopping=0
 shutdown() {
@@ -100,7 +103,8 @@ shutdown() {
   stop_pid "$RUN/gateway.pid"
   stop_pid "$RUN/consumer.pid"
 }
-trap shutdown INT TERM
+# HUP too: the gateway is in another session, so a closed terminal does not reach it.
+trap shutdown INT TERM HUP
 
 cat <<TXT
 [start] GraphiQL:        http://localhost:${GATEWAY_PORT:-4000}/graphql

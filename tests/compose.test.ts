@@ -198,10 +198,13 @@ describe("compose.yaml", () => {
     expect(Object.keys(dependsOn(service("gateway")))).not.toContain("consumer");
   });
 
-  it("weighs the consumer's CPU below the gateway's, as CONSUMER_NICE's default does outside containers", () => {
-    // Docker's default weight is 1024; the kernel weighs niceness 0 at 1024 and 10 at 110.
-    expect(service("gateway").cpu_shares ?? 1024).toBe(1024);
+  it("weighs the gateway's CPU above the stores' and the consumer's below, as GATEWAY_NICE and CONSUMER_NICE do outside containers", () => {
+    // Docker's default weight is 1024; the kernel weighs niceness -5 at 3121, 0 at 1024 and 10 at 110.
+    expect(service("gateway").cpu_shares).toBe(3121);
     expect(service("consumer").cpu_shares).toBe(110);
+    for (const name of Object.keys(services).filter((n) => !(APPS as readonly string[]).includes(n)))
+      expect(service(name).cpu_shares ?? 1024, name).toBe(1024);
+    expect(env(service("gateway")).GATEWAY_NICE).toBe("0");
   });
 
   it("builds the app services from the Dockerfile at the repository root", () => {
@@ -380,11 +383,12 @@ describe("launch recipe", () => {
       });
     for (const kind of APPS) {
       const line = script.split("\n").find((l) => l.startsWith(`run ${kind} `));
-      const m = /^run \w+ \d+ (?:env ((?:\w+=\S+ )*))?(node .*)$/.exec(line ?? "");
+      const m = /^run \w+ \d+ (setsid )?(?:env ((?:\w+=\S+ )*))?(node .*)$/.exec(line ?? "");
       expect(m, `start.sh's run line for the ${kind}`).not.toBeNull();
-      expect(expand(m![2]!), kind).toEqual(argv(kind));
+      expect(m![1] !== undefined, `${kind} in a session of its own`).toBe(LAUNCH[kind].ownSession);
+      expect(expand(m![3]!), kind).toEqual(argv(kind));
       const vars = Object.fromEntries(
-        (m![1] ?? "")
+        (m![2] ?? "")
           .trim()
           .split(/\s+/)
           .filter(Boolean)

@@ -1,13 +1,13 @@
 // The consumer process's /healthz, /readyz and /metrics: consumer/src/main.ts itself, started
 // as a child on this test's databases and names, probed over HTTP.
-import { existsSync, readFileSync } from "node:fs";
+import { existsSync } from "node:fs";
 
 import { afterEach, describe, expect, it } from "vitest";
 
-import { statFields } from "../common/proc-stat.ts";
 import { graphql } from "../gateway/client/graphql.ts";
 import { SEED } from "../gateway/client/operations.ts";
 import { createTestEnv, type Overrides, type TestEnv, waitFor } from "./support/env.ts";
+import { autogroupOf, niceOf } from "./support/scheduling.ts";
 import { gqlOn } from "./typed-gql.ts";
 
 let env: TestEnv | undefined;
@@ -29,15 +29,6 @@ async function startConsumerProcess(e: TestEnv, more: Overrides = {}, opts: { ow
       () => 0,
     );
   return { base: child.url, status, output: child.output, pid: child.pid };
-}
-
-/** A process's nice value, field 19 of /proc/<pid>/stat. */
-const niceOf = (pid: number) => Number(statFields(pid)[16]);
-
-/** The scheduling group (Linux autogroup: one per session) a process is in, and that group's nice value. */
-function autogroupOf(pid: number): { group: string; nice: number } {
-  const [group, , nice] = readFileSync(`/proc/${pid}/autogroup`, "utf8").trim().split(" ");
-  return { group: group!, nice: Number(nice) };
 }
 
 describe("consumer health and metrics", () => {

@@ -1,4 +1,5 @@
 // The gateway over real HTTP: GraphiQL, health, limits, the token and shutdown.
+import { existsSync } from "node:fs";
 import http from "node:http";
 import net, { type AddressInfo } from "node:net";
 
@@ -11,6 +12,7 @@ import { graphql } from "../gateway/client/graphql.ts";
 import { OPERATION_NAMES_KEPT, OTHER_OPERATIONS } from "../gateway/src/graphql-metrics.ts";
 import { bodyForYoga, MAX_JSON_DEPTH } from "../gateway/src/limits.ts";
 import { createTestEnv, LOG_DIR, type Overrides, serveGateway, type TestEnv, waitFor } from "./support/env.ts";
+import { autogroupOf, niceOf, sessionOf } from "./support/scheduling.ts";
 import { launch } from "./support/world/launcher.ts";
 import { typedGql } from "./typed-gql.ts";
 
@@ -335,11 +337,37 @@ describe("gateway metrics and CSRF", () => {
   });
 });
 
-describe("gateway shutdown", () => {
-  /** The gateway process itself, on a free port, pointed at this test's databases and names. */
-  const spawnGateway = (e: TestEnv, more: Overrides = {}) =>
-    e.launch("gateway", { GATEWAY_HOST: "127.0.0.1", LOG_LEVEL: "info", ...more }, { timeoutMs: 60_000 });
+/** The gateway process itself, on a free port, pointed at this test's databases and names. */
+const spawnGateway = (e: TestEnv, more: Overrides = {}, opts: { ownSession?: boolean } = {}) =>
+  e.launch("gateway", { GATEWAY_HOST: "127.0.0.1", LOG_LEVEL: "info", ...more }, { timeoutMs: 60_000, ...opts });
 
+describe("gateway CPU priority", () => {
+  // Raising a priority needs root (or CAP_SYS_NICE), as CI runs; elsewhere the gateway logs that it could not.
+  it.runIf(process.getuid?.() === 0 && existsSync("/proc/self/autogroup"))(
+    "runs above the default priority as GATEWAY_NICE says, and raises its session's group only when it leads the session",
+    async () => {
+      env = await createTestEnv();
+      const e = env;
+      const ours = autogroupOf(process.pid);
+      expect(niceOf(process.pid)).toBe(0);
+      // As make start runs it: a session of its own, whose group it raises.
+      const alone = await spawnGateway(e);
+      expect(sessionOf(alone.pid)).toBe(alone.pid);
+      expect(niceOf(alone.pid)).toBe(-5);
+      expect(autogroupOf(alone.pid).group).not.toBe(ours.group);
+      expect(autogroupOf(alone.pid).nice).toBe(-5);
+      // In a session it shares: only its own niceness, never the others' group.
+      const shared = await spawnGateway(e, {}, { ownSession: false });
+      expect(niceOf(shared.pid)).toBe(-5);
+      expect(autogroupOf(shared.pid)).toEqual(ours);
+      const equal = await spawnGateway(e, { GATEWAY_NICE: "0" });
+      expect(niceOf(equal.pid)).toBe(0);
+      expect(autogroupOf(equal.pid).nice).toBe(0);
+    },
+  );
+});
+
+describe("gateway shutdown", () => {
   it("refuses to start on a non-loopback address without a token, and starts when anonymous access is allowed", async () => {
     const refused = await launch({
       kind: "gateway",

@@ -8,6 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 
 import { childEnvironment } from "../common/config.ts";
 import { createTestEnv, type TestEnv, waitFor } from "./support/env.ts";
+import { sessionOf } from "./support/scheduling.ts";
 import { freePort } from "./support/world/launcher.ts";
 
 const ROOT = path.resolve(import.meta.dirname, "..");
@@ -89,6 +90,11 @@ describe("scripts/start.sh", () => {
     const gateway = pidOf("gateway");
     const consumer = pidOf("consumer");
     expect(alive(gateway) && alive(consumer)).toBe(true);
+    // The pid files name the node processes; the gateway leads a session of its own (whose
+    // scheduling group GATEWAY_NICE raises), the consumer stays in the script's.
+    expect(readFileSync(`/proc/${gateway}/cmdline`, "utf8")).toContain("gateway/src/main.ts");
+    expect(sessionOf(gateway)).toBe(gateway);
+    expect(sessionOf(consumer)).toBe(sessionOf(start!.pid!));
 
     process.kill(gateway, "SIGKILL");
     await waitFor(

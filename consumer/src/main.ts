@@ -9,16 +9,16 @@ import { createHealthServer } from "../../common/http-health.ts";
 import { sweepTurnKey } from "../../common/keys.ts";
 import { createReleasers, onShutdownSignal } from "../../common/lifecycle.ts";
 import { createLogger } from "../../common/logger.ts";
+import { setCpuPriority } from "../../common/priority.ts";
 import { runMain } from "../../common/run-main.ts";
 import { createEndputPool, createMongo, createRedis } from "../../common/stores.ts";
 import { startTracing } from "../../common/tracing.ts";
 import { createConsumer } from "./consumer.ts";
 import { createConsumerMetrics } from "./metrics.ts";
-import { lowerPriority } from "./priority.ts";
 
 async function main(config: Config): Promise<void> {
   const logger = createLogger(config, "consumer");
-  lowerPriority(config.consumer.nice, logger);
+  setCpuPriority(config.consumer.nice, logger);
   const releasers = createReleasers(logger);
   // Started first, so it is released last and flushes the spans of the final batches.
   const tracing = await startTracing(config, "consumer", logger);

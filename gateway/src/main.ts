@@ -7,6 +7,7 @@ import { type Config, ConfigError } from "../../common/config.ts";
 import { errorMessage } from "../../common/errors.ts";
 import { createReleasers, onShutdownSignal } from "../../common/lifecycle.ts";
 import { createLogger } from "../../common/logger.ts";
+import { setCpuPriority } from "../../common/priority.ts";
 import { createEndputClient, createSourceClients } from "../../common/prisma-clients.ts";
 import { runMain } from "../../common/run-main.ts";
 import { createMongo, createRedis } from "../../common/stores.ts";
@@ -20,6 +21,7 @@ async function main(config: Config): Promise<void> {
   const exposure = anonymousExposure(config.gateway);
   if (exposure) throw new ConfigError([exposure]);
   const logger = createLogger(config, "gateway");
+  setCpuPriority(config.gateway.nice, logger);
   if (!config.gateway.token && !isLoopback(config.gateway.host))
     logger.warn({ host: config.gateway.host }, "GATEWAY_ALLOW_ANONYMOUS=true: anyone who reaches the gateway can run mutations");
   const releasers = createReleasers(logger);

@@ -23,12 +23,14 @@ export const ENTRY: Record<Kind, string> = { gateway: "gateway/src/main.ts", con
  * The gateway's heap limits and malloc arenas keep it under 200 MB while it publishes
  * (BENCHMARKS.md, gateway memory while publishing).
  */
-export const LAUNCH: Record<Kind, { nodeArgs: readonly string[]; env: Record<string, string> }> = {
+export const LAUNCH: Record<Kind, { nodeArgs: readonly string[]; env: Record<string, string>; ownSession: boolean }> = {
   gateway: {
     nodeArgs: ["--max-semi-space-size=8", "--max-old-space-size=128", "--import", "./common/tracing-preload.ts"],
     env: { MALLOC_ARENA_MAX: "2" },
+    // A session of its own, whose scheduling group GATEWAY_NICE raises.
+    ownSession: true,
   },
-  consumer: { nodeArgs: ["--import", "./common/tracing-preload.ts"], env: {} },
+  consumer: { nodeArgs: ["--import", "./common/tracing-preload.ts"], env: {}, ownSession: false },
 };
 
 export interface LaunchOptions {
@@ -50,6 +52,7 @@ export interface LaunchOptions {
   /**
    * Starts it in a session of its own (setsid), as a service manager does, rather than in the
    * caller's. It then no longer gets the signals a terminal sends the caller's process group.
+   * Default LAUNCH[kind].ownSession, as make start runs it.
    */
   ownSession?: boolean;
   /** Called with the pid right after the spawn, and again when the process has exited. */
@@ -122,7 +125,7 @@ export async function launch(opts: LaunchOptions): Promise<Child> {
     cwd: ROOT,
     env: childEnvironment({ ...LAUNCH[opts.kind].env, ...opts.settings, [portKey]: String(port) }),
     stdio: ["ignore", fd, fd],
-    detached: opts.ownSession ?? false,
+    detached: opts.ownSession ?? LAUNCH[opts.kind].ownSession,
   });
   fs.closeSync(fd);
   live.add(proc);
