@@ -3,7 +3,6 @@
 // invalid GraphQL requests get a 4xx or a GraphQL error, never a 5xx, and the
 // gateway keeps serving.
 import http from "node:http";
-import { Readable } from "node:stream";
 
 import { afterAll, describe, expect, it } from "vitest";
 
@@ -14,6 +13,7 @@ import { checkInvariant, readLog, waitDrained } from "./support/invariant.ts";
 import { publishAll, seed } from "./support/ops.ts";
 import { readiness } from "./support/processes.ts";
 import { startReport } from "./support/report.ts";
+import { writeBody } from "./support/send.ts";
 import { createWorld, type World } from "./support/world.ts";
 
 const MALFORMED = 1_200;
@@ -63,8 +63,7 @@ function send(port: number, r: HostileRequest): Promise<Answer> {
     );
     req.on("error", reject);
     req.on("timeout", () => req.destroy(new Error("timed out")));
-    if (typeof r.body === "function") Readable.fromWeb(r.body() as never).pipe(req);
-    else req.end(r.body);
+    writeBody(req, r.body);
   });
 }
 

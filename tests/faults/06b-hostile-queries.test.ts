@@ -5,13 +5,11 @@
 // alongside normal polling clients, one at a time, then a hundred of the megabyte ones at once,
 // a client that holds every connection it may and keeps opening more, and a client that
 // subscribes to the live events and never reads them.
-// Every hostile request is refused with a 4xx or a coded error (the ones sent one at a time
-// fast), the gateway never restarts, normal clients see no errors and keep their latency, and
-// nothing is lost or duplicated.
+// Every hostile request is refused with a 4xx or a coded error (the ones sent one at a time and
+// the connections past the limit within 100 ms), the gateway never restarts, normal clients see
+// no errors and their p99 stays within three times the quiet one's, and nothing is lost or
+// duplicated.
 import fs from "node:fs";
-import http from "node:http";
-import os from "node:os";
-import { monitorEventLoopDelay } from "node:perf_hooks";
 
 import { print } from "graphql";
 import { afterAll, describe, expect, it } from "vitest";
@@ -25,25 +23,25 @@ import { gqlOn } from "../typed-gql.ts";
 import { COSTLY_KINDS, costlyRequests, type HostileRequest } from "./support/hostile.ts";
 import { checkInvariant, waitDrained } from "./support/invariant.ts";
 import { pendingWork, publishAll, seed, sleep } from "./support/ops.ts";
+import { runRemoteClient } from "./support/remote-client.ts";
 import { startReport } from "./support/report.ts";
+import { type Answer, send } from "./support/send.ts";
 import { createWorld, type World } from "./support/world.ts";
 
 const PER_KIND = 200;
 const PER_SYSTEM = 15_000;
 const NORMAL_CLIENTS = 4;
-const HOSTILE_CLIENTS = 1;
 const QUIET_MS = 5_000;
-// The target for each refusal. On two cores shared with a consumer draining at full
-// speed, about 1 % of refusals take longer (CPU and GC contention; 15 of 1,200, at most 350 ms, in one run): the
-// scenario holds every refusal under NEVER_SLOWER_MS, at most 5 % over the target, and records both.
+// Every refusal within this, the connections refused past a client's limit too. The gateway
+// shares the two cores with the draining pipeline; it runs above the stores' and the consumer's
+// CPU priority (GATEWAY_NICE, CONSUMER_NICE), and the costly requests come from a process that
+// stands for a client on another host (support/remote-client.ts).
 const REFUSED_WITHIN_MS = 100;
-const NEVER_SLOWER_MS = 1_000;
-// Both scaled by how much slower than usual this run's machine is: the normal clients' median in
-// the quiet phase against its usual value on this 2-core machine (39 and 44 ms in the fresh-clone
-// runs of 1 December). The host is shared: on 1 December the same quiet median went from 44 to 177 ms
-// between runs an hour apart, with no change to the gateway, and the refusals at or over 100 ms from
-// 0 to 7 % with it.
-const QUIET_P50_USUAL_MS = 45;
+// Scaled by how much slower than usual this run's machine is: the normal clients' median in the
+// quiet phase against its usual value on this 2-core machine (23 to 31 ms in six runs of
+// 2 December). The host is shared: on 1 December the same quiet median went from 44 to 177 ms
+// between runs an hour apart, with no change to the gateway.
+const QUIET_P50_USUAL_MS = 30;
 // Then megabyte requests all at once: 100 MB in flight at the gateway together.
 const FLOOD = 100;
 const MAX_BODY_BYTES = 1024 * 1024;
@@ -75,53 +73,6 @@ afterAll(async () => {
   await world?.cleanup();
 });
 
-interface Answer {
-  kind: string;
-  status: number;
-  codes: string[];
-  ms: number;
-  snippet: string;
-}
-
-/** One request on its own connection (from `localAddress`), timed from the first byte sent to the last received. */
-function send(port: number, r: HostileRequest, localAddress?: string): Promise<Answer> {
-  return new Promise((resolve, reject) => {
-    const t0 = performance.now();
-    const req = http.request(
-      {
-        host: "127.0.0.1",
-        port,
-        localAddress,
-        method: r.method,
-        path: r.path,
-        headers: r.headers,
-        agent: false,
-        timeout: 30_000,
-      },
-      (res) => {
-        const chunks: Buffer[] = [];
-        res.on("data", (c: Buffer) => chunks.push(c));
-        res.on("error", reject);
-        res.on("end", () => {
-          const ms = performance.now() - t0;
-          const text = Buffer.concat(chunks).toString("utf8");
-          let codes: string[] = [];
-          try {
-            const parsed = JSON.parse(text) as { errors?: { extensions?: { code?: string } }[] };
-            codes = (parsed.errors ?? []).map((e) => String(e.extensions?.code ?? ""));
-          } catch {
-            // Not JSON: only a 4xx makes it a refusal.
-          }
-          resolve({ kind: r.kind, status: res.statusCode ?? 0, codes, ms, snippet: text.slice(0, 160) });
-        });
-      },
-    );
-    req.on("error", reject);
-    req.on("timeout", () => req.destroy(new Error("timed out")));
-    req.end(typeof r.body === "string" ? r.body : undefined);
-  });
-}
-
 /** Opens `count` connections from `localAddress` that send nothing; `release` closes them. */
 async function holdConnections(port: number, localAddress: string, count: number) {
   const sockets = await Promise.all(Array.from({ length: count }, () => idleConnection(port, localAddress)));
@@ -130,20 +81,6 @@ async function holdConnections(port: number, localAddress: string, count: number
     open: () => sockets.filter((s) => !s.destroyed && !s.readableEnded).length,
     release: () => sockets.forEach((s) => s.destroy()),
   };
-}
-
-/**
- * The sender stands for a client on another host, which the draining pipeline does not slow: it
- * runs at a higher CPU priority where it may (root, as in CI), so that its own scheduling delay
- * is not timed as the gateway's. Returns the niceness it runs at.
- */
-function clientPriority(): number {
-  try {
-    os.setPriority(-5);
-  } catch {
-    // Not allowed here: the sender's own stalls are reported beside the refusals.
-  }
-  return os.getPriority();
 }
 
 /** The gateway's own view: event-loop delay since the last scrape, GC pauses by duration bucket. */
@@ -260,28 +197,11 @@ describe("6b. hostile queries", () => {
     const loadBefore = await gatewayLoad(gateway.port);
     phase = "hostile";
     const pendingWhenHostileStarts = await pendingWork(w);
-    const requests = costlyRequests(PER_KIND, MAX_BODY_BYTES);
-    const answers: Answer[] = [];
-    const failures: string[] = [];
-    // The sender's own event-loop delay: a stall here is timed as the gateway's.
-    const senderLoop = monitorEventLoopDelay({ resolution: 10 });
-    senderLoop.enable();
-    const senderNice = clientPriority();
     const gatewayCpuBefore = schedulerTimes(gateway.pid);
     const t0 = Date.now();
-    await Promise.all(
-      Array.from({ length: HOSTILE_CLIENTS }, async () => {
-        for (const r of requests) {
-          try {
-            answers.push(await send(gateway.port, r));
-          } catch (err) {
-            failures.push(`${r.kind}: ${(err as Error).message}`);
-          }
-        }
-      }),
-    );
+    const sender = await runRemoteClient(gateway.port, PER_KIND, MAX_BODY_BYTES);
+    const { answers, failures } = sender;
     const hostileSeconds = (Date.now() - t0) / 1000;
-    senderLoop.disable();
     const gatewayCpuAfter = schedulerTimes(gateway.pid);
     // What a refusal waits for besides the gateway's own work: its main thread's turn on a CPU.
     const gatewayScheduling =
@@ -293,7 +213,7 @@ describe("6b. hostile queries", () => {
         : undefined;
 
     // The same megabyte of tokens from FLOOD clients at once: each is refused, none takes the
-    // gateway's heap with it. Latency is not the question here (the sender holds 100 MB itself).
+    // gateway's heap with it. Latency is not the question here: 100 MB arrive at once.
     phase = "flood";
     const floodRequests: HostileRequest[] = [];
     for (const r of costlyRequests(FLOOD, MAX_BODY_BYTES, 9)) if (r.kind === "megabyte-of-tokens") floodRequests.push(r);
@@ -350,8 +270,8 @@ describe("6b. hostile queries", () => {
     );
     report.detail("hostile", {
       sent: answers.length + failures.length,
-      senderLoopMaxMs: Math.round(senderLoop.max / 1e6),
-      senderNice,
+      senderLoopMaxMs: sender.loopMaxMs,
+      senderPriority: `nice ${sender.nice}, ${sender.autogroup}`,
       seconds: hostileSeconds,
       byKind,
       notRefused: notRefused.slice(0, 5).map((a) => `${a.kind} ${a.status} ${a.snippet}`),
@@ -386,7 +306,7 @@ describe("6b. hostile queries", () => {
       `work pending in the pipeline: ${pendingWhenHostileStarts} when the hostile requests began, ${pendingAfterHostile} when they ended`,
     );
     report.note(
-      `refusals at or over ${REFUSED_WITHIN_MS} ms: ${slow.length} of ${answers.length} (max ${Math.round(Math.max(...answers.map((a) => a.ms)))} ms; the sender's own event loop stalled at most ${Math.round(senderLoop.max / 1e6)} ms)`,
+      `refusals at or over ${REFUSED_WITHIN_MS} ms: ${slow.length} of ${answers.length} (max ${Math.round(Math.max(...answers.map((a) => a.ms)))} ms; the sender's own event loop stalled at most ${sender.loopMaxMs} ms)`,
     );
     report.note(
       `this run's target: ${target} ms (${REFUSED_WITHIN_MS} ms × ${slowdown.toFixed(2)}, the normal clients' quiet median of ${quiet.p50} ms against a usual ${QUIET_P50_USUAL_MS}); ${overTarget.length} of ${answers.length} at or over it`,
@@ -427,20 +347,15 @@ describe("6b. hostile queries", () => {
     expect(greedyHeld).toBe(CLIENT_CONNECTIONS);
     expect(connectionAnswers).toHaveLength(PER_KIND);
     expect(connectionsNotRefused.map((a) => `${a.status} ${a.snippet}`)).toEqual([]);
-    expect(connectionAnswers.filter((a) => a.ms >= NEVER_SLOWER_MS).map((a) => `${Math.round(a.ms)} ms`)).toEqual([]);
-    const never = NEVER_SLOWER_MS * slowdown;
-    expect(answers.filter((a) => a.ms >= never).map((a) => `${a.kind} ${Math.round(a.ms)} ms`)).toEqual([]);
-    expect(overTarget.length).toBeLessThanOrEqual(answers.length * 0.05);
+    expect(connectionAnswers.filter((a) => a.ms >= target).map((a) => `${Math.round(a.ms)} ms`)).toEqual([]);
+    expect(overTarget.map((a) => `${a.kind} ${Math.round(a.ms)} ms`)).toEqual([]);
     expect(normalErrors).toEqual([]);
     // The subscriber that never read was cut off; what piled up for it did not take the gateway's heap.
     expect(["SUBSCRIBER_TOO_SLOW", "connection closed by the gateway"]).toContain(stalledEnd.ended);
     expect(latency.quiet.length).toBeGreaterThan(20);
     expect(latency.hostile.length).toBeGreaterThan(20);
-    // Normal clients keep their typical latency. The median is asserted: the tail of ~170 requests
-    // on two cores shared with a draining pipeline swings with scheduling alone (a p99 of 367 ms
-    // quiet and 1,304 ms under hostile traffic in one run, within bounds in the runs before it), so
-    // it is reported above and measured by make bench, not asserted here.
-    expect(hostile.p50).toBeLessThanOrEqual(3 * quiet.p50);
+    // Normal clients keep their latency: their p99 under hostile traffic within three times the quiet one's.
+    expect(hostile.p99).toBeLessThanOrEqual(3 * quiet.p99);
     expect(result.problems).toEqual([]);
     expect(result.lost).toBe(0);
     expect(result.duplicated).toBe(0);

@@ -132,8 +132,11 @@ export interface HostileRequest {
   /** Path and query string. */
   path: string;
   headers: Record<string, string>;
-  /** A string body, or a generator of a streamed (chunked, no content-length) body. */
-  body?: string | (() => ReadableStream<Uint8Array>);
+  /**
+   * A string body; pieces sent one after the other with their total as content-length (large
+   * bodies that share their bulk); or a generator of a streamed (chunked, no content-length) body.
+   */
+  body?: string | readonly Buffer[] | (() => ReadableStream<Uint8Array>);
 }
 
 const VALID_QUERIES = [
@@ -366,11 +369,22 @@ export function* costlyRequests(perKind: number, maxBodyBytes: number, seed = 8)
     headers,
     body: typeof body === "string" ? body : JSON.stringify(body),
   });
-  // The megabyte bodies share their bulk, built once: the sender's own work is timed with the gateway's.
-  const filler = " __typename".repeat(Math.floor((maxBodyBytes - 200) / 11));
-  const megabyteDocument = () => `{ k${Math.floor(rnd() * 1e9)}: cursors { system }${filler} }`;
+  const postPieces = (kind: CostlyKind, pieces: Buffer[], headers: Record<string, string> = json): HostileRequest => ({
+    ...post(kind, ""),
+    headers,
+    body: pieces,
+  });
+  // The megabyte bodies are sent as pieces that share their bulk, encoded once: the sender's own
+  // work (a megabyte string or two to collect per request) would be timed with the gateway's.
+  const piece = (text: string) => Buffer.from(text, "utf8");
+  const filler = piece(" __typename".repeat(Math.floor((maxBodyBytes - 200) / 11)));
+  const megabyteDocument = (prefix = "", suffix = "") => [
+    piece(`${prefix}{ k${Math.floor(rnd() * 1e9)}: cursors { system }`),
+    filler,
+    piece(` }${suffix}`),
+  ];
   const depth = Math.floor((maxBodyBytes - 200) / 2);
-  const brackets = { open: "[".repeat(depth), close: "]".repeat(depth) };
+  const brackets = { open: piece("[".repeat(depth)), close: piece("]".repeat(depth)) };
   const aliased = (n: number, field: (i: number) => string) =>
     `{ ${Array.from({ length: n }, (_, i) => `a${i}: ${field(i)}`).join(" ")} }`;
   const makers: Record<CostlyKind, () => HostileRequest> = {
@@ -404,14 +418,18 @@ export function* costlyRequests(perKind: number, maxBodyBytes: number, seed = 8)
         Array.from({ length: int(rnd, 2, 2_000) }, () => ({ query: "{ cursors { system pending } }" })),
       ),
     // Each one distinct, as a cache keyed by the document's text would see them.
-    "megabyte-of-tokens": () => post("megabyte-of-tokens", { query: megabyteDocument() }),
+    "megabyte-of-tokens": () => postPieces("megabyte-of-tokens", megabyteDocument('{"query":"', '"}')),
     // The same megabyte as the body itself (`application/graphql`), which Yoga reads as text.
-    "megabyte-as-graphql": () => post("megabyte-as-graphql", megabyteDocument(), { "content-type": "application/graphql" }),
+    "megabyte-as-graphql": () => postPieces("megabyte-as-graphql", megabyteDocument(), { "content-type": "application/graphql" }),
     // Variables nested a few hundred thousand arrays deep: JSON that costs far more to parse than its size.
     "deeply-nested-json": () => {
       const depth = brackets.open.length - int(rnd, 0, 1_000);
-      const nested = brackets.open.slice(0, depth) + brackets.close.slice(0, depth);
-      return post("deeply-nested-json", `{"query":"{ __typename }","variables":{"v":${nested}}}`);
+      return postPieces("deeply-nested-json", [
+        piece('{"query":"{ __typename }","variables":{"v":'),
+        brackets.open.subarray(0, depth),
+        brackets.close.subarray(0, depth),
+        piece("}}"),
+      ]);
     },
   };
   for (let i = 0; i < perKind; i++) for (const kind of COSTLY_KINDS) yield makers[kind]();
