@@ -32,12 +32,10 @@ export function setCpuPriority(nice: number, logger: Logger): void {
     os.setPriority(target);
     logger.info({ nice: os.getPriority() }, "CPU priority set");
   } catch (err) {
-    logger.warn(
-      { nice, err: errorMessage(err) },
-      nice < 0
-        ? "could not raise the CPU priority (needs root or CAP_SYS_NICE); running at the default"
-        : "could not lower the CPU priority",
-    );
+    const fields = { wanted: nice, nice: current, err: errorMessage(err) };
+    // Expected wherever the process is not root: said once, without alarm.
+    if (nice < 0) logger.info(fields, "could not raise the CPU priority (needs root or CAP_SYS_NICE)");
+    else logger.warn(fields, "could not lower the CPU priority");
     return;
   }
   // Only the session's leader sets its group: in a session it shares (with the other process,
