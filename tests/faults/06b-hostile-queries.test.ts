@@ -234,7 +234,8 @@ describe("6b. hostile queries", () => {
       body: JSON.stringify({ query: "{ __typename }" }),
     };
     const connectionAnswers: Answer[] = [];
-    for (let i = 0; i < PER_KIND; i++) connectionAnswers.push(await send(gateway.port, overLimit, GREEDY_CLIENT));
+    for (let i = 0; i < PER_KIND; i++)
+      connectionAnswers.push(await send(gateway.port, overLimit, { localAddress: GREEDY_CLIENT }));
     const greedyHeld = greedy.open();
     greedy.release();
     phase = "after";
@@ -271,7 +272,7 @@ describe("6b. hostile queries", () => {
     report.detail("hostile", {
       sent: answers.length + failures.length,
       senderLoopMaxMs: sender.loopMaxMs,
-      senderPriority: `nice ${sender.nice}, ${sender.autogroup}`,
+      senderPriority: { nice: sender.nice, autogroup: sender.autogroup },
       seconds: hostileSeconds,
       byKind,
       notRefused: notRefused.slice(0, 5).map((a) => `${a.kind} ${a.status} ${a.snippet}`),

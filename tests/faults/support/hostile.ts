@@ -362,18 +362,15 @@ export type CostlyKind = (typeof COSTLY_KINDS)[number];
  */
 export function* costlyRequests(perKind: number, maxBodyBytes: number, seed = 8): Generator<HostileRequest> {
   const rnd = prng(seed);
-  const post = (kind: CostlyKind, body: unknown, headers: Record<string, string> = json): HostileRequest => ({
+  const request = (kind: CostlyKind, body: string | Buffer[], headers: Record<string, string> = json): HostileRequest => ({
     kind,
     method: "POST",
     path: "/graphql",
     headers,
-    body: typeof body === "string" ? body : JSON.stringify(body),
+    body,
   });
-  const postPieces = (kind: CostlyKind, pieces: Buffer[], headers: Record<string, string> = json): HostileRequest => ({
-    ...post(kind, ""),
-    headers,
-    body: pieces,
-  });
+  const post = (kind: CostlyKind, body: unknown, headers?: Record<string, string>) =>
+    request(kind, typeof body === "string" ? body : JSON.stringify(body), headers);
   // The megabyte bodies are sent as pieces that share their bulk, encoded once: the sender's own
   // work (a megabyte string or two to collect per request) would be timed with the gateway's.
   const piece = (text: string) => Buffer.from(text, "utf8");
@@ -418,13 +415,13 @@ export function* costlyRequests(perKind: number, maxBodyBytes: number, seed = 8)
         Array.from({ length: int(rnd, 2, 2_000) }, () => ({ query: "{ cursors { system pending } }" })),
       ),
     // Each one distinct, as a cache keyed by the document's text would see them.
-    "megabyte-of-tokens": () => postPieces("megabyte-of-tokens", megabyteDocument('{"query":"', '"}')),
+    "megabyte-of-tokens": () => request("megabyte-of-tokens", megabyteDocument('{"query":"', '"}')),
     // The same megabyte as the body itself (`application/graphql`), which Yoga reads as text.
-    "megabyte-as-graphql": () => postPieces("megabyte-as-graphql", megabyteDocument(), { "content-type": "application/graphql" }),
+    "megabyte-as-graphql": () => request("megabyte-as-graphql", megabyteDocument(), { "content-type": "application/graphql" }),
     // Variables nested a few hundred thousand arrays deep: JSON that costs far more to parse than its size.
     "deeply-nested-json": () => {
       const depth = brackets.open.length - int(rnd, 0, 1_000);
-      return postPieces("deeply-nested-json", [
+      return request("deeply-nested-json", [
         piece('{"query":"{ __typename }","variables":{"v":'),
         brackets.open.subarray(0, depth),
         brackets.close.subarray(0, depth),

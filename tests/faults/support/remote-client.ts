@@ -16,6 +16,7 @@ import { fileURLToPath } from "node:url";
 import pino from "pino";
 
 import { setCpuPriority } from "../../../common/priority.ts";
+import { autogroupOf } from "../../support/scheduling.ts";
 import { costlyRequests } from "./hostile.ts";
 import { type Answer, send } from "./send.ts";
 
@@ -26,9 +27,9 @@ export interface RemoteRun {
   seconds: number;
   /** The longest its own event loop was held up, while it sent. */
   loopMaxMs: number;
-  /** Its niceness and its scheduling group's, as it ran. */
+  /** Its niceness and its scheduling group (none without autogroup), as it ran. */
   nice: number;
-  autogroup: string;
+  autogroup?: { group: string; nice: number };
 }
 
 /** The niceness the client asks for: the gateway's default, so that neither waits for the other. */
@@ -77,7 +78,7 @@ async function main(argv: string[]): Promise<void> {
     seconds: Math.round(performance.now() - t0) / 1000,
     loopMaxMs: Math.round(loop.max / 1e6),
     nice: os.getPriority(),
-    autogroup: fs.existsSync("/proc/self/autogroup") ? fs.readFileSync("/proc/self/autogroup", "utf8").trim() : "none",
+    autogroup: fs.existsSync("/proc/self/autogroup") ? autogroupOf(process.pid) : undefined,
   };
   process.stdout.write(`${JSON.stringify(run)}\n`);
 }

@@ -7,13 +7,21 @@ import type { HostileRequest } from "./hostile.ts";
 export interface Answer {
   kind: string;
   status: number;
+  /** The code of each GraphQL error in the answer. */
   codes: string[];
   ms: number;
   snippet: string;
 }
 
-/** One request on its own connection (from `localAddress`), timed from the first byte sent to the last received. */
-export function send(port: number, r: HostileRequest, localAddress?: string): Promise<Answer> {
+/**
+ * One request on its own connection (no keep-alive reuse races; from `localAddress` if given),
+ * timed from the first byte sent to the last received.
+ */
+export function send(
+  port: number,
+  r: HostileRequest,
+  { localAddress, timeoutMs = 30_000 }: { localAddress?: string; timeoutMs?: number } = {},
+): Promise<Answer> {
   return new Promise((resolve, reject) => {
     const t0 = performance.now();
     const req = http.request(
@@ -25,7 +33,7 @@ export function send(port: number, r: HostileRequest, localAddress?: string): Pr
         path: r.path,
         headers: r.headers,
         agent: false,
-        timeout: 30_000,
+        timeout: timeoutMs,
       },
       (res) => {
         const chunks: Buffer[] = [];
@@ -34,10 +42,11 @@ export function send(port: number, r: HostileRequest, localAddress?: string): Pr
         res.on("end", () => {
           const ms = performance.now() - t0;
           const text = Buffer.concat(chunks).toString("utf8");
+          // One entry per GraphQL error, "" for an error without a code.
           let codes: string[] = [];
           try {
             const parsed = JSON.parse(text) as { errors?: { extensions?: { code?: string } }[] };
-            codes = (parsed.errors ?? []).map((e) => String(e.extensions?.code ?? ""));
+            if (Array.isArray(parsed.errors)) codes = parsed.errors.map((e) => String(e.extensions?.code ?? ""));
           } catch {
             // Not JSON: only a 4xx makes it a refusal.
           }
