@@ -14,7 +14,7 @@
 // Retention is tiered: every document expires at `expiresAt`, except the history
 // of a message sitting in the dead-letter queue, whose documents carry no expiry
 // until it is redriven or discarded (attempt-log-retention.ts deletes expired ones).
-import { type Collection, type Db, MongoBulkWriteError, MongoServerError, ObjectId } from "mongodb";
+import { type Collection, type Db, MongoServerError, ObjectId } from "mongodb";
 
 import { ensureRetention, type RetentionMode, scheduleSweeps, SWEEP_INDEX } from "./attempt-log-retention.ts";
 import type { Config } from "./config.ts";
@@ -137,46 +137,53 @@ const byProcessingOrder = (a: LogDocument, b: LogDocument) =>
   a.attempt - b.attempt ||
   a.processedAt.getTime() - b.processedAt.getTime();
 
-/** Inserts attempts; a document already logged (same message, round, attempt, status) is skipped. */
-async function insertAttempts(collection: Collection<LogDocument>, docs: LogDocument[]): Promise<number> {
-  if (docs.length === 0) return 0;
-  try {
-    const r = await collection.insertMany(docs, { ordered: false });
-    return r.insertedCount;
-  } catch (err) {
-    // A redelivered message logs the same attempt again: the unique index turns that into a no-op.
-    // Only when every document is accounted for: a bulk error without per-document errors
-    // (a dropped connection, a server going away) means nothing can be assumed written.
-    if (err instanceof MongoBulkWriteError) {
-      const errors = Array.isArray(err.writeErrors) ? err.writeErrors : [err.writeErrors];
-      const allDuplicates = errors.length > 0 && errors.every((e) => e.code === 11000);
-      if (allDuplicates && err.insertedCount + errors.length === docs.length) return err.insertedCount;
+// A log document's BSON is at most this plus three bytes per character of its error, the one
+// field without a bound: a command of documents whose bounds add up to COMMAND_BYTES stays well
+// under the 16 MB a command may hold.
+const DOCUMENT_BYTES = 4096;
+const COMMAND_BYTES = 8 * 1024 * 1024;
+const bytesBound = (d: LogDocument) => DOCUMENT_BYTES + 3 * (d.error?.length ?? 0);
+const DUPLICATE_KEY = 11000;
+
+/**
+ * Inserts the documents with unordered `insert` commands (one for a consumer's batch). Returns how
+ * many went in and the indexes of those already logged (the unique index refused them); throws
+ * LogDocumentRefused for any other document the server refuses, and the driver's error for a lost
+ * connection or a command refused as a whole. insertMany sends the same commands through the
+ * driver's bulk writer, which sizes every document as BSON before serialising it (BENCHMARKS.md).
+ */
+async function insertUnordered(db: Db, docs: LogDocument[]): Promise<{ inserted: number; duplicates: number[] }> {
+  let inserted = 0;
+  const duplicates: number[] = [];
+  for (let start = 0; start < docs.length;) {
+    let end = start + 1;
+    let bytes = bytesBound(docs[start]!);
+    while (end < docs.length && bytes + bytesBound(docs[end]!) <= COMMAND_BYTES) bytes += bytesBound(docs[end++]!);
+    const documents = docs.slice(start, end);
+    // As insertMany does: the ids are the client's, so a retried insert names the same documents.
+    for (const d of documents) d._id ??= new ObjectId();
+    const reply = await db.command({ insert: LOG_COLLECTION, documents, ordered: false });
+    if (reply.writeConcernError) throw new Error(`attempt log write concern failed: ${reply.writeConcernError.errmsg}`);
+    inserted += Number(reply.n ?? 0);
+    for (const e of (reply.writeErrors ?? []) as { index: number; code?: number; errmsg?: string }[]) {
+      if (e.code !== DUPLICATE_KEY) throw new LogDocumentRefused(start + e.index, e.code, e.errmsg ?? "refused");
+      duplicates.push(start + e.index);
     }
-    if (err instanceof MongoServerError && err.code === 11000 && docs.length === 1) return 0;
-    throw err;
+    start = end;
   }
+  return { inserted, duplicates };
+}
+
+/** Inserts attempts; a document already logged (same message, round, attempt, status) is skipped. */
+async function insertAttempts(db: Db, docs: LogDocument[]): Promise<number> {
+  // A redelivered message logs the same attempt again: the unique index turns that into a no-op.
+  return (await insertUnordered(db, docs)).inserted;
 }
 
 /** Inserts attempts as claims; returns each document's owning copy (AttemptLog.claim). */
-async function claimAttempts(collection: Collection<LogDocument>, docs: LogDocument[]): Promise<(string | null)[]> {
+async function claimAttempts(db: Db, collection: Collection<LogDocument>, docs: LogDocument[]): Promise<(string | null)[]> {
   const owners = docs.map((d) => d.copyId ?? null);
-  if (docs.length === 0) return owners;
-  let conflicts: number[] = [];
-  try {
-    await collection.insertMany(docs, { ordered: false });
-  } catch (err) {
-    if (err instanceof MongoBulkWriteError) {
-      const errors = Array.isArray(err.writeErrors) ? err.writeErrors : [err.writeErrors];
-      const refused = errors.find((e) => e.code !== 11000);
-      if (refused) throw new LogDocumentRefused(refused.index, refused.code, refused.errmsg ?? "refused");
-      // A bulk error that does not account for every document (a dropped connection) proves nothing.
-      if (errors.length === 0 || err.insertedCount + errors.length !== docs.length) throw err;
-      conflicts = errors.map((e) => e.index);
-    } else if (err instanceof MongoServerError && docs.length === 1) {
-      if (err.code !== 11000) throw new LogDocumentRefused(0, err.code, err.message);
-      conflicts = [0];
-    } else throw err;
-  }
+  const conflicts = (await insertUnordered(db, docs)).duplicates;
   if (conflicts.length === 0) return owners;
   // One lookup per message (a top-level equality every server serves from an index).
   const ids = [...new Set(conflicts.map((i) => docs[i]!.messageId))];
@@ -239,8 +246,8 @@ export function createAttemptLog(opts: { db: Db; config: Config; logger: Logger 
     },
     retention: () => mode,
     expiryFrom: (processedAt) => new Date(processedAt.getTime() + ttlMs),
-    insert: (docs) => insertAttempts(collection, docs),
-    claim: (docs) => claimAttempts(collection, docs),
+    insert: (docs) => insertAttempts(db, docs),
+    claim: (docs) => claimAttempts(db, collection, docs),
     async withdraw(attempts) {
       await eachLimited(attempts, PER_MESSAGE_WIDTH, ({ messageId, round, attempt, status }) =>
         collection.deleteOne({ messageId, round, attempt, status }),

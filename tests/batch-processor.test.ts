@@ -5,6 +5,7 @@ import { randomUUID } from "node:crypto";
 import type { ConsumeMessage } from "amqplib";
 import { afterEach, describe, expect, it } from "vitest";
 
+import type { LogDocument } from "../common/attempt-log.ts";
 import { HEADERS, type OrderMessage } from "../common/contract.ts";
 import { counterKey } from "../common/keys.ts";
 import { createBatchProcessor } from "../consumer/src/batch-processor.ts";
@@ -98,5 +99,42 @@ describe("batch processor", () => {
     expect(await e.endput.endputOrder.count()).toBe(0);
     expect(await e.log.collection.countDocuments()).toBe(0);
     expect(await e.redis.hgetall(counterKey(e.config))).toEqual({});
+  });
+});
+
+describe("attempt log claims", () => {
+  const entry = (messageId: string, copyId: string, error: string | null): LogDocument => ({
+    messageId,
+    round: 0,
+    attempt: 1,
+    status: error ? "RETRY_SCHEDULED" : "SUCCEEDED",
+    requiredAttempts: 2,
+    maxAttempts: 5,
+    system: "SYSTEM1",
+    orderId: 1,
+    publishedAt: new Date(),
+    order: { product: "Lamp", price: "9.99", securityCheck: true },
+    error,
+    processedAt: new Date(),
+    expiresAt: new Date(Date.now() + 60_000),
+    retained: false,
+    durationMs: 1,
+    consumerId: "t",
+    copyId,
+  });
+
+  it("claims a batch larger than one insert command holds, each owner at its own index", async () => {
+    const e = (env = await createTestEnv());
+    // Six errors of 3 MB: 18 MB of BSON, more than one command may carry.
+    const error = "e".repeat(3 * 1024 * 1024);
+    const ids = Array.from({ length: 6 }, () => randomUUID());
+    // The last attempt was claimed before by another copy.
+    await e.log.claim([entry(ids[5]!, "earlier", error)]);
+    const owners = await e.log.claim(ids.map((id) => entry(id, "this", error)));
+    expect(owners).toEqual(["this", "this", "this", "this", "this", "earlier"]);
+    const stored = await e.log.collection.find({}, { projection: { messageId: 1, copyId: 1 } }).toArray();
+    expect(new Map(stored.map((d) => [d.messageId, d.copyId]))).toEqual(
+      new Map(ids.map((id, i) => [id, i === 5 ? "earlier" : "this"])),
+    );
   });
 });
