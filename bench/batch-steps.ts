@@ -1,5 +1,5 @@
 // Where a happy-path batch spends its time: replays the consumer's per-batch
-// work (decode, endput insert, attempt-log insertMany as the attempts' claims,
+// work (decode, endput insert, the attempt-log claims,
 // Redis events + counters script of common/events.ts) with the same clients on the
 // same services, timing each step, plus variants to compare it with. The
 // round trips per batch are fixed (one per step), so the step times say which
@@ -21,7 +21,7 @@ import { deliveryLogFields, insertEndputRows } from "../consumer/src/records.ts"
 import { orderMessageId } from "../gateway/src/services/message-id.ts";
 import { fmt, progress } from "./progress.ts";
 
-export const STEP_NAMES = ["decode", "endput", "log insertMany", "redis count"] as const;
+export const STEP_NAMES = ["decode", "endput", "log claim", "redis count"] as const;
 type StepName = (typeof STEP_NAMES)[number];
 
 /**
@@ -36,7 +36,7 @@ export interface StepTiming {
   variant: Variant;
   batchSize: number;
   batches: number;
-  /** Mean milliseconds per batch, by step ("endput" and "log insertMany" overlap in the parallel variants). */
+  /** Mean milliseconds per batch, by step ("endput" and "log claim" overlap in the parallel variants). */
   ms: Record<StepName, number>;
   /** Mean wall milliseconds per batch. */
   totalMs: number;
@@ -121,10 +121,10 @@ async function runBatch(stores: Stores, variant: Variant, contents: Buffer[], ti
   const now = new Date();
   const docs = succeededDocs(config, log, deliveries, now);
   if (variant === "parallel" || variant === "createMany+parallel")
-    await Promise.all([time("endput", writeEndput), time("log insertMany", () => log.claim(docs))]);
+    await Promise.all([time("endput", writeEndput), time("log claim", () => log.claim(docs))]);
   else {
     await time("endput", writeEndput);
-    await time("log insertMany", () => log.claim(docs));
+    await time("log claim", () => log.claim(docs));
   }
   await time("redis count", () =>
     countEventsOnce(
