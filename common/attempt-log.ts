@@ -14,7 +14,15 @@
 // Retention is tiered: every document expires at `expiresAt`, except the history
 // of a message sitting in the dead-letter queue, whose documents carry no expiry
 // until it is redriven or discarded (attempt-log-retention.ts deletes expired ones).
-import { type Collection, type Db, MongoServerError, ObjectId } from "mongodb";
+import {
+  type Collection,
+  type Db,
+  MongoServerError,
+  MongoWriteConcernError,
+  ObjectId,
+  WriteConcern,
+  type WriteConcernErrorResult,
+} from "mongodb";
 
 import { ensureRetention, type RetentionMode, scheduleSweeps, SWEEP_INDEX } from "./attempt-log-retention.ts";
 import type { Config } from "./config.ts";
@@ -162,8 +170,10 @@ async function insertUnordered(db: Db, docs: LogDocument[]): Promise<{ inserted:
     const documents = docs.slice(start, end);
     // As insertMany does: the ids are the client's, so a retried insert names the same documents.
     for (const d of documents) d._id ??= new ObjectId();
-    const reply = await db.command({ insert: LOG_COLLECTION, documents, ordered: false });
-    if (reply.writeConcernError) throw new Error(`attempt log write concern failed: ${reply.writeConcernError.errmsg}`);
+    const command = { insert: LOG_COLLECTION, documents, ordered: false };
+    // A write concern of the connection string (w=majority, say) holds for these writes as for insertMany's.
+    const reply = await db.command(db.writeConcern ? WriteConcern.apply(command, db.writeConcern) : command);
+    if (reply.writeConcernError) throw new MongoWriteConcernError(reply as unknown as WriteConcernErrorResult);
     inserted += Number(reply.n ?? 0);
     for (const e of (reply.writeErrors ?? []) as { index: number; code?: number; errmsg?: string }[]) {
       if (e.code !== DUPLICATE_KEY) throw new LogDocumentRefused(start + e.index, e.code, e.errmsg ?? "refused");

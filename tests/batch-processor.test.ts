@@ -3,9 +3,10 @@
 import { randomUUID } from "node:crypto";
 
 import type { ConsumeMessage } from "amqplib";
+import { type Document, MongoClient } from "mongodb";
 import { afterEach, describe, expect, it } from "vitest";
 
-import type { LogDocument } from "../common/attempt-log.ts";
+import { createAttemptLog, type LogDocument } from "../common/attempt-log.ts";
 import { HEADERS, type OrderMessage } from "../common/contract.ts";
 import { counterKey } from "../common/keys.ts";
 import { createBatchProcessor } from "../consumer/src/batch-processor.ts";
@@ -136,5 +137,24 @@ describe("attempt log claims", () => {
     expect(new Map(stored.map((d) => [d.messageId, d.copyId]))).toEqual(
       new Map(ids.map((id, i) => [id, i === 5 ? "earlier" : "this"])),
     );
+  });
+
+  it("sends the connection string's write concern with its inserts", async () => {
+    const e = (env = await createTestEnv());
+    const url = new URL(e.config.mongo.url);
+    url.searchParams.set("w", "majority");
+    const client = new MongoClient(url.toString(), { monitorCommands: true });
+    try {
+      const sent: Document[] = [];
+      client.on("commandStarted", (ev) => {
+        if (ev.commandName === "insert") sent.push(ev.command);
+      });
+      const log = createAttemptLog({ db: client.db(e.config.mongo.database), config: e.config, logger: e.logger });
+      expect(await log.claim([entry(randomUUID(), "c", null)])).toEqual(["c"]);
+      expect(await log.insert([entry(randomUUID(), "c", null)])).toBe(1);
+      expect(sent.map((c) => c.writeConcern)).toEqual([{ w: "majority" }, { w: "majority" }]);
+    } finally {
+      await client.close();
+    }
   });
 });
