@@ -93,6 +93,22 @@ describe("batch processor", () => {
     expect(await e.log.collection.countDocuments()).toBe(1);
   });
 
+  it("writes each success's endput row with the values its message carries", async () => {
+    const e = (env = await createTestEnv());
+    const plain = order(1);
+    const quoted = order(1);
+    quoted.source.system = "SYSTEM2";
+    quoted.order = { product: 'Lamp "Deluxe", 50% \\ {a,b} \u2603\u{1F4A1}', price: "9999999999.99", securityCheck: true };
+    await processorOf(e).process([delivery(plain, 1, "p"), delivery(quoted, 2, "q")], () => true);
+    const rows = await e.endput.endputOrder.findMany({ orderBy: { sourceSystem: "asc" } });
+    expect(
+      rows.map((r) => [r.sourceSystem, r.sourceOrderId, r.messageId, r.product, r.price.toFixed(2), r.securityCheck, r.attempts]),
+    ).toEqual([
+      ["SYSTEM1", plain.source.orderId, plain.messageId, "Lamp", "9.99", true, 1],
+      ["SYSTEM2", quoted.source.orderId, quoted.messageId, quoted.order.product, "9999999999.99", true, 2],
+    ]);
+  });
+
   it("stops before writing anything once its channel is gone", async () => {
     const e = (env = await createTestEnv());
     const processor = processorOf(e);
