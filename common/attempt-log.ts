@@ -163,10 +163,7 @@ const DUPLICATE_KEY = 11000;
 async function insertUnordered(db: Db, docs: LogDocument[]): Promise<{ inserted: number; duplicates: number[] }> {
   let inserted = 0;
   const duplicates: number[] = [];
-  for (let start = 0; start < docs.length;) {
-    let end = start + 1;
-    let bytes = bytesBound(docs[start]!);
-    while (end < docs.length && bytes + bytesBound(docs[end]!) <= COMMAND_BYTES) bytes += bytesBound(docs[end++]!);
+  for (const [start, end] of commandRanges(docs)) {
     const documents = docs.slice(start, end);
     // As insertMany does: the ids are the client's, so a retried insert names the same documents.
     for (const d of documents) d._id ??= new ObjectId();
@@ -179,9 +176,24 @@ async function insertUnordered(db: Db, docs: LogDocument[]): Promise<{ inserted:
       if (e.code !== DUPLICATE_KEY) throw new LogDocumentRefused(start + e.index, e.code, e.errmsg ?? "refused");
       duplicates.push(start + e.index);
     }
-    start = end;
   }
   return { inserted, duplicates };
+}
+
+/** Consecutive [start, end) ranges of `docs` whose bounds fit one command (at least one document each). */
+function* commandRanges(docs: readonly LogDocument[]): Generator<[number, number]> {
+  let start = 0;
+  let bytes = 0;
+  for (let i = 0; i < docs.length; i++) {
+    const size = bytesBound(docs[i]!);
+    if (i > start && bytes + size > COMMAND_BYTES) {
+      yield [start, i];
+      start = i;
+      bytes = 0;
+    }
+    bytes += size;
+  }
+  if (start < docs.length) yield [start, docs.length];
 }
 
 /** Inserts attempts; a document already logged (same message, round, attempt, status) is skipped. */
