@@ -6,13 +6,14 @@ import type { ConsumeMessage } from "amqplib";
 import { type Document, MongoClient } from "mongodb";
 import { afterEach, describe, expect, it } from "vitest";
 
-import { createAttemptLog, type LogDocument } from "../common/attempt-log.ts";
+import { createAttemptLog } from "../common/attempt-log.ts";
 import { HEADERS, type OrderMessage } from "../common/contract.ts";
 import { counterKey } from "../common/keys.ts";
 import { createBatchProcessor } from "../consumer/src/batch-processor.ts";
 import { createRedeliveryCounter } from "../consumer/src/redeliveries.ts";
 import { ChannelGone } from "../consumer/src/store-retry.ts";
 import { createTestEnv, type TestEnv } from "./support/env.ts";
+import { logEntry } from "./support/log-entry.ts";
 
 let env: TestEnv | undefined;
 afterEach(async () => {
@@ -120,25 +121,8 @@ describe("batch processor", () => {
 });
 
 describe("attempt log claims", () => {
-  const entry = (messageId: string, copyId: string, error: string | null): LogDocument => ({
-    messageId,
-    round: 0,
-    attempt: 1,
-    status: error ? "RETRY_SCHEDULED" : "SUCCEEDED",
-    requiredAttempts: 2,
-    maxAttempts: 5,
-    system: "SYSTEM1",
-    orderId: 1,
-    publishedAt: new Date(),
-    order: { product: "Lamp", price: "9.99", securityCheck: true },
-    error,
-    processedAt: new Date(),
-    expiresAt: new Date(Date.now() + 60_000),
-    retained: false,
-    durationMs: 1,
-    consumerId: "t",
-    copyId,
-  });
+  const entry = (messageId: string, copyId: string, error: string | null) =>
+    logEntry({ messageId, status: error ? "RETRY_SCHEDULED" : "SUCCEEDED", requiredAttempts: 2, error, copyId });
 
   it("claims a batch larger than one insert command holds, each owner at its own index", async () => {
     const e = (env = await createTestEnv());

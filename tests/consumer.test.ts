@@ -13,6 +13,7 @@ import { createRedis } from "../common/stores.ts";
 import { deliveryLogFields } from "../consumer/src/records.ts";
 import { graphql } from "../gateway/client/graphql.ts";
 import { createTestEnv, type RunningConsumer, type TestEnv, waitFor } from "./support/env.ts";
+import { logEntry } from "./support/log-entry.ts";
 import { probeLogServer } from "./support/server-kind.ts";
 import { gqlOn } from "./typed-gql.ts";
 
@@ -705,24 +706,20 @@ describe("attempt log retention", () => {
       const log = createAttemptLog({ db: client.db(e.config.mongo.database), config: e.config, logger: e.logger });
       await log.ensureIndexes();
       const past = new Date(Date.now() - 60_000);
-      const doc = (messageId: string, status: "RETRY_SCHEDULED" | "DEAD_LETTERED", attempt: number): LogDocument => ({
-        messageId,
-        round: 0,
-        attempt,
-        status,
-        requiredAttempts: 6,
-        maxAttempts: 2,
-        system: "SYSTEM1",
-        orderId: 1,
-        publishedAt: past,
-        order: { product: "x", price: "1.00", securityCheck: false },
-        error: "failed",
-        processedAt: past,
-        expiresAt: status === "DEAD_LETTERED" ? null : past,
-        retained: status === "DEAD_LETTERED",
-        durationMs: 1,
-        consumerId: "t",
-      });
+      const doc = (messageId: string, status: "RETRY_SCHEDULED" | "DEAD_LETTERED", attempt: number) =>
+        logEntry({
+          messageId,
+          attempt,
+          status,
+          requiredAttempts: 6,
+          maxAttempts: 2,
+          publishedAt: past,
+          order: { product: "x", price: "1.00", securityCheck: false },
+          error: "failed",
+          processedAt: past,
+          expiresAt: status === "DEAD_LETTERED" ? null : past,
+          retained: status === "DEAD_LETTERED",
+        });
       // 300 dead-lettered histories (their first attempt already past its expiry) and one expired message.
       const dead = Array.from({ length: 300 }, () => randomUUID());
       await log.insert([
@@ -745,24 +742,7 @@ describe("attempt log retention", () => {
     env = await createTestEnv({ LOG_RETENTION: "sweeper", LOG_SWEEP_INTERVAL_MS: "100" });
     const e = env;
     const past = new Date(Date.now() - 60_000);
-    const doc = (messageId: string): LogDocument => ({
-      messageId,
-      round: 0,
-      attempt: 1,
-      status: "SUCCEEDED",
-      requiredAttempts: 1,
-      maxAttempts: 5,
-      system: "SYSTEM1",
-      orderId: 1,
-      publishedAt: past,
-      order: { product: "x", price: "1.00", securityCheck: true },
-      error: null,
-      processedAt: past,
-      expiresAt: past,
-      retained: false,
-      durationMs: 1,
-      consumerId: "t",
-    });
+    const doc = (messageId: string) => logEntry({ messageId, publishedAt: past, processedAt: past, expiresAt: past });
     await e.log.insert([doc("a")]);
     let turns = 0;
     const notMine = e.log.startSweeper(async () => (turns++, false));

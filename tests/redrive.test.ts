@@ -1,13 +1,13 @@
 // Redriving dead letters through the windows a crash or a concurrent scan opens.
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 
-import type { LogDocument } from "../common/attempt-log.ts";
 import { CONTRACT_VERSION, HEADERS, type OrderMessage } from "../common/contract.ts";
 import { deadLetterScanLockKey } from "../common/keys.ts";
 import { graphql } from "../gateway/client/graphql.ts";
 import { redriveDeadLetters } from "../gateway/src/services/dead-letters.ts";
 import { orderMessageId } from "../gateway/src/services/message-id.ts";
 import { createTestEnv, type TestEnv } from "./support/env.ts";
+import { logEntry } from "./support/log-entry.ts";
 import { typedGql } from "./typed-gql.ts";
 
 let env: TestEnv;
@@ -58,24 +58,21 @@ async function deadLetter(orderId: number): Promise<string> {
     await ch.checkQueue(env.broker.topology.dlq);
   });
   const now = new Date();
-  const doc = (attempt: number, status: "RETRY_SCHEDULED" | "DEAD_LETTERED"): LogDocument => ({
-    messageId,
-    round: 0,
-    attempt,
-    status,
-    requiredAttempts: 3,
-    maxAttempts: 2,
-    system: "SYSTEM1",
-    orderId,
-    publishedAt: now,
-    order: message.order,
-    error: `attempt ${attempt} failed`,
-    processedAt: now,
-    expiresAt: status === "DEAD_LETTERED" ? null : env.log.expiryFrom(now),
-    retained: status === "DEAD_LETTERED",
-    durationMs: 1,
-    consumerId: "test",
-  });
+  const doc = (attempt: number, status: "RETRY_SCHEDULED" | "DEAD_LETTERED") =>
+    logEntry({
+      messageId,
+      attempt,
+      status,
+      requiredAttempts: 3,
+      maxAttempts: 2,
+      orderId,
+      publishedAt: now,
+      order: message.order,
+      error: `attempt ${attempt} failed`,
+      processedAt: now,
+      expiresAt: status === "DEAD_LETTERED" ? null : env.log.expiryFrom(now),
+      retained: status === "DEAD_LETTERED",
+    });
   await env.log.insert([doc(1, "RETRY_SCHEDULED"), doc(2, "DEAD_LETTERED")]);
   await env.log.retain([messageId]);
   return messageId;

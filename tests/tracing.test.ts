@@ -10,7 +10,6 @@ import { fileURLToPath } from "node:url";
 import { print } from "graphql";
 import { afterEach, describe, expect, it } from "vitest";
 
-import type { LogDocument } from "../common/attempt-log.ts";
 import { ConfigError, readConfig } from "../common/config.ts";
 import type { SpanRecord } from "../common/tracing-sdk.ts";
 import { graphql, type ResultOf, type TadaDocumentNode, type VariablesOf } from "../gateway/client/graphql.ts";
@@ -18,6 +17,7 @@ import { SEED } from "../gateway/client/operations.ts";
 import { fractionOf, orderMessageId } from "../gateway/src/services/message-id.ts";
 import { type BrowserSession, listen, openBrowser, poll } from "./support/browser.ts";
 import { createTestEnv, type TestEnv, waitFor } from "./support/env.ts";
+import { logEntry } from "./support/log-entry.ts";
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
 const OUT = path.join(ROOT, "test-output/tracing");
@@ -300,25 +300,18 @@ describe("the dashboard's timeline", () => {
     const traced = "0af7651916cd43dd8448eb211c80319c";
     const messageId = orderMessageId("SYSTEM1", 5);
     const now = new Date();
-    const entry = (attempt: number, status: "RETRY_SCHEDULED" | "SUCCEEDED", traceId?: string): LogDocument => ({
-      messageId,
-      round: 0,
-      attempt,
-      status,
-      requiredAttempts: 2,
-      maxAttempts: 5,
-      system: "SYSTEM1",
-      orderId: 5,
-      publishedAt: now,
-      order: { product: "Lamp", price: "9.99", securityCheck: true },
-      error: null,
-      processedAt: new Date(now.getTime() + attempt),
-      expiresAt: env!.log.expiryFrom(now),
-      retained: false,
-      durationMs: 1,
-      consumerId: "test",
-      ...(traceId ? { traceId } : {}),
-    });
+    const entry = (attempt: number, status: "RETRY_SCHEDULED" | "SUCCEEDED", traceId?: string) =>
+      logEntry({
+        messageId,
+        attempt,
+        status,
+        requiredAttempts: 2,
+        orderId: 5,
+        publishedAt: now,
+        processedAt: new Date(now.getTime() + attempt),
+        expiresAt: env!.log.expiryFrom(now),
+        ...(traceId ? { traceId } : {}),
+      });
     // The first attempt was logged while tracing was off: it shows no trace.
     await env.log.insert([entry(1, "RETRY_SCHEDULED"), entry(2, "SUCCEEDED", traced)]);
 
