@@ -4,9 +4,11 @@
 // reads, and the times it reports are the gateway's. Elsewhere it runs at the default priority
 // and reports its own event-loop stalls beside the times.
 //
-//   node tests/faults/support/remote-client.ts <port> <perKind> <maxBodyBytes>
+//   node tests/faults/support/remote-client.ts <port> <perKind> <maxBodyBytes> [gatewayPid]
 //
 // sends costlyRequests(perKind, maxBodyBytes) one at a time and prints one JSON line, a RemoteRun.
+// Given the gateway's pid, each answer also carries what the gateway's main thread and the
+// client's own did meanwhile (Linux schedstat): how long each ran and waited for a CPU.
 import { spawn } from "node:child_process";
 import fs from "node:fs";
 import os from "node:os";
@@ -20,8 +22,14 @@ import { autogroupOf } from "../../support/scheduling.ts";
 import { costlyRequests } from "./hostile.ts";
 import { type Answer, send } from "./send.ts";
 
+/** What a thread did while one request was out, in ms (Linux /proc/<pid>/schedstat). */
+export interface ThreadTimes {
+  runMs: number;
+  waitMs: number;
+}
+
 export interface RemoteRun {
-  answers: Answer[];
+  answers: (Answer & { gateway?: ThreadTimes; client?: ThreadTimes })[];
   /** Requests that got no HTTP answer at all. */
   failures: string[];
   seconds: number;
@@ -36,9 +44,10 @@ export interface RemoteRun {
 const CLIENT_NICE = -5;
 
 /** Runs the client against the gateway on `port`; resolves with what it measured. */
-export function runRemoteClient(port: number, perKind: number, maxBodyBytes: number): Promise<RemoteRun> {
+export function runRemoteClient(port: number, perKind: number, maxBodyBytes: number, gatewayPid?: number): Promise<RemoteRun> {
   const script = fileURLToPath(import.meta.url);
-  const child = spawn(process.execPath, [script, String(port), String(perKind), String(maxBodyBytes)], {
+  const args = [port, perKind, maxBodyBytes, ...(gatewayPid ? [gatewayPid] : [])].map(String);
+  const child = spawn(process.execPath, [script, ...args], {
     detached: true,
     stdio: ["ignore", "pipe", "pipe"],
   });
@@ -55,18 +64,41 @@ export function runRemoteClient(port: number, perKind: number, maxBodyBytes: num
   });
 }
 
+/** A thread's total time on a CPU and waiting for one, in ms; undefined where the kernel does not keep it. */
+export function threadTimes(pid: number | "self"): ThreadTimes | undefined {
+  try {
+    const [run, wait] = fs.readFileSync(`/proc/${pid}/schedstat`, "utf8").trim().split(/\s+/).map(Number);
+    return run === undefined || wait === undefined ? undefined : { runMs: run / 1e6, waitMs: wait / 1e6 };
+  } catch {
+    return undefined;
+  }
+}
+
+/** What the thread did between two readings. */
+export function between(before: ThreadTimes | undefined, after: ThreadTimes | undefined): ThreadTimes | undefined {
+  const r = (ms: number) => Math.round(ms * 10) / 10;
+  return before && after ? { runMs: r(after.runMs - before.runMs), waitMs: r(after.waitMs - before.waitMs) } : undefined;
+}
+
 async function main(argv: string[]): Promise<void> {
-  const [port, perKind, maxBodyBytes] = argv.map(Number);
+  const [port, perKind, maxBodyBytes, gatewayPid] = argv.map(Number);
   if (!port || !perKind || !maxBodyBytes) throw new Error("usage: remote-client.ts <port> <perKind> <maxBodyBytes>");
   setCpuPriority(CLIENT_NICE, pino({ level: "warn" }, pino.destination(2)));
   const loop = monitorEventLoopDelay({ resolution: 10 });
   loop.enable();
-  const answers: Answer[] = [];
+  const answers: RemoteRun["answers"] = [];
   const failures: string[] = [];
   const t0 = performance.now();
   for (const r of costlyRequests(perKind, maxBodyBytes)) {
     try {
-      answers.push(await send(port, r));
+      const gatewayBefore = gatewayPid ? threadTimes(gatewayPid) : undefined;
+      const clientBefore = threadTimes("self");
+      const answer = await send(port, r);
+      answers.push({
+        ...answer,
+        gateway: between(gatewayBefore, gatewayPid ? threadTimes(gatewayPid) : undefined),
+        client: between(clientBefore, threadTimes("self")),
+      });
     } catch (e) {
       failures.push(`${r.kind}: ${(e as Error).message}`);
     }
