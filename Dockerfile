@@ -30,4 +30,4 @@ EXPOSE 4000 9464
 # node itself rather than npx: no npm process beside it, and signals reach the gateway. The heap
 # limits are the ones scripts/start.sh uses (BENCHMARKS.md, gateway memory while publishing); the
 # preload lets OpenTelemetry instrument the client libraries when tracing is on (a no-op when off).
-CMD ["node", "--max-semi-space-size=8", "--max-old-space-size=128", "--import", "./common/tracing-preload.ts", "gateway/src/main.ts"]
+CMD ["node", "--max-semi-space-size=12", "--max-old-space-size=128", "--import", "./common/tracing-preload.ts", "gateway/src/main.ts"]

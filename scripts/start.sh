@@ -81,7 +81,7 @@ run() { # name colour command...
 # The gateway's heap limits and malloc arenas keep it under 200 MB while it publishes a million
 # rows (BENCHMARKS.md, gateway memory while publishing); bench/processes.ts and the Dockerfile
 # launch it the same way.
-GATEWAY_NODE_FLAGS=(--max-semi-space-size=8 --max-old-space-size=128)
+GATEWAY_NODE_FLAGS=(--max-semi-space-size=12 --max-old-space-size=128)
 # With tracing on (OTEL_TRACES_EXPORTER or OTEL_EXPORTER_OTLP_ENDPOINT), the preload lets the
 # OpenTelemetry instrumentations patch the client libraries before they load; off, it does nothing.
 TRACING=(--import ./common/tracing-preload.ts)

@@ -25,7 +25,7 @@ export const ENTRY: Record<Kind, string> = { gateway: "gateway/src/main.ts", con
  */
 export const LAUNCH: Record<Kind, { nodeArgs: readonly string[]; env: Record<string, string>; ownSession: boolean }> = {
   gateway: {
-    nodeArgs: ["--max-semi-space-size=8", "--max-old-space-size=128", "--import", "./common/tracing-preload.ts"],
+    nodeArgs: ["--max-semi-space-size=12", "--max-old-space-size=128", "--import", "./common/tracing-preload.ts"],
     env: { MALLOC_ARENA_MAX: "2" },
     // A session of its own, whose scheduling group GATEWAY_NICE raises.
     ownSession: true,
