@@ -34,8 +34,8 @@ const QUIET_MS = 5_000;
 // shares the two cores with the draining pipeline; it runs above the stores' and the consumer's
 // CPU priority (GATEWAY_NICE, CONSUMER_NICE), and the costly requests come from a process that
 // stands for a client on another host (support/remote-client.ts). Even so the kernel keeps its
-// main thread off a CPU now and then: the slowest refusals of a run spend 50 to 70 ms of their
-// 65 to 110 waiting for one, while other processes run. So each costly request's time is judged
+// main thread off a CPU now and then: the slowest refusals of a run spent 50 to 145 ms of their
+// 65 to 190 waiting for one, while other processes ran (README, Limits and costs). So each costly request's time is judged
 // without the time the gateway's main thread waited for a CPU meanwhile (its schedstat), and 99 %
 // of each kind must also be within it as the client sees it, waits included.
 const REFUSED_WITHIN_MS = 100;

@@ -82,7 +82,7 @@ export function between(before: ThreadTimes | undefined, after: ThreadTimes | un
 
 async function main(argv: string[]): Promise<void> {
   const [port, perKind, maxBodyBytes, gatewayPid] = argv.map(Number);
-  if (!port || !perKind || !maxBodyBytes) throw new Error("usage: remote-client.ts <port> <perKind> <maxBodyBytes>");
+  if (!port || !perKind || !maxBodyBytes) throw new Error("usage: remote-client.ts <port> <perKind> <maxBodyBytes> [gatewayPid]");
   setCpuPriority(CLIENT_NICE, pino({ level: "warn" }, pino.destination(2)));
   const loop = monitorEventLoopDelay({ resolution: 10 });
   loop.enable();
