@@ -16,14 +16,15 @@ import { SYSTEMS } from "../../common/contract.ts";
 import { graphql } from "../../gateway/client/graphql.ts";
 import { orderMessageId } from "../../gateway/src/services/message-id.ts";
 import { idleConnection } from "../support/idle-connection.ts";
+import { between, threadTimes } from "../support/scheduling.ts";
 import { stalledSubscriber } from "../support/stalled-subscriber.ts";
 import { gqlOn } from "../typed-gql.ts";
 import { COSTLY_KINDS, costlyRequests, type HostileRequest } from "./support/hostile.ts";
 import { checkInvariant, waitDrained } from "./support/invariant.ts";
 import { pendingWork, publishAll, seed, sleep } from "./support/ops.ts";
-import { between, runRemoteClient, type ThreadTimes, threadTimes } from "./support/remote-client.ts";
+import { runRemoteClient } from "./support/remote-client.ts";
 import { startReport } from "./support/report.ts";
-import { type Answer, send } from "./support/send.ts";
+import { type Answer, send, sendTimed, type TimedAnswer } from "./support/send.ts";
 import { createWorld, type World } from "./support/world.ts";
 
 const PER_KIND = 200;
@@ -190,15 +191,12 @@ describe("6b. hostile queries", () => {
     const sender = await runRemoteClient(gateway.port, PER_KIND, MAX_BODY_BYTES, gateway.pid);
     const { answers, failures } = sender;
     const hostileSeconds = (Date.now() - t0) / 1000;
-    const gatewayCpuAfter = threadTimes(gateway.pid);
     // What a refusal waits for besides the gateway's own work: its main thread's turn on a CPU.
-    const gatewayScheduling =
-      gatewayCpuBefore && gatewayCpuAfter
-        ? {
-            runMsPerSecond: Math.round((gatewayCpuAfter.runMs - gatewayCpuBefore.runMs) / hostileSeconds),
-            waitMsPerSecond: Math.round((gatewayCpuAfter.waitMs - gatewayCpuBefore.waitMs) / hostileSeconds),
-          }
-        : undefined;
+    const gatewayHostile = between(gatewayCpuBefore, threadTimes(gateway.pid));
+    const gatewayScheduling = gatewayHostile && {
+      runMsPerSecond: Math.round(gatewayHostile.runMs / hostileSeconds),
+      waitMsPerSecond: Math.round(gatewayHostile.waitMs / hostileSeconds),
+    };
 
     // The same megabyte of tokens from FLOOD clients at once: each is refused, none takes the
     // gateway's heap with it. Latency is not the question here: 100 MB arrive at once.
@@ -221,12 +219,9 @@ describe("6b. hostile queries", () => {
       headers: { "content-type": "application/json" },
       body: JSON.stringify({ query: "{ __typename }" }),
     };
-    const connectionAnswers: (Answer & { gateway?: ThreadTimes })[] = [];
-    for (let i = 0; i < PER_KIND; i++) {
-      const before = threadTimes(gateway.pid);
-      const answer = await send(gateway.port, overLimit, { localAddress: GREEDY_CLIENT });
-      connectionAnswers.push({ ...answer, gateway: between(before, threadTimes(gateway.pid)) });
-    }
+    const connectionAnswers: TimedAnswer[] = [];
+    for (let i = 0; i < PER_KIND; i++)
+      connectionAnswers.push(await sendTimed(gateway.port, overLimit, gateway.pid, { localAddress: GREEDY_CLIENT }));
     const greedyHeld = greedy.open();
     greedy.release();
     phase = "after";
@@ -250,7 +245,7 @@ describe("6b. hostile queries", () => {
     const target = Math.round(REFUSED_WITHIN_MS * slowdown);
     // The gateway's part of a refusal: its time less what its main thread waited for a CPU (the
     // process's main thread, where its JavaScript runs); all of it where the kernel keeps no schedstat.
-    const ownMs = (a: Answer & { gateway?: ThreadTimes }) => a.ms - (a.gateway?.waitMs ?? 0);
+    const ownMs = (a: TimedAnswer) => a.ms - (a.gateway?.waitMs ?? 0);
     const overTarget = answers.filter((a) => ownMs(a) >= target);
     const byKind = Object.fromEntries(
       COSTLY_KINDS.map((kind) => {
@@ -345,8 +340,7 @@ describe("6b. hostile queries", () => {
     expect(greedyHeld).toBe(CLIENT_CONNECTIONS);
     expect(connectionAnswers).toHaveLength(PER_KIND);
     expect(connectionsNotRefused.map((a) => `${a.status} ${a.snippet}`)).toEqual([]);
-    const waited = (a: Answer & { gateway?: ThreadTimes }) =>
-      `${Math.round(a.ms)} ms (${a.gateway?.waitMs ?? "?"} waiting for a CPU)`;
+    const waited = (a: TimedAnswer) => `${Math.round(a.ms)} ms (${a.gateway?.waitMs ?? "?"} waiting for a CPU)`;
     expect(connectionAnswers.filter((a) => ownMs(a) >= target).map(waited)).toEqual([]);
     expect(overTarget.map((a) => `${a.kind} ${waited(a)}`)).toEqual([]);
     // And as the client sees it, CPU waits included: 99 % of each kind within the target.

@@ -14,3 +14,28 @@ export function autogroupOf(pid: number): { group: string; nice: number } {
   const [group, , nice] = readFileSync(`/proc/${pid}/autogroup`, "utf8").trim().split(" ");
   return { group: group!, nice: Number(nice) };
 }
+
+/** What a thread did over some span, in ms (Linux /proc/<pid>/schedstat). */
+export interface ThreadTimes {
+  runMs: number;
+  waitMs: number;
+}
+
+/**
+ * A process's main thread's total time on a CPU and waiting on a run queue for one, in ms;
+ * undefined where the kernel does not keep it.
+ */
+export function threadTimes(pid: number | "self"): ThreadTimes | undefined {
+  try {
+    const [run, wait] = readFileSync(`/proc/${pid}/schedstat`, "utf8").trim().split(/\s+/).map(Number);
+    return run === undefined || wait === undefined ? undefined : { runMs: run / 1e6, waitMs: wait / 1e6 };
+  } catch {
+    return undefined;
+  }
+}
+
+/** What the thread did between two readings. */
+export function between(before: ThreadTimes | undefined, after: ThreadTimes | undefined): ThreadTimes | undefined {
+  const r = (ms: number) => Math.round(ms * 10) / 10;
+  return before && after ? { runMs: r(after.runMs - before.runMs), waitMs: r(after.waitMs - before.waitMs) } : undefined;
+}

@@ -20,16 +20,10 @@ import pino from "pino";
 import { setCpuPriority } from "../../../common/priority.ts";
 import { autogroupOf } from "../../support/scheduling.ts";
 import { costlyRequests } from "./hostile.ts";
-import { type Answer, send } from "./send.ts";
-
-/** What a thread did while one request was out, in ms (Linux /proc/<pid>/schedstat). */
-export interface ThreadTimes {
-  runMs: number;
-  waitMs: number;
-}
+import { sendTimed, type TimedAnswer } from "./send.ts";
 
 export interface RemoteRun {
-  answers: (Answer & { gateway?: ThreadTimes; client?: ThreadTimes })[];
+  answers: TimedAnswer[];
   /** Requests that got no HTTP answer at all. */
   failures: string[];
   seconds: number;
@@ -64,41 +58,18 @@ export function runRemoteClient(port: number, perKind: number, maxBodyBytes: num
   });
 }
 
-/** A thread's total time on a CPU and waiting for one, in ms; undefined where the kernel does not keep it. */
-export function threadTimes(pid: number | "self"): ThreadTimes | undefined {
-  try {
-    const [run, wait] = fs.readFileSync(`/proc/${pid}/schedstat`, "utf8").trim().split(/\s+/).map(Number);
-    return run === undefined || wait === undefined ? undefined : { runMs: run / 1e6, waitMs: wait / 1e6 };
-  } catch {
-    return undefined;
-  }
-}
-
-/** What the thread did between two readings. */
-export function between(before: ThreadTimes | undefined, after: ThreadTimes | undefined): ThreadTimes | undefined {
-  const r = (ms: number) => Math.round(ms * 10) / 10;
-  return before && after ? { runMs: r(after.runMs - before.runMs), waitMs: r(after.waitMs - before.waitMs) } : undefined;
-}
-
 async function main(argv: string[]): Promise<void> {
   const [port, perKind, maxBodyBytes, gatewayPid] = argv.map(Number);
   if (!port || !perKind || !maxBodyBytes) throw new Error("usage: remote-client.ts <port> <perKind> <maxBodyBytes> [gatewayPid]");
   setCpuPriority(CLIENT_NICE, pino({ level: "warn" }, pino.destination(2)));
   const loop = monitorEventLoopDelay({ resolution: 10 });
   loop.enable();
-  const answers: RemoteRun["answers"] = [];
+  const answers: TimedAnswer[] = [];
   const failures: string[] = [];
   const t0 = performance.now();
   for (const r of costlyRequests(perKind, maxBodyBytes)) {
     try {
-      const gatewayBefore = gatewayPid ? threadTimes(gatewayPid) : undefined;
-      const clientBefore = threadTimes("self");
-      const answer = await send(port, r);
-      answers.push({
-        ...answer,
-        gateway: between(gatewayBefore, gatewayPid ? threadTimes(gatewayPid) : undefined),
-        client: between(clientBefore, threadTimes("self")),
-      });
+      answers.push(await sendTimed(port, r, gatewayPid || undefined));
     } catch (e) {
       failures.push(`${r.kind}: ${(e as Error).message}`);
     }

@@ -2,6 +2,7 @@
 import http from "node:http";
 import { Readable } from "node:stream";
 
+import { between, type ThreadTimes, threadTimes } from "../../support/scheduling.ts";
 import type { HostileRequest } from "./hostile.ts";
 
 export interface Answer {
@@ -58,6 +59,29 @@ export function send(
     req.on("timeout", () => req.destroy(new Error("timed out")));
     writeBody(req, r.body);
   });
+}
+
+/** An answer with what the gateway's main thread and the sender's did while it was out. */
+export interface TimedAnswer extends Answer {
+  gateway?: ThreadTimes;
+  client?: ThreadTimes;
+}
+
+/** send(), reading the schedstat of the gateway (given its pid) and of this process around it. */
+export async function sendTimed(
+  port: number,
+  r: HostileRequest,
+  gatewayPid: number | undefined,
+  opts?: Parameters<typeof send>[2],
+): Promise<TimedAnswer> {
+  const gatewayBefore = gatewayPid ? threadTimes(gatewayPid) : undefined;
+  const clientBefore = threadTimes("self");
+  const answer = await send(port, r, opts);
+  return {
+    ...answer,
+    gateway: between(gatewayBefore, gatewayPid ? threadTimes(gatewayPid) : undefined),
+    client: between(clientBefore, threadTimes("self")),
+  };
 }
 
 /** Sends a HostileRequest's body on `req` and ends it. */
