@@ -8,6 +8,7 @@ import fs from "node:fs";
 
 import type { Config } from "../common/config.ts";
 import { statFields } from "../common/proc-stat.ts";
+import { threadTimes } from "../tests/support/scheduling.ts";
 
 const TICKS_PER_SECOND = 100;
 
@@ -175,4 +176,22 @@ export function describeCores(u: CpuUsage, min = 0.03): string {
     .sort((x, y) => y[1] - x[1])
     .map(([g, c]) => `${g} ${c.toFixed(2)}`)
     .join(", ");
+}
+
+const WAKES = 100;
+const WAKE_SLEEP_MS = 10;
+
+/**
+ * What this machine charges a thread for sleeping and being woken: this process's main thread's
+ * time on a CPU per 10 ms timer sleep, over 100 sleeps. The JavaScript run per wake is a few µs;
+ * the rest is what the kernel and the hypervisor count to the thread for putting it to sleep
+ * and waking it. A process that waits between small pieces of work (a gateway lookup waiting on
+ * its store) pays it on each; a saturated one seldom sleeps. Undefined where the kernel keeps no
+ * schedstat.
+ */
+export async function wakeCostUs(): Promise<number | undefined> {
+  const before = threadTimes("self");
+  for (let i = 0; i < WAKES; i++) await new Promise((resolve) => setTimeout(resolve, WAKE_SLEEP_MS));
+  const after = threadTimes("self");
+  return before && after ? ((after.runMs - before.runMs) * 1000) / WAKES : undefined;
 }

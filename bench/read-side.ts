@@ -1,7 +1,8 @@
 // The read side: an attempt log of realistic size, written with insertMany in
 // the shape the consumer writes (and with the indexes it creates), then
 // `messageHistory` under 50 connections against `{ __typename }` on the same
-// gateway, then what a refused megabyte of tokens costs it.
+// gateway, then what a refused megabyte of tokens costs it, and what the lookup's
+// MongoDB call costs by itself, made from this process.
 import http from "node:http";
 
 import autocannon from "autocannon";
@@ -11,6 +12,7 @@ import { createAttemptLog, LOG_COLLECTION, type LogDocument } from "../common/at
 import type { Config } from "../common/config.ts";
 import { type System } from "../common/contract.ts";
 import { createLogger } from "../common/logger.ts";
+import { createMongo } from "../common/stores.ts";
 import { orderMessageId } from "../gateway/src/services/message-id.ts";
 import type { BenchContext, RunningGateway } from "./context.ts";
 import { HISTORY } from "./gql.ts";
@@ -207,10 +209,14 @@ export interface ReadResult {
   /** Megabyte documents of tokens sent one at a time, each refused (TOO_MANY_TOKENS). */
   refused: { requests: number; bytes: number; p50Ms: number; p99Ms: number };
   cpu: { trivial: CpuUsage; history: CpuUsage; refused: CpuUsage };
+  /** The gateway's MongoDB call for messageHistory, made from the bench process without the gateway. */
+  driverAlone: DriverAlone;
   drainSeconds: number;
 }
 
 const REFUSED_REQUESTS = 200;
+/** Lookups the driver makes alone: a few seconds at the rates measured here. */
+const DRIVER_LOOKUPS = 2000;
 const REFUSED_BYTES = 1024 * 1024;
 
 /** One POST on its own connection; resolves with the time to the answer's end and its text. */
@@ -250,6 +256,47 @@ async function refuseMegabytes(port: number): Promise<ReadResult["refused"]> {
   ms.sort((a, b) => a - b);
   const at = (q: number) => ms[Math.min(ms.length - 1, Math.ceil(q * ms.length) - 1)]!;
   return { requests: REFUSED_REQUESTS, bytes: REFUSED_BYTES, p50Ms: at(0.5), p99Ms: at(0.99) };
+}
+
+export interface DriverAlone {
+  lookups: number;
+  inFlight: number;
+  /** This process's CPU (every thread, as /proc counts a process) per lookup. */
+  cpuUsPerLookup: number;
+}
+
+/**
+ * The attempt log's `history` call, the one messageHistory makes, from this process with the
+ * gateway's client settings and `inFlight` at once: what the driver and its BSON cost per lookup
+ * with no HTTP or GraphQL around them.
+ */
+async function driverAlone(s: Scenario, pick: () => string, inFlight: number): Promise<DriverAlone> {
+  const client = createMongo(s.config);
+  try {
+    const log = createAttemptLog({
+      db: client.db(s.config.mongo.database),
+      config: s.config,
+      logger: createLogger(s.config, "bench"),
+    });
+    // Warm: the pool's connections and the driver's code paths.
+    await Promise.all(Array.from({ length: inFlight }, () => log.history(pick())));
+    let left = DRIVER_LOOKUPS;
+    let found = 0;
+    const c0 = process.cpuUsage();
+    await Promise.all(
+      Array.from({ length: inFlight }, async () => {
+        while (left-- > 0) {
+          const docs = await log.history(pick());
+          found += docs.length;
+        }
+      }),
+    );
+    const c = process.cpuUsage(c0);
+    if (found === 0) throw new Error("the attempt log's history call found no documents for ids that are in the log");
+    return { lookups: DRIVER_LOOKUPS, inFlight, cpuUsPerLookup: (c.user + c.system) / DRIVER_LOOKUPS };
+  } finally {
+    await client.close();
+  }
 }
 
 export async function runReadSide(ctx: BenchContext, s: Scenario, fill: LogFill): Promise<ReadResult> {
@@ -299,6 +346,8 @@ export async function runReadSide(ctx: BenchContext, s: Scenario, fill: LogFill)
     gateway = undefined;
     // Lookups the load tool abandoned keep scanning on the server; let them finish before the next step.
     const drainSeconds = await waitForFerretQuiet(ctx, s.config.mongo.database, 120_000);
+    progress(`read: the lookup's MongoDB call alone, ${fmt(DRIVER_LOOKUPS)} times, ${options.connections} at once`);
+    const alone = await driverAlone(s, pick, options.connections);
     progress(
       `read: trivial ${fmt(trivial.requestsPerSecond)} req/s (p99 ${fmt(trivial.p99Ms)} ms); messageHistory ${fmt(history.requestsPerSecond, 1)} req/s ` +
         `(p50 ${fmt(history.p50Ms)} ms, p99 ${fmt(history.p99Ms)} ms, ${history.timeouts} timeouts)` +
@@ -316,6 +365,7 @@ export async function runReadSide(ctx: BenchContext, s: Scenario, fill: LogFill)
       historyDocsPerCall: docsSeen / 5,
       refused,
       cpu: { trivial: trivialCpu, history: historyCpu, refused: refusedCpu },
+      driverAlone: alone,
       drainSeconds,
     };
   } finally {

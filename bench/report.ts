@@ -46,11 +46,13 @@ export interface RunInfo {
   startedAt: Date;
   seconds: number;
   scaled: string[];
+  /** µs of CPU a thread is charged per 10 ms sleep and wake, measured at the start (wakeCostUs). */
+  wakeUs: number | undefined;
 }
 
 /** Prints the run's report on stdout and writes it to bench/results/<start>.json and latest.json. */
 export function report(run: RunInfo, results: Results, errors: StepErrors): void {
-  const { options, startedAt, seconds, scaled } = run;
+  const { options, startedAt, seconds, scaled, wakeUs } = run;
   const targets = targetChecks(results);
   const rows = buildRows(results, options, errors, targets);
   const cpu = cpuLines(results);
@@ -61,6 +63,9 @@ export function report(run: RunInfo, results: Results, errors: StepErrors): void
     ...(Object.keys(options.consumerEnv).length ? [`consumer settings: ${JSON.stringify(options.consumerEnv)}`] : []),
     ...(Object.keys(options.gatewayEnv).length ? [`gateway settings: ${JSON.stringify(options.gatewayEnv)}`] : []),
     `gateway launched as: ${launchLine(options)}`,
+    ...(wakeUs === undefined
+      ? []
+      : [`a thread's sleep and wake costs it ${fmt(wakeUs)} µs of CPU here (10 ms timer sleeps, at the start)`]),
     "",
     renderTable(rows),
     "",
@@ -82,7 +87,7 @@ export function report(run: RunInfo, results: Results, errors: StepErrors): void
       label: options.label ?? null,
       startedAt: startedAt.toISOString(),
       seconds,
-      machine: { cores: os.availableParallelism(), node: process.version, loadavg: os.loadavg() },
+      machine: { cores: os.availableParallelism(), node: process.version, loadavg: os.loadavg(), wakeUs: wakeUs ?? null },
       options: { ...options, steps: [...options.steps] },
       scaled,
       targets: TARGETS,

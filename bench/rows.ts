@@ -147,6 +147,14 @@ function readRows(r: Results): Row[] {
     },
     info("  messageHistory p50 (ms)", none ? `none done in ${seconds} s` : fmt(history.p50Ms)),
     info("  one messageHistory alone (ms)", fmt(r.read.serialHistoryMs)),
+    ...(r.read.driverAlone
+      ? [
+          info(
+            `  its MongoDB call alone, ${r.read.driverAlone.inFlight} at once: bench driver CPU per lookup (µs)`,
+            fmt(r.read.driverAlone.cpuUsPerLookup),
+          ),
+        ]
+      : []),
     ...(history.timeouts > 0 ? [info("  messageHistory timeouts (30 s)", fmt(history.timeouts))] : []),
     ...(r.read.refused
       ? [

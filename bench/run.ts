@@ -6,6 +6,7 @@
 import path from "node:path";
 
 import { createContext } from "./context.ts";
+import { wakeCostUs } from "./machine.ts";
 import { type Options, parseOptions, UsageError } from "./options.ts";
 import { killChildren, ROOT } from "./processes.ts";
 import { progress } from "./progress.ts";
@@ -39,6 +40,7 @@ async function main(): Promise<number> {
     });
   }
 
+  const wakeUs = await wakeCostUs();
   const scaled = scaledNotes(options);
   for (const n of scaled) progress(`scaled: ${n}`);
   progress(`steps: ${[...options.steps].join(", ")}; logs and profiles in ${path.relative(ROOT, ctx.outDir)}`);
@@ -52,7 +54,7 @@ async function main(): Promise<number> {
     await cleanup();
   }
   const seconds = (performance.now() - t0) / 1000;
-  report({ runId: world.id, options, startedAt, seconds, scaled }, results, errors);
+  report({ runId: world.id, options, startedAt, seconds, scaled, wakeUs }, results, errors);
   return Object.keys(errors).length ? 1 : 0;
 }
 
