@@ -8,7 +8,8 @@ import fs from "node:fs";
 
 import type { Config } from "../common/config.ts";
 import { statFields } from "../common/proc-stat.ts";
-import { threadTimes } from "../tests/support/scheduling.ts";
+import { between, threadTimes } from "../tests/support/scheduling.ts";
+import { sleep } from "./progress.ts";
 
 const TICKS_PER_SECOND = 100;
 
@@ -191,7 +192,7 @@ const WAKE_SLEEP_MS = 10;
  */
 export async function wakeCostUs(): Promise<number | undefined> {
   const before = threadTimes("self");
-  for (let i = 0; i < WAKES; i++) await new Promise((resolve) => setTimeout(resolve, WAKE_SLEEP_MS));
-  const after = threadTimes("self");
-  return before && after ? ((after.runMs - before.runMs) * 1000) / WAKES : undefined;
+  for (let i = 0; i < WAKES; i++) await sleep(WAKE_SLEEP_MS);
+  const spent = between(before, threadTimes("self"));
+  return spent ? (spent.runMs * 1000) / WAKES : undefined;
 }

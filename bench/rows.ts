@@ -147,24 +147,16 @@ function readRows(r: Results): Row[] {
     },
     info("  messageHistory p50 (ms)", none ? `none done in ${seconds} s` : fmt(history.p50Ms)),
     info("  one messageHistory alone (ms)", fmt(r.read.serialHistoryMs)),
-    ...(r.read.driverAlone
-      ? [
-          info(
-            `  its MongoDB call alone, ${r.read.driverAlone.inFlight} at once: bench driver CPU per lookup (µs)`,
-            fmt(r.read.driverAlone.cpuUsPerLookup),
-          ),
-        ]
-      : []),
+    info(
+      `  its MongoDB call alone, ${r.read.driverAlone.inFlight} at once: bench driver CPU per lookup (µs)`,
+      fmt(r.read.driverAlone.cpuUsPerLookup),
+    ),
     ...(history.timeouts > 0 ? [info("  messageHistory timeouts (30 s)", fmt(history.timeouts))] : []),
-    ...(r.read.refused
-      ? [
-          info(
-            `megabyte of tokens refused, ${fmt(r.read.refused.requests)} one at a time: p50 / p99 (ms)`,
-            `${fmt(r.read.refused.p50Ms, 1)} / ${fmt(r.read.refused.p99Ms, 1)}`,
-          ),
-          info("  gateway CPU per refusal (µs)", fmt(cpuPer(r.read.cpu.refused, "gateway", r.read.refused.requests))),
-        ]
-      : []),
+    info(
+      `megabyte of tokens refused, ${fmt(r.read.refused.requests)} one at a time: p50 / p99 (ms)`,
+      `${fmt(r.read.refused.p50Ms, 1)} / ${fmt(r.read.refused.p99Ms, 1)}`,
+    ),
+    info("  gateway CPU per refusal (µs)", fmt(cpuPer(r.read.cpu.refused, "gateway", r.read.refused.requests))),
   ];
 }
 
