@@ -7,6 +7,13 @@
 // attempt log creates there only the unique one that makes claims exclusive.
 // Given its PostgreSQL backend, add GIN indexes so that messageHistory and
 // Order.history stop scanning the whole log.
+//
+// FerretDB also names a filter's field in a parameter (`_jsonb->$1 @> $2`, one prepared
+// statement for every single-field equality). PostgreSQL may keep a generic plan for a
+// statement after five runs, and a generic plan cannot use an index on one field's
+// expression: once a connection has run a few lookups by an unindexed field (messages by
+// status or system, which scan), its messageId lookups would scan the log as well. So the
+// backend database plans every statement with its values (plan_cache_mode).
 import type { Db } from "mongodb";
 import pg from "pg";
 
@@ -22,6 +29,38 @@ export async function isFerretDB(db: Db): Promise<boolean> {
   return "ferretdbVersion" in info;
 }
 
+const PLAN_WITH_VALUES = "plan_cache_mode=force_custom_plan";
+
+/** Whether the connected database has PLAN_WITH_VALUES for every role. */
+async function hasPlanWithValues(client: pg.Client): Promise<boolean> {
+  const { rows } = await client.query(
+    `select 1 from pg_db_role_setting s join pg_database d on d.oid = s.setdatabase
+      where d.datname = current_database() and s.setrole = 0 and $1 = any(s.setconfig)`,
+    [PLAN_WITH_VALUES],
+  );
+  return rows.length > 0;
+}
+
+/** Sets PLAN_WITH_VALUES on FerretDB's backend database; its connections opened from then on plan with values. */
+async function setPlanWithValues(client: pg.Client, logger: Logger): Promise<void> {
+  if (await hasPlanWithValues(client)) return;
+  const database = (await client.query<{ name: string }>("select current_database() as name")).rows[0]!.name;
+  try {
+    await client.query(`alter database ${pg.escapeIdentifier(database)} set ${PLAN_WITH_VALUES}`);
+    logger.info(
+      { database },
+      "FerretDB's backend now plans each statement with its values (plan_cache_mode); connections FerretDB opened before keep their plans until it reconnects",
+    );
+  } catch (err) {
+    // Another process starting at the same time may have set it first.
+    if (await hasPlanWithValues(client).catch(() => false)) return;
+    logger.warn(
+      { err: errorMessage(err) },
+      `could not set ${PLAN_WITH_VALUES} on the FerretDB backend; put it in FerretDB's PostgreSQL URL, or its lookups may scan the log`,
+    );
+  }
+}
+
 /** Adds GIN lookup indexes on `fields` of `collection`, for a `db` served by FerretDB over `backendUrl`. */
 export async function indexFerretBackend(opts: {
   db: Db;
@@ -35,6 +74,7 @@ export async function indexFerretBackend(opts: {
   const client = new pg.Client({ connectionString: opts.backendUrl, connectionTimeoutMillis: 3000 });
   try {
     await client.connect();
+    await setPlanWithValues(client, logger);
     const schema = db.databaseName;
     const found = await client.query<{ table: string }>(
       `select _jsonb->>'table' as table from ${pg.escapeIdentifier(schema)}._ferretdb_database_metadata where _jsonb->>'_id' = $1`,

@@ -361,8 +361,10 @@ mongo_up() {
     pg_up
     # FerretDB's default pool (50) stalls for good once that many operations wait on it; each
     # process caps its own client at MONGO_MAX_POOL_SIZE, so this is room for several of them.
+    # It names a filter's field in a parameter, so a generic plan cannot use a lookup index:
+    # plan every statement with its values (common/ferretdb-indexes.ts).
     nohup "$bin" -listen "127.0.0.1:$MONGO_PORT" -handler postgresql \
-      -postgresql-url "postgres://postgres@127.0.0.1:$PG_PORT/ferretdb?pool_max_conns=150" >"$log" 2>&1 &
+      -postgresql-url "postgres://postgres@127.0.0.1:$PG_PORT/ferretdb?pool_max_conns=150&plan_cache_mode=force_custom_plan" >"$log" 2>&1 &
     echo $! >"$RUN/mongo.pid"
   fi
   wait_for "MongoDB-compatible server" 30 "$log" mongo_ready

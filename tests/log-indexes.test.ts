@@ -7,6 +7,7 @@ import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 
 import { createAttemptLog, type LogDocument } from "../common/attempt-log.ts";
+import { sleep } from "../common/errors.ts";
 import { createTestEnv, type TestEnv } from "./support/env.ts";
 import { probeLogServer } from "./support/server-kind.ts";
 
@@ -104,6 +105,72 @@ describe("attempt log lookups", () => {
       for (const r of rows) expect(r.reloptions, r.relname).toContain("gin_pending_list_limit=64");
     } finally {
       await client.end();
+    }
+  });
+
+  // FerretDB sends every single-field equality as one prepared statement, `_jsonb->$1 @> $2`, the
+  // field's name a parameter. After five runs PostgreSQL may keep a generic plan for it, which
+  // cannot use an index on one field's expression: once a connection has run a few lookups by
+  // status or system (scans, as no index serves them), its messageId lookups scan the log too.
+  it.runIf(server.ferretdb)("on FerretDB, messageHistory keeps its index after lookups by status and system", async () => {
+    const backend = new pg.Client({ connectionString: env.config.mongo.ferretdbBackendUrl });
+    await backend.connect();
+    try {
+      await env.log.ensureIndexes();
+      // The log table's sequential scans and its messageId index's scans.
+      const counters = async () => {
+        const { rows } = await backend.query<{ seq: string; lookups: string }>(
+          `select t.seq_scan as seq, i.idx_scan as lookups from pg_stat_user_tables t
+             join pg_stat_user_indexes i on i.relid = t.relid and i.indexrelname like '%\\_messageid\\_lookup'
+            where t.schemaname = $1`,
+          [env.config.mongo.database],
+        );
+        expect(rows).toHaveLength(1);
+        return { seq: Number(rows[0]!.seq), lookups: Number(rows[0]!.lookups) };
+      };
+      // FerretDB's backends report their counters within 10 s of going idle.
+      const reported = async (from: { seq: number; lookups: number }, scans: number) => {
+        for (let i = 0; i < 60; i++) {
+          const now = await counters();
+          if (now.seq - from.seq + (now.lookups - from.lookups) >= scans) return now;
+          await sleep(250);
+        }
+        throw new Error(`FerretDB's backends did not report ${scans} scans of the log in 15 s`);
+      };
+      // An operator browsing the dead letters, and the other system's entries (there are none).
+      const start = await counters();
+      for (let i = 0; i < 8; i++) {
+        expect(await env.log.page({ status: "DEAD_LETTERED" }, 5)).toEqual([]);
+        expect(await env.log.page({ system: "SYSTEM2" }, 5)).toEqual([]);
+      }
+      const LOOKUPS = 20;
+      for (let i = 0; i < LOOKUPS; i++) expect(await env.log.history(`m-${i}`)).toHaveLength(1);
+      // Each page is one scan of the log; each lookup one scan of the index, or of the log.
+      const after = await reported(start, 16 + LOOKUPS);
+      expect(after.seq - start.seq, "sequential scans of the log").toBe(16);
+      expect(after.lookups - start.lookups).toBe(LOOKUPS);
+    } finally {
+      await backend.end();
+    }
+  });
+
+  it.runIf(server.ferretdb)("on FerretDB, has its backend database plan each statement with its values", async () => {
+    const backend = new pg.Client({ connectionString: env.config.mongo.ferretdbBackendUrl });
+    await backend.connect();
+    try {
+      const settings = async () =>
+        (
+          await backend.query<{ setconfig: string[] }>(
+            "select s.setconfig from pg_db_role_setting s join pg_database d on d.oid = s.setdatabase where d.datname = current_database() and s.setrole = 0",
+          )
+        ).rows.flatMap((r) => r.setconfig);
+      const name = backend.escapeIdentifier((await backend.query<{ db: string }>("select current_database() as db")).rows[0]!.db);
+      await backend.query(`alter database ${name} reset plan_cache_mode`);
+      expect(await settings()).not.toContain("plan_cache_mode=force_custom_plan");
+      await env.log.ensureIndexes();
+      expect(await settings()).toContain("plan_cache_mode=force_custom_plan");
+    } finally {
+      await backend.end();
     }
   });
 
