@@ -111,6 +111,11 @@ export interface AttemptLog {
   history(messageId: string): Promise<LogDocument[]>;
   historyForOrders(keys: { system: System; orderId: number }[]): Promise<LogDocument[]>;
   page(filter: LogFilter, first: number, afterId?: ObjectId): Promise<LogDocument[]>;
+  /**
+   * Whether `page(filter, …)` reads every entry the filter matches: on FerretDB, which sorts in
+   * its own process, unless an order or message id narrows it through a lookup index.
+   */
+  scans(filter: LogFilter): boolean;
   count(filter: LogFilter): Promise<number>;
   expiryFrom(processedAt: Date): Date;
 }
@@ -320,6 +325,7 @@ export function createAttemptLog(opts: { db: Db; config: Config; logger: Logger 
       if (afterId) q._id = { $lt: afterId };
       return collection.find(q).sort({ _id: -1 }).limit(first).toArray();
     },
+    scans: (filter) => equalitiesOnly && filter.orderId == null && !filter.messageId,
     count: (filter) => collection.countDocuments(toQuery(filter)),
   };
 }

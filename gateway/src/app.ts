@@ -16,6 +16,7 @@ import { createShutdownState, drainAndClose } from "./drain.ts";
 import { createGraphiQLAssetsHandler, graphiqlOptions, renderGraphiQL } from "./graphiql.ts";
 import { createRequestHandler } from "./http-routes.ts";
 import { makeLoaders } from "./loaders.ts";
+import { createLogScans } from "./log-scans.ts";
 import { createMaskError } from "./mask-error.ts";
 import { boundedParserCache } from "./parse-cache.ts";
 import { gatewayPlugins } from "./plugins.ts";
@@ -39,6 +40,7 @@ export interface Gateway {
 export function createGateway(deps: Deps, extraChecks: Check[] = []): Gateway {
   const { config, logger } = deps;
   const shutdown = createShutdownState();
+  const logScans = createLogScans(config.gateway.logScans);
 
   const yoga = createYoga<Record<string, never>, Context>({
     schema,
@@ -59,6 +61,7 @@ export function createGateway(deps: Deps, extraChecks: Check[] = []): Gateway {
         request,
         authenticated: config.gateway.token ? tokenMatches(config.gateway.token, request.headers.get("authorization")) : true,
         budget,
+        logScans,
         loaders: makeLoaders(deps, budget),
       };
     },

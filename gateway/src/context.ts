@@ -9,6 +9,7 @@ import type { System } from "../../common/contract.ts";
 import type { Logger } from "../../common/logger.ts";
 import type { EndputClient, SourceClients } from "../../common/prisma-clients.ts";
 import type { Tracing } from "../../common/tracing.ts";
+import type { LogScans } from "./log-scans.ts";
 import type { GatewayMetrics } from "./metrics.ts";
 import type { PubSub } from "./pubsub.ts";
 import type { RequestBudget } from "./request-budget.ts";
@@ -32,5 +33,7 @@ export interface Context extends Deps {
   authenticated: boolean;
   /** Every store call of this request goes through it (see request-budget.ts). */
   budget: RequestBudget;
+  /** The gateway's pages that read the whole attempt log (see log-scans.ts). */
+  logScans: LogScans;
   loaders: { history: DataLoader<{ system: System; orderId: number }, LogDocument[], string> };
 }

@@ -78,9 +78,9 @@ builder.queryField("messages", (t) =>
         const afterKey = decodeCursor("LogEntry", after);
         const afterId = afterKey === undefined ? undefined : parseObjectId(afterKey);
         if (afterKey !== undefined && !afterId) throw badInput("after is not a valid cursor", "after");
-        const rows = await ctx.budget.run("mongodb", () =>
-          ctx.log.page({ system: args.system, status: args.status, orderId: args.orderId }, first + 1, afterId),
-        );
+        const filter = { system: args.system, status: args.status, orderId: args.orderId };
+        const page = () => ctx.log.page(filter, first + 1, afterId);
+        const rows = await ctx.budget.run("mongodb", () => (ctx.log.scans(filter) ? ctx.logScans.run(page) : page()));
         return pageOf(rows, first, (d) => encodeCursor("LogEntry", String(d._id)), after != null);
       },
     },
