@@ -9,6 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createAttemptLog, type LogDocument } from "../common/attempt-log.ts";
 import { sleep } from "../common/errors.ts";
 import { createTestEnv, type TestEnv } from "./support/env.ts";
+import { logEntry } from "./support/log-entry.ts";
 import { probeLogServer } from "./support/server-kind.ts";
 
 const server = await probeLogServer();
@@ -18,24 +19,7 @@ beforeAll(async () => {
   env = await createTestEnv();
   await env.log.collection.insertMany(
     // Enough documents that a planner prefers an index to a scan.
-    Array.from({ length: 5000 }, (_, i) => ({
-      messageId: `m-${i}`,
-      round: 0,
-      attempt: 1,
-      status: "SUCCEEDED" as const,
-      requiredAttempts: 1,
-      maxAttempts: 5,
-      system: "SYSTEM1" as const,
-      orderId: i,
-      publishedAt: new Date(),
-      order: { product: "x", price: "1.00", securityCheck: true },
-      error: null,
-      processedAt: new Date(),
-      expiresAt: null,
-      retained: false,
-      durationMs: 1,
-      consumerId: "t",
-    })),
+    Array.from({ length: 5000 }, (_, i) => logEntry({ messageId: `m-${i}`, orderId: i, expiresAt: null })),
   );
 });
 

@@ -6,10 +6,10 @@
 import { print } from "graphql";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 
-import type { LogDocument } from "../common/attempt-log.ts";
 import { sleep } from "../common/errors.ts";
 import { graphql } from "../gateway/client/graphql.ts";
 import { createTestEnv, type TestEnv } from "./support/env.ts";
+import { logEntry } from "./support/log-entry.ts";
 import { probeLogServer } from "./support/server-kind.ts";
 import { typedGql } from "./typed-gql.ts";
 
@@ -23,24 +23,7 @@ const REQUEST_TIMEOUT_MS = 500;
 beforeAll(async () => {
   env = await createTestEnv({ GATEWAY_REQUEST_TIMEOUT_MS: String(REQUEST_TIMEOUT_MS) });
   await env.log.ensureIndexes();
-  const docs: LogDocument[] = Array.from({ length: 20_000 }, (_, i) => ({
-    messageId: `m-${i}`,
-    round: 0,
-    attempt: 1,
-    status: "SUCCEEDED",
-    requiredAttempts: 1,
-    maxAttempts: 5,
-    system: "SYSTEM1",
-    orderId: i,
-    publishedAt: new Date(),
-    order: { product: "x", price: "1.00", securityCheck: true },
-    error: null,
-    processedAt: new Date(),
-    expiresAt: null,
-    retained: false,
-    durationMs: 1,
-    consumerId: "t",
-  }));
+  const docs = Array.from({ length: 20_000 }, (_, i) => logEntry({ messageId: `m-${i}`, orderId: i, expiresAt: null }));
   for (let i = 0; i < docs.length; i += 1000) await env.log.collection.insertMany(docs.slice(i, i + 1000));
 });
 
