@@ -41,11 +41,14 @@ async function hasPlanWithValues(client: pg.Client): Promise<boolean> {
   return rows.length > 0;
 }
 
-/** Sets PLAN_WITH_VALUES on FerretDB's backend database; its connections opened from then on plan with values. */
+/**
+ * Sets PLAN_WITH_VALUES on FerretDB's backend database; its connections opened from then on plan
+ * with values. Never throws: the lookup indexes are worth adding either way.
+ */
 async function setPlanWithValues(client: pg.Client, logger: Logger): Promise<void> {
-  if (await hasPlanWithValues(client)) return;
-  const database = (await client.query<{ name: string }>("select current_database() as name")).rows[0]!.name;
   try {
+    if (await hasPlanWithValues(client)) return;
+    const database = (await client.query<{ name: string }>("select current_database() as name")).rows[0]!.name;
     await client.query(`alter database ${pg.escapeIdentifier(database)} set ${PLAN_WITH_VALUES}`);
     logger.info(
       { database },
