@@ -27,6 +27,17 @@ afterAll(async () => {
   await env.cleanup();
 });
 
+/** Runs fn with a client of FerretDB's PostgreSQL backend, closed afterwards. */
+async function onBackend<T>(fn: (backend: pg.Client) => Promise<T>): Promise<T> {
+  const backend = new pg.Client({ connectionString: env.config.mongo.ferretdbBackendUrl });
+  await backend.connect();
+  try {
+    return await fn(backend);
+  } finally {
+    await backend.end();
+  }
+}
+
 const usesIndex = (plan: unknown) => /IXSCAN|Index Scan/.test(JSON.stringify(plan));
 const pushedDown = (plan: Record<string, unknown>) => plan.filterPushdown === true;
 
@@ -78,18 +89,14 @@ describe("attempt log lookups", () => {
   // A GIN lookup reads every entry not yet merged into the index; at PostgreSQL's default 4 MB
   // a lookup while the log is written took 1.1 ms instead of 0.2 (BENCHMARKS.md).
   it.runIf(server.ferretdb)("on FerretDB, its backend lookups keep at most 64 kB of unmerged entries", async () => {
-    const client = new pg.Client({ connectionString: env.config.mongo.ferretdbBackendUrl });
-    await client.connect();
-    try {
+    await onBackend(async (client) => {
       const { rows } = await client.query<{ relname: string; reloptions: string[] | null }>(
         "select c.relname, c.reloptions from pg_class c join pg_namespace n on n.oid = c.relnamespace where n.nspname = $1 and c.relname like '%\\_lookup'",
         [env.config.mongo.database],
       );
       expect(rows.map((r) => r.relname.replace(/^.*_(\w+)_lookup$/, "$1")).sort()).toEqual(["messageid", "orderid"]);
       for (const r of rows) expect(r.reloptions, r.relname).toContain("gin_pending_list_limit=64");
-    } finally {
-      await client.end();
-    }
+    });
   });
 
   // FerretDB sends every single-field equality as one prepared statement, `_jsonb->$1 @> $2`, the
@@ -97,9 +104,7 @@ describe("attempt log lookups", () => {
   // cannot use an index on one field's expression: once a connection has run a few lookups by
   // status or system (scans, as no index serves them), its messageId lookups scan the log too.
   it.runIf(server.ferretdb)("on FerretDB, messageHistory keeps its index after lookups by status and system", async () => {
-    const backend = new pg.Client({ connectionString: env.config.mongo.ferretdbBackendUrl });
-    await backend.connect();
-    try {
+    await onBackend(async (backend) => {
       await env.log.ensureIndexes();
       // The log table's sequential scans and its messageId index's scans.
       const counters = async () => {
@@ -133,15 +138,11 @@ describe("attempt log lookups", () => {
       const after = await reported(start, 16 + LOOKUPS);
       expect(after.seq - start.seq, "sequential scans of the log").toBe(16);
       expect(after.lookups - start.lookups).toBe(LOOKUPS);
-    } finally {
-      await backend.end();
-    }
+    });
   });
 
   it.runIf(server.ferretdb)("on FerretDB, has its backend database plan each statement with its values", async () => {
-    const backend = new pg.Client({ connectionString: env.config.mongo.ferretdbBackendUrl });
-    await backend.connect();
-    try {
+    await onBackend(async (backend) => {
       const settings = async () =>
         (
           await backend.query<{ setconfig: string[] }>(
@@ -153,9 +154,7 @@ describe("attempt log lookups", () => {
       expect(await settings()).not.toContain("plan_cache_mode=force_custom_plan");
       await env.log.ensureIndexes();
       expect(await settings()).toContain("plan_cache_mode=force_custom_plan");
-    } finally {
-      await backend.end();
-    }
+    });
   });
 
   it.runIf(server.ferretdb)("on FerretDB, keeps only the unique claim index, dropping earlier versions' lookups", async () => {

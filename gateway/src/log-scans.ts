@@ -5,6 +5,7 @@
 // held until the log server answers, also after the request gave up on it (REQUEST_TIMEOUT),
 // since the server goes on reading until then.
 import { DomainError } from "./errors.ts";
+import { perClient } from "./rate-limits.ts";
 
 export interface LogScans {
   /** Runs one scanning page, or throws RATE_LIMITED (`extensions.limit: "logScans"`) when as many run already. */
@@ -12,21 +13,21 @@ export interface LogScans {
 }
 
 export function createLogScans(max: number): LogScans {
-  let running = 0;
+  // One allowance for the whole gateway: every client's pages read the same log.
+  const slots = perClient(max);
   return {
     async run(fn) {
-      if (running >= max) {
+      if (!slots.take("gateway")) {
         throw new DomainError(
           "RATE_LIMITED",
           `at most ${max} messages page(s) that read the whole attempt log at once: filter by orderId, or try again when it finishes`,
           { limit: "logScans", logScans: max, http: { status: 429 } },
         );
       }
-      running++;
       try {
         return await fn();
       } finally {
-        running--;
+        slots.release("gateway");
       }
     },
   };
