@@ -60,7 +60,7 @@ async function outage(
   await sleep(SETTLE_MS);
   const settled = await attemptsDone(w);
   const ready = await readiness(consumerPort);
-  await sleep(OUTAGE_MS - (Date.now() - started));
+  await sleep(Math.max(0, OUTAGE_MS - (Date.now() - started)));
   const atEnd = await attemptsDone(w);
   await up();
   const downMs = Date.now() - started;

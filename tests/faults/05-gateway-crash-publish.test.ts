@@ -12,7 +12,7 @@ import { duplicatesSeen, readiness } from "./support/processes.ts";
 import { startReport } from "./support/report.ts";
 import { createWorld, type World } from "./support/world.ts";
 
-const ORDERS = 30_000;
+const ORDERS = 20_000;
 // The lock of the killed publish expires by itself; a short TTL keeps the wait short.
 const LOCK_TTL_MS = 3_000;
 

@@ -14,7 +14,7 @@ import { readiness } from "./support/processes.ts";
 import { startReport } from "./support/report.ts";
 import { createWorld, type World } from "./support/world.ts";
 
-const PER_SYSTEM = 50_000;
+const PER_SYSTEM = 30_000;
 const CLIENTS = 20;
 // Each client polls: a request, then a one-second pause.
 const POLL_PAUSE_MS = 1_000;
@@ -91,9 +91,8 @@ describe("7. load held", () => {
     const publishSeconds = (Date.now() - t0) / 1000;
     expect(published).toEqual([PER_SYSTEM, PER_SYSTEM]);
 
-    // A hang detector, not a speed target (speed is measured by make bench): on the 2-core
-    // development machine this drain has taken 335 to 408 s, and more than 600 s on 2 December
-    // while its host ran memory-bound work four to thirty times slower than usual. It fails once
+    // A hang detector, not a speed target (speed is measured by make bench): how long this drain
+    // takes on the 2-core development machine varies twofold with its host's load. It fails once
     // nothing has left the queues for two minutes, and in any case after 25.
     await report.time("drain", () => waitDrained(w, { timeoutMs: 1_500_000, stalledMs: 120_000 }));
     const processSeconds = (Date.now() - t0) / 1000;
