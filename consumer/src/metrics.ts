@@ -1,6 +1,7 @@
-import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from "prom-client";
+import { Counter, Gauge, Histogram, Registry } from "prom-client";
 
 import { SYSTEMS } from "../../common/contract.ts";
+import { collectProcessMetrics } from "../../common/process-metrics.ts";
 
 export type ConsumerMetrics = ReturnType<typeof createConsumerMetrics>;
 
@@ -10,7 +11,7 @@ const STORE_STEPS = ["mongo", "endput", "redis"] as const;
 
 export function createConsumerMetrics() {
   const registry = new Registry();
-  collectDefaultMetrics({ register: registry, prefix: "tentativa_consumer_" });
+  collectProcessMetrics(registry, "tentativa_consumer_");
   let oldestUnackedAt: () => number | null = () => null;
   new Gauge({
     name: "tentativa_consumer_oldest_unacked_seconds",

@@ -1,12 +1,13 @@
 // The gateway's Prometheus registry: GraphQL metrics from Yoga's plugin, publishing
 // counters, and the gauges operators page on (metrics-gauges.ts), read at scrape time.
 import type { Redis } from "ioredis";
-import { collectDefaultMetrics, Counter, Registry } from "prom-client";
+import { Counter, Registry } from "prom-client";
 
 import type { Broker } from "../../common/broker.ts";
 import type { Config } from "../../common/config.ts";
 import { SYSTEMS } from "../../common/contract.ts";
 import type { SourceClients } from "../../common/prisma-clients.ts";
+import { collectProcessMetrics } from "../../common/process-metrics.ts";
 import { registerDeadLetterGauges, registerPendingRowsGauge, registerQueueGauges } from "./metrics-gauges.ts";
 
 export type GatewayMetrics = ReturnType<typeof createGatewayMetrics>;
@@ -14,7 +15,7 @@ export type GatewayMetrics = ReturnType<typeof createGatewayMetrics>;
 export function createGatewayMetrics(deps: { broker: Broker; redis: Redis; config: Config; sources: SourceClients }) {
   const { broker, redis, config, sources } = deps;
   const registry = new Registry();
-  collectDefaultMetrics({ register: registry, prefix: "tentativa_gateway_" });
+  collectProcessMetrics(registry, "tentativa_gateway_");
   const published = new Counter({
     name: "tentativa_published_total",
     help: "Messages published to the primary queue and confirmed by the broker, by source system",

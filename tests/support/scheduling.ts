@@ -15,6 +15,13 @@ export function autogroupOf(pid: number): { group: string; nice: number } {
   return { group: group!, nice: Number(nice) };
 }
 
+/** How often a process's main thread has gone to sleep: each time, something then woke it (/proc/<pid>/status). */
+export function sleepsOf(pid: number): number {
+  const m = /^voluntary_ctxt_switches:\s+(\d+)$/m.exec(readFileSync(`/proc/${pid}/status`, "utf8"));
+  if (!m) throw new Error(`/proc/${pid}/status has no voluntary_ctxt_switches`);
+  return Number(m[1]);
+}
+
 /** What a thread did over some span, in ms (Linux /proc/<pid>/schedstat). */
 export interface ThreadTimes {
   runMs: number;
