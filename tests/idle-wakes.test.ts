@@ -1,6 +1,7 @@
 // What an idle process costs the machine: each time its main thread sleeps, something wakes it
-// again, and here a wake costs a thread 120–260 µs of CPU (BENCHMARKS.md). A gateway and a
-// consumer with nothing to do must not wake on a timer of their own many times a second.
+// again, and a wake costs a thread 120–270 µs of CPU on the development machine (BENCHMARKS.md).
+// A gateway and a consumer with nothing to do must not wake on a timer of their own many times a
+// second.
 import { afterEach, describe, expect, it } from "vitest";
 
 import { createTestEnv, type TestEnv } from "./support/env.ts";
