@@ -33,10 +33,14 @@ describe("1b. consumer crash with batches held before their commit", () => {
     report.set({ orders: ORDERS, faults: `${ROUNDS} x (redis stop + SIGKILL consumer)` });
     expect(await publishAll(w, "SYSTEM1")).toBe(ORDERS);
 
+    // The seed's half of true orders needs 1..max attempts, its false half max: (3 max + 1) / 4 per order.
+    const maxAttempts = w.config.retry.maxAttempts;
+    const expectedAttempts = (ORDERS * (3 * maxAttempts + 1)) / 4;
     const rounds: { attemptsDone: number; resumed: number; duplicatesSeenAfter: number }[] = [];
     for (let i = 0; i < ROUNDS; i++) {
-      // Let the run reach the last attempts, where batches carry dead letters.
-      while ((await attemptsDone(w)) < (i + 2) * 2_000) await sleep(50);
+      // Let the run reach its later attempts, where batches carry dead letters: a third of the
+      // way, then a half, then two thirds.
+      while ((await attemptsDone(w)) < (expectedAttempts * (i + 2)) / (ROUNDS + 3)) await sleep(50);
       const done = await attemptsDone(w);
       redisDown = true;
       await services("stop", "redis");
