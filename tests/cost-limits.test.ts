@@ -9,6 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 
 import * as bench from "../bench/gql.ts";
 import { readConfig } from "../common/config.ts";
+import { sleep } from "../common/errors.ts";
 import type { SourceClients } from "../common/prisma-clients.ts";
 import { graphql } from "../gateway/client/graphql.ts";
 import * as shared from "../gateway/client/operations.ts";
@@ -326,8 +327,6 @@ describe("the parse cache", () => {
 });
 
 describe("the per-request budget", () => {
-  const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
   it("runs at most `concurrency` store calls at once", async () => {
     const budget = createRequestBudget({ concurrency: 3, timeoutMs: 10_000 });
     let running = 0;

@@ -4,6 +4,7 @@
 // second.
 import { afterEach, describe, expect, it } from "vitest";
 
+import { sleep } from "../common/errors.ts";
 import { createTestEnv, type TestEnv } from "./support/env.ts";
 import { sleepsOf } from "./support/scheduling.ts";
 
@@ -12,8 +13,6 @@ afterEach(async () => {
   await env?.cleanup();
   env = undefined;
 });
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** Wakes per second of each pid's main thread over `ms`. */
 async function wakesPerSecond(pids: number[], ms: number): Promise<number[]> {

@@ -2,13 +2,13 @@
 // sends it piles up as it would for a client that hung (subscriptions.test.ts, fault scenario 6b).
 import WebSocket from "ws";
 
+import { sleep } from "../../common/errors.ts";
+
 export interface Frame {
   id?: string;
   type: string;
   payload?: { errors?: { extensions?: { code?: string } }[] };
 }
-
-const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
 /** Connects, subscribes as `id` with `query`, and stops reading; resume() reads again. */
 export async function stalledSubscriber(port: number, id: string, query: string) {

@@ -1,12 +1,13 @@
 // GraphQL operations the scenarios drive the gateway with, and small waits.
 import type { System } from "../../../common/contract.ts";
+import { sleep } from "../../../common/errors.ts";
 import { counterKey } from "../../../common/keys.ts";
 import type { ResultOf } from "../../../gateway/client/graphql.ts";
 import { PUBLISH, SEED } from "../../../gateway/client/operations.ts";
 import { gqlOn } from "../../typed-gql.ts";
 import type { World } from "./world.ts";
 
-export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+export { sleep };
 
 export async function seed(world: World, system: System, count: number): Promise<void> {
   for (let left = count; left > 0; left -= 100_000) {

@@ -10,6 +10,7 @@ import path from "node:path";
 import { fileURLToPath } from "node:url";
 
 import { childEnvironment } from "../../../common/config.ts";
+import { sleep } from "../../../common/errors.ts";
 
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../../..");
 
@@ -110,8 +111,6 @@ export function tail(file: string, lines = 30): string {
     return "(no log)";
   }
 }
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 export async function launch(opts: LaunchOptions): Promise<Child> {
   const port = opts.port ?? (await freePort());
