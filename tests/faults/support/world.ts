@@ -90,10 +90,7 @@ function faultWorld(scenario: string, overrides: EnvOverrides, broker: WorldBrok
       FERRETDB_POSTGRESQL_URL: pgUrl("ferretdb"),
       RETRY_DELAY_MS: "200",
       RETRY_BACKOFF: "fixed",
-      // Three attempts, not the default five: every retry and dead-letter path is still taken
-      // (true orders need 1 to 3 attempts, false ones dead-letter after 3), and each scenario's
-      // drain, most of its time, makes 2.5 attempts per order on average instead of 4.
-      MAX_ATTEMPTS: "3",
+      MAX_ATTEMPTS: "5",
       GATEWAY_HOST: "127.0.0.1",
       LOG_LEVEL: "info",
       LOG_PRETTY: "false",
