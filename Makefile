@@ -68,7 +68,7 @@ format: install ## rewrite files with prettier and eslint --fix
 schema: install ## print schema.graphql from the Pothos schema, and the client types from it
 	@npm run -s schema:print
 
-test: test-quick ## test-quick, then the fault-injection suite (20 to 35 more minutes on 2 cores)
+test: test-quick ## test-quick, then the fault-injection suite (20 to 40 more minutes on 2 cores)
 	@echo "[test] fault-injection suite"; npm run -s test:faults
 
 test-quick: install services ## typecheck, lint and run every test against the real services
